@@ -1,0 +1,215 @@
+"""
+TLS policy: typed options + loaded material -> a configured pyOpenSSL
+C{Context}.
+
+One context is built per endpoint, when the endpoint is built, so every
+mistake surfaces then; connections only wrap it.  Defaults follow Mozilla's
+"intermediate" profile: TLS 1.2 and 1.3, forward-secret AEAD suites, no
+compression, no renegotiation, the server's cipher order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from cryptography import x509
+from OpenSSL import SSL, crypto
+from twisted.internet.interfaces import IProtocolNegotiationFactory
+from twisted.logger import Logger
+
+from ._errors import CertificateError, DescriptionError
+from ._material import Identity, fingerprint, loadCertificates
+from ._options import ClientOptions, ClientVerification, ServerOptions, TLSPolicy
+from ._protocols import versionSettings
+from ._versions import formatProtocols
+
+__all__ = [
+    "INTERMEDIATE_CIPHERS",
+    "LEGACY_CIPHERS",
+    "serverContext",
+    "clientContext",
+    "acceptableProtocols",
+]
+
+log = Logger()
+
+# Mozilla's "intermediate" TLS 1.2 suites (server side, v5.7).
+INTERMEDIATE_CIPHERS = ":".join(
+    [
+        "ECDHE-ECDSA-AES128-GCM-SHA256",
+        "ECDHE-RSA-AES128-GCM-SHA256",
+        "ECDHE-ECDSA-AES256-GCM-SHA384",
+        "ECDHE-RSA-AES256-GCM-SHA384",
+        "ECDHE-ECDSA-CHACHA20-POLY1305",
+        "ECDHE-RSA-CHACHA20-POLY1305",
+        "DHE-RSA-AES128-GCM-SHA256",
+        "DHE-RSA-AES256-GCM-SHA384",
+        "DHE-RSA-CHACHA20-POLY1305",
+    ]
+)
+# Added only when TLS 1.0 or 1.1 is asked for: those versions have no AEAD
+# suites, so without these they could never complete a handshake.
+LEGACY_CIPHERS = ":".join(
+    [
+        "ECDHE-ECDSA-AES128-SHA",
+        "ECDHE-RSA-AES128-SHA",
+        "ECDHE-ECDSA-AES256-SHA",
+        "ECDHE-RSA-AES256-SHA",
+        "AES128-SHA",
+        "AES256-SHA",
+    ]
+)
+
+
+def _baseContext(policy: TLSPolicy, *, server: bool) -> SSL.Context:
+    settings = versionSettings(policy.protocols)
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.set_min_proto_version(settings.minimum)
+    context.set_max_proto_version(settings.maximum)
+    options = SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | settings.options
+    if server:
+        options |= SSL.OP_CIPHER_SERVER_PREFERENCE
+    context.set_options(options)
+    context.set_mode(SSL.MODE_RELEASE_BUFFERS)
+    if policy.ciphers is not None:
+        ciphers = policy.ciphers
+    elif settings.legacy:
+        ciphers = INTERMEDIATE_CIPHERS + ":" + LEGACY_CIPHERS
+    else:
+        ciphers = INTERMEDIATE_CIPHERS
+    if settings.legacy:
+        # OpenSSL 3+ refuses TLS 1.0/1.1 handshakes above security level 0.
+        if "@SECLEVEL" not in ciphers.upper():
+            ciphers += ":@SECLEVEL=0"
+        log.warn(
+            "protocols {protocols}: TLS 1.0 and 1.1 are deprecated (RFC 8996) and "
+            "enabled only because they were asked for; security level lowered to 0",
+            protocols=formatProtocols(policy.protocols),
+        )
+    try:
+        context.set_cipher_list(ciphers.encode("ascii"))
+    except (SSL.Error, UnicodeEncodeError):
+        raise DescriptionError(
+            f"ciphers={policy.ciphers!r}: OpenSSL accepts none of these cipher suites; "
+            "accepted: an OpenSSL cipher string such as ECDHE+AESGCM,ECDHE+CHACHA20 "
+            "(see 'openssl ciphers -v')",
+            option="ciphers",
+            value=policy.ciphers,
+        ) from None
+    return context
+
+
+def _useIdentity(context: SSL.Context, identity: Identity) -> None:
+    context.use_certificate(identity.certificate)
+    context.use_privatekey(identity.key)  # type: ignore[arg-type]
+    for extra in identity.chain:
+        context.add_extra_chain_cert(extra)
+    try:
+        context.check_privatekey()
+    except SSL.Error:
+        raise CertificateError(
+            f"the private key from {identity.source} does not match its certificate",
+            option="privateKey",
+        ) from None
+
+
+def _addTrust(context: SSL.Context, certificates: Iterable[x509.Certificate]) -> None:
+    store = context.get_cert_store()
+    assert store is not None
+    for certificate in certificates:
+        try:
+            store.add_cert(crypto.X509.from_cryptography(certificate))
+        except crypto.Error:
+            pass  # the same certificate twice
+
+
+def acceptableProtocols(tlsProtocol: Any, configured: Sequence[bytes]) -> list[bytes]:
+    """
+    ALPN names for one connection: the configured ones, then those the
+    application's factory declares (L{IProtocolNegotiationFactory}, as
+    C{twisted.web.server.Site} does), looked up through any wrapping factories.
+    """
+    names = list(configured)
+    factory = getattr(getattr(tlsProtocol, "factory", None), "wrappedFactory", None)
+    for _ in range(8):  # bounded walk through wrapping factories
+        if factory is None:
+            break
+        negotiation = IProtocolNegotiationFactory(factory, None)
+        if negotiation is not None:
+            names.extend(p for p in negotiation.acceptableProtocols() if p not in names)
+            break
+        factory = getattr(factory, "wrappedFactory", None)
+    return names
+
+
+def _selectALPN(configured: Sequence[bytes]) -> Any:
+    def select(connection: SSL.Connection, offered: list[bytes]) -> Any:
+        # A client whose offer does not overlap gets no ALPN, as with nginx:
+        # Twisted 26.4+ fails such handshakes (curl offers h2,http/1.1).
+        try:
+            for name in acceptableProtocols(connection.get_app_data(), configured):
+                if name in offered:
+                    return name
+        except Exception:
+            log.failure("while choosing an ALPN protocol")
+        return SSL.NO_OVERLAPPING_PROTOCOLS
+
+    return select
+
+
+def _sessionContextID(identity: Identity) -> bytes:
+    # Deterministic, so that processes serving the same certificate accept
+    # each other's TLS 1.2 sessions; at most 32 bytes as OpenSSL requires.
+    return fingerprint(identity.certificate)[:16].hex().encode("ascii")
+
+
+def serverContext(options: ServerOptions, identity: Identity) -> SSL.Context:
+    """Build the context a server endpoint's connections share."""
+    context = _baseContext(options.policy, server=True)
+    _useIdentity(context, identity)
+    context.set_session_id(_sessionContextID(identity))
+    context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+    if options.dhParameters is not None:
+        try:
+            with open(options.dhParameters, "rb"):
+                pass
+            context.load_tmp_dh(options.dhParameters.encode())
+        except OSError as e:
+            raise CertificateError(
+                f"dhParameters={options.dhParameters!r} cannot be read: {e.strerror}",
+                option="dhParameters",
+                value=options.dhParameters,
+            ) from None
+        except SSL.Error:
+            raise CertificateError(
+                f"dhParameters={options.dhParameters!r} holds no PEM DH parameters "
+                "(make some with 'openssl dhparam -out dh.pem 2048')",
+                option="dhParameters",
+                value=options.dhParameters,
+            ) from None
+    if options.verifyClient is not ClientVerification.NONE:
+        assert options.caCerts is not None
+        authorities = loadCertificates(options.caCerts, "caCerts")
+        _addTrust(context, authorities)
+        for authority in authorities:  # the CAs a client is told to choose from
+            context.add_client_ca(authority)
+        mode = SSL.VERIFY_PEER
+        if options.verifyClient is ClientVerification.REQUIRE:
+            mode |= SSL.VERIFY_FAIL_IF_NO_PEER_CERT
+        context.set_verify(mode, lambda connection, cert, errno, depth, ok: bool(ok))
+    context.set_alpn_select_callback(_selectALPN(options.policy.alpn))
+    return context
+
+
+def clientContext(options: ClientOptions, identity: Identity | None) -> SSL.Context:
+    """Build the context a client endpoint's connections share."""
+    context = _baseContext(options.policy, server=False)
+    if identity is not None:
+        _useIdentity(context, identity)
+    if options.verify:
+        if options.trustRoots is None:
+            context.set_default_verify_paths()
+        else:
+            _addTrust(context, loadCertificates(options.trustRoots, "trustRoots"))
+    return context

@@ -1,0 +1,164 @@
+"""
+Connection creators: the per-connection half of the policy.
+
+The server creator hands out connections on the endpoint's shared context.
+The client creator adds what differs per connection: SNI, ALPN, and the
+verification of the server's certificate (chain, then name with
+service-identity, then pins), recording in words why a check failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import idna
+from cryptography import x509
+from OpenSSL import SSL
+from service_identity import CertificateError as ServiceIdentityCertificateError
+from service_identity import VerificationError
+from service_identity.cryptography import (
+    verify_certificate_hostname,
+    verify_certificate_ip_address,
+)
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.interfaces import (
+    IOpenSSLClientConnectionCreator,
+    IOpenSSLServerConnectionCreator,
+)
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ._context import acceptableProtocols
+from ._errors import TLSHandshakeError
+from ._material import describeCertificate, fingerprint
+from ._options import ClientOptions
+
+__all__ = ["ServerCreator", "ClientCreator", "verifyErrorText"]
+
+log = Logger()
+
+# X.509 verification results (OpenSSL's X509_V_ERR_*) users meet most.
+_VERIFY_ERRORS = {
+    2: "the issuer certificate is unknown",
+    7: "the certificate signature is invalid",
+    9: "the certificate is not yet valid",
+    10: "the certificate has expired",
+    18: "the certificate is self-signed and not trusted",
+    19: "the chain ends in a self-signed certificate that is not trusted",
+    20: "the issuer is not in the trust roots (unable to get local issuer certificate)",
+    21: "the first certificate cannot be verified",
+    23: "the certificate has been revoked",
+    24: "an intermediate is not a valid CA certificate",
+    26: "the certificate may not be used for this purpose",
+}
+
+
+def verifyErrorText(errno: int) -> str:
+    """OpenSSL's verification result number, in words."""
+    return _VERIFY_ERRORS.get(errno, f"X.509 verification error {errno}")
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class ServerCreator:
+    """
+    Connections for a server endpoint.  C{context} may be replaced (for a
+    renewed certificate); connections already made keep the old one.
+    """
+
+    def __init__(self, context: SSL.Context) -> None:
+        self.context = context
+
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        return SSL.Connection(self.context, None)
+
+
+@implementer(IOpenSSLClientConnectionCreator)
+class ClientCreator:
+    """Connections for a client endpoint, verifying the server as configured."""
+
+    def __init__(self, context: SSL.Context, options: ClientOptions) -> None:
+        self._context = context
+        self._options = options
+        name = options.serverName
+        self._isIP = isIPAddress(name) or isIPv6Address(name)
+        self._sni: bytes | None = None
+        if not self._isIP:
+            try:
+                self._sni = idna.encode(name, uts46=True)
+            except idna.IDNAError:
+                self._sni = name.encode("ascii", "replace")
+
+    def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        connection = SSL.Connection(self._context, None)
+        if self._sni is not None:
+            connection.set_tlsext_host_name(self._sni)
+        alpn = acceptableProtocols(tlsProtocol, self._options.policy.alpn)
+        if alpn:
+            connection.set_alpn_protos(alpn)
+        if not self._options.verify and not self._options.pins:
+            log.warn(
+                "verify=no: the certificate of {host}:{port} is not checked; "
+                "anyone on the path can read and change this connection",
+                host=self._options.host,
+                port=self._options.port,
+            )
+            connection.set_verify(SSL.VERIFY_NONE)
+            return connection
+        connection.set_verify(SSL.VERIFY_PEER, self._verifier(tlsProtocol))
+        return connection
+
+    def _verifier(self, tlsProtocol: Any) -> Any:
+        options = self._options
+        name = options.serverName
+
+        def fail(message: str) -> bool:
+            tlsProtocol.failVerification(Failure(TLSHandshakeError(message)))
+            return False
+
+        def check(connection: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
+            try:
+                certificate = cert.to_cryptography()
+                if not options.verify:
+                    return depth > 0 or self._pinned(certificate) or fail(self._pinMessage(certificate))
+                if not ok:
+                    return fail(
+                        f"the certificate of {name} did not verify: {verifyErrorText(errno)} "
+                        f"(at depth {depth}: {describeCertificate(certificate)})"
+                    )
+                if depth > 0:
+                    return True
+                if not self._pinned(certificate):
+                    return fail(self._pinMessage(certificate))
+                problem = self._nameProblem(certificate, name)
+                return fail(problem) if problem else True
+            except Exception:
+                log.failure("while verifying the server certificate")
+                return fail("the server certificate could not be checked (see the log)")
+
+        return check
+
+    def _pinned(self, certificate: x509.Certificate) -> bool:
+        pins = self._options.pins
+        return not pins or any(fingerprint(certificate, p.algorithm) == p.digest for p in pins)
+
+    def _pinMessage(self, certificate: x509.Certificate) -> str:
+        return (
+            f"the certificate of {self._options.serverName} {describeCertificate(certificate)} "
+            f"has sha256 {fingerprint(certificate).hex()}, which matches none of "
+            f"pin={','.join(str(p) for p in self._options.pins)}"
+        )
+
+    def _nameProblem(self, certificate: x509.Certificate, name: str) -> str | None:
+        try:
+            if self._isIP:
+                verify_certificate_ip_address(certificate, name)
+            else:
+                verify_certificate_hostname(certificate, name)
+        except (VerificationError, ServiceIdentityCertificateError):
+            return (
+                f"the certificate {describeCertificate(certificate)} is not valid for "
+                f"{name!r} (checked against its subjectAltName); connect with the name "
+                "it was issued for, or set hostname="
+            )
+        return None

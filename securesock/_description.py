@@ -1,0 +1,414 @@
+"""
+Description strings -> typed options.  Pure: no files, no OpenSSL, no reactor.
+
+Two spellings are understood:
+
+  - Twisted's: C{tls:8443:certificate=site.pem:protocols=TLS1_2+TLS1_3}, with
+    C{\\} escaping a colon, the first C{=} of a segment splitting name from
+    value.  As a convenience the colon in C{passphrase=env:VAR} and
+    C{pin=sha256:HEX} needs no escape here (it does in strings that Twisted
+    itself tokenizes, such as C{twistd --listen securesock:...}).
+  - URLs: C{tls://[::1]:8443?certificate=site.pem&alpn=h2}, so IPv6 literals
+    and nested descriptions need no escaping.
+
+Prefixes that are not securesock's are handed back for Twisted to parse.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from urllib.parse import unquote
+
+from ._errors import DescriptionError
+from ._options import (
+    ClientOptions,
+    ClientVerification,
+    IdentitySpec,
+    ServerOptions,
+    TLSPolicy,
+)
+from ._optiontable import CLIENT, SERVER, Option, optionsFor
+from ._versions import DEFAULT_PROTOCOLS, TLSVersion
+
+__all__ = [
+    "TLS_PREFIXES",
+    "Description",
+    "splitDescription",
+    "parseServer",
+    "parseClient",
+    "serverOptions",
+    "clientOptions",
+]
+
+# Prefix -> the protocol set it pins (None: the protocols= option decides).
+TLS_PREFIXES: dict[str, frozenset[TLSVersion] | None] = {
+    "tls": None,
+    "ssl": None,
+    "securesock": None,
+    "tlsv1.0": frozenset({TLSVersion.TLS1}),
+    "tlsv1.1": frozenset({TLSVersion.TLS1_1}),
+    "tlsv1.2": frozenset({TLSVersion.TLS1_2}),
+    "tlsv1.3": frozenset({TLSVersion.TLS1_3}),
+    "sslv2": frozenset({TLSVersion.SSL2}),
+    "sslv3": frozenset({TLSVersion.SSL3}),
+}
+
+# Twisted's ssl: server has always defaulted to this key file.
+_TWISTED_SSL_DEFAULT_KEY = "server.pem"
+
+
+@dataclass(frozen=True)
+class Description:
+    """A description split into prefix, positional and keyword arguments."""
+
+    prefix: str
+    args: tuple[str, ...]
+    kwargs: tuple[tuple[str, str], ...]
+
+    @property
+    def isTLS(self) -> bool:
+        return self.prefix in TLS_PREFIXES
+
+
+# --- tokenizing -------------------------------------------------------------
+
+# In these options a colon right after a source word belongs to the value.
+_SCHEMED_VALUES = {"passphrase": r"(env|file)", "pin": r"(sha256|sha1)"}
+
+
+def _keepsColon(segment: str) -> bool:
+    name, sep, value = segment.partition("=")
+    pattern = _SCHEMED_VALUES.get(name.strip().lower())
+    if not sep or pattern is None:
+        return False
+    return re.search(r"(^|,)\s*" + pattern + r"$", value, re.IGNORECASE) is not None
+
+
+def _segments(description: str) -> list[str]:
+    """Split at unescaped colons, resolving backslash escapes."""
+    segments: list[str] = []
+    current: list[str] = []
+    # An escaped '=' is kept as NUL until the segment is split at its first
+    # real '=' (NUL is refused in descriptions, so it cannot clash).
+    chars = iter(description)
+    for char in chars:
+        if char == "\\":
+            escaped = next(chars, None)
+            if escaped is None:
+                raise DescriptionError(
+                    f"description {description!r} ends with a lone backslash; "
+                    "a backslash escapes the character after it (write \\\\ for one backslash)"
+                )
+            current.append("\0" if escaped == "=" else escaped)
+        elif char == ":" and not _keepsColon("".join(current)):
+            segments.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    segments.append("".join(current))
+    return segments
+
+
+def _fromTwistedForm(description: str) -> Description:
+    segments = _segments(description)
+    prefix = segments[0].replace("\0", "=").strip().lower()
+    args: list[str] = []
+    kwargs: list[tuple[str, str]] = []
+    for segment in segments[1:]:
+        name, sep, value = segment.partition("=")
+        if sep:
+            kwargs.append((name.replace("\0", "="), value.replace("\0", "=")))
+        else:
+            args.append(segment.replace("\0", "="))
+    return Description(prefix, tuple(args), tuple(kwargs))
+
+
+_URL = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.\-]*)://(?P<rest>.*)\Z", re.DOTALL)
+_AUTHORITY = re.compile(r"(?:\[(?P<v6>[^\]]*)\]|(?P<host>[^:\[\]]*))(?::(?P<port>[^:]*))?\Z")
+
+
+def _fromURL(
+    scheme: str, rest: str, description: str
+) -> tuple[str, str, str | None, str, list[tuple[str, str]]]:
+    """Split a URL into (scheme, host, port, path, query items)."""
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    authority, remainder = rest[:cut], rest[cut:]
+    path, _, query = remainder.partition("?")
+    if "@" in authority:
+        raise DescriptionError(
+            f"{description!r}: user information ('...@') is not meaningful in an endpoint URL"
+        )
+    match = _AUTHORITY.match(authority)
+    if match is None:
+        raise DescriptionError(
+            f"{description!r}: cannot read host and port from {authority!r}; "
+            "write host:port, [IPv6]:port or :port"
+        )
+    host = match.group("v6") if match.group("v6") is not None else match.group("host")
+    items: list[tuple[str, str]] = []
+    for item in query.split("&") if query else []:
+        name, sep, value = item.partition("=")
+        if not sep:
+            raise DescriptionError(
+                f"{description!r}: query item {unquote(item)!r} has no '='; write option=value",
+                option=unquote(name),
+            )
+        items.append((unquote(name), unquote(value)))
+    return scheme.lower(), unquote(host), match.group("port"), unquote(path), items
+
+
+def _quote(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def splitDescription(description: str, side: str) -> Description | str:
+    """
+    Split a description.  Returns a L{Description} for securesock's prefixes
+    and a Twisted-syntax string (the input itself, or a URL rewritten) for
+    everything else.
+    """
+    if not isinstance(description, str):
+        raise DescriptionError(f"a description must be text, not {type(description).__name__}")
+    if not description.strip():
+        raise DescriptionError("the description is empty; try tls:8443:certificate=site.pem")
+    if "\0" in description:
+        raise DescriptionError("the description contains a NUL character; remove it")
+    url = _URL.match(description)
+    if url is None:
+        parsed = _fromTwistedForm(description)
+        return parsed if parsed.isTLS else description
+    scheme, host, port, path, items = _fromURL(url.group("scheme"), url.group("rest"), description)
+    if scheme in TLS_PREFIXES:
+        if path not in ("", "/"):
+            raise DescriptionError(
+                f"{description!r}: a path ({path!r}) is not meaningful for a {scheme}:// endpoint"
+            )
+        if side == SERVER:
+            interface = [("interface", host)] if host else []
+            return Description(scheme, (port,) if port else (), (*interface, *items))
+        return Description(scheme, tuple(a for a in (host, port) if a), tuple(items))
+    return _twistedString(side, scheme, host, port, path, items)
+
+
+def _twistedString(
+    side: str, scheme: str, host: str, port: str | None, path: str, items: list[tuple[str, str]]
+) -> str:
+    """Rewrite a URL of another prefix into Twisted's syntax."""
+    parts = [scheme]
+    if scheme == "unix":
+        parts.append(_quote(path) if side == SERVER else f"path={_quote(path)}")
+    elif side == SERVER:
+        if port is not None:
+            parts.append(_quote(port))
+        if host:
+            parts.append(f"interface={_quote(host)}")
+    else:
+        if host:
+            parts.append(f"host={_quote(host)}")
+        if port is not None:
+            parts.append(f"port={_quote(port)}")
+    parts.extend(f"{_quote(name)}={_quote(value)}" for name, value in items)
+    return ":".join(parts)
+
+
+# --- assembling -------------------------------------------------------------
+
+
+def _lookup(side: str, name: str) -> Option:
+    table = optionsFor(side)
+    option = table.get(name.lower())
+    if option is not None:
+        return option
+    other = CLIENT if side == SERVER else SERVER
+    if name.lower() in optionsFor(other):
+        raise DescriptionError(
+            f"{name!r} is a {other} option; {side} descriptions accept: "
+            + ", ".join(sorted({o.name for o in table.values()})),
+            option=name,
+        )
+    known = sorted({n for o in table.values() for n in (o.name, *o.aliases)})
+    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
+    close = close or difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=1, cutoff=0.5)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    raise DescriptionError(
+        f"unknown {side} option {name!r}{hint}; accepted: " + ", ".join(known),
+        option=name,
+    )
+
+
+def _convert(side: str, pairs: Iterable[tuple[str, str]]) -> dict[str, object]:
+    values: dict[str, object] = {}
+    written: dict[str, str] = {}
+    for name, raw in pairs:
+        option = _lookup(side, name.strip())
+        if option.name in values:
+            raise DescriptionError(
+                f"{option.name} is given twice (as {written[option.name]!r} and {name.strip()!r}); keep one",
+                option=option.name,
+            )
+        written[option.name] = name.strip()
+        values[option.name] = option.convert(option.name, raw)
+    return values
+
+
+def _positional(description: Description, names: Sequence[str], side: str) -> list[tuple[str, str]]:
+    if len(description.args) > len(names):
+        extra = description.args[len(names)]
+        raise DescriptionError(
+            f"unexpected positional argument {extra!r}: {side} descriptions take "
+            f"{' and '.join(names)} by position, everything else as name=value",
+            value=extra,
+        )
+    return list(zip(names, description.args, strict=False))
+
+
+def _policy(description: Description, values: dict[str, object]) -> TLSPolicy:
+    pinned = TLS_PREFIXES[description.prefix]
+    protocols = values.pop("protocols", None)
+    method = values.pop("sslmethod", "unset")
+    if protocols is not None and method != "unset":
+        raise DescriptionError(
+            "protocols= and sslmethod= both choose the protocol versions; keep protocols=",
+            option="sslmethod",
+        )
+    if method != "unset":
+        protocols = method
+    if pinned is not None and protocols is not None:
+        raise DescriptionError(
+            f"the prefix {description.prefix}: already fixes the protocol to "
+            f"{'+'.join(v.name for v in sorted(pinned))}; remove protocols= "
+            "(or sslmethod=), or use tls: with protocols=",
+            option="protocols",
+        )
+    chosen = pinned or protocols or DEFAULT_PROTOCOLS
+    identity = IdentitySpec(
+        certificate=values.pop("certificate", None),  # type: ignore[arg-type]
+        privateKey=values.pop("privateKey", None),  # type: ignore[arg-type]
+        extraCertChain=values.pop("extraCertChain", None),  # type: ignore[arg-type]
+        passphrase=values.pop("passphrase", None),  # type: ignore[arg-type]
+    )
+    if identity.extraCertChain is not None and not identity.given:
+        raise DescriptionError(
+            "extraCertChain= needs a certificate: add certificate= (or privateKey=)",
+            option="extraCertChain",
+        )
+    if identity.passphrase is not None and not identity.given:
+        raise DescriptionError(
+            "passphrase= is given but no certificate= or privateKey= to open with it",
+            option="passphrase",
+        )
+    return TLSPolicy(
+        protocols=chosen,  # type: ignore[arg-type]
+        ciphers=values.pop("ciphers", None),  # type: ignore[arg-type]
+        alpn=values.pop("alpn", ()),  # type: ignore[arg-type]
+        identity=identity,
+        noDelay=values.pop("noDelay", True),  # type: ignore[arg-type]
+    )
+
+
+def serverOptions(description: Description) -> ServerOptions:
+    """Build L{ServerOptions} from a split server description."""
+    args = description.args
+    if len(args) == 2 and not args[0].strip().isdigit() and args[1].strip().isdigit():
+        raise DescriptionError(
+            f"{description.prefix}:{args[0]}:{args[1]} is Twisted's tls:DIRECTORY:PORT "
+            f"form; write {description.prefix}:{args[1]}:certificate=FILE "
+            "(certificate directories are not supported by this version)",
+            value=args[0],
+        )
+    values = _convert(SERVER, [*_positional(description, ["port"], "server"), *description.kwargs])
+    if "port" not in values:
+        raise DescriptionError(
+            f"{description.prefix}: has no port; write {description.prefix}:8443:... (0 picks a free port)",
+            option="port",
+        )
+    policy = _policy(description, values)
+    if not policy.identity.given and description.prefix == "ssl":
+        # Twisted's ssl: server defaults to server.pem; keep existing strings working.
+        policy = TLSPolicy(
+            protocols=policy.protocols,
+            ciphers=policy.ciphers,
+            alpn=policy.alpn,
+            identity=IdentitySpec(privateKey=_TWISTED_SSL_DEFAULT_KEY),
+            noDelay=policy.noDelay,
+        )
+    if not policy.identity.given:
+        raise DescriptionError(
+            "a TLS server needs a certificate: add certificate=FILE (PEM with key, or "
+            "PKCS#12), or privateKey=KEY.pem with certKey=CERT.pem",
+            option="certificate",
+        )
+    verifyClient = values.pop("verifyClient", ClientVerification.NONE)
+    caCerts = values.pop("caCerts", None)
+    if verifyClient is not ClientVerification.NONE and caCerts is None:
+        raise DescriptionError(
+            f"verifyClient={verifyClient.value} needs caCerts=FILE-OR-DIRECTORY "  # type: ignore[attr-defined]
+            "with the CA certificates that client certificates must chain to",
+            option="caCerts",
+        )
+    if caCerts is not None and verifyClient is ClientVerification.NONE:
+        raise DescriptionError(
+            "caCerts= is given but verifyClient=none: add verifyClient=require "
+            "(or optional) to ask clients for certificates",
+            option="verifyClient",
+        )
+    return ServerOptions(
+        prefix=description.prefix,
+        port=values.pop("port"),  # type: ignore[arg-type]
+        policy=policy,
+        interface=values.pop("interface", None),  # type: ignore[arg-type]
+        backlog=values.pop("backlog", 50),  # type: ignore[arg-type]
+        dhParameters=values.pop("dhParameters", None),  # type: ignore[arg-type]
+        verifyClient=verifyClient,  # type: ignore[arg-type]
+        caCerts=caCerts,  # type: ignore[arg-type]
+        endpoint=values.pop("endpoint", None),  # type: ignore[arg-type]
+    )
+
+
+def clientOptions(description: Description) -> ClientOptions:
+    """Build L{ClientOptions} from a split client description."""
+    given = {name.strip().lower() for name, _ in description.kwargs}
+    names = [n for n in ("host", "port") if n not in given]
+    values = _convert(CLIENT, [*_positional(description, names, "client"), *description.kwargs])
+    for required, example in (("host", "host=example.com"), ("port", "port=443")):
+        if required not in values:
+            raise DescriptionError(
+                f"{description.prefix}: has no {required}; write "
+                f"{description.prefix}:example.com:443 or {example}",
+                option=required,
+            )
+    if values["port"] == 0:
+        raise DescriptionError(
+            "port=0: a client needs the server's port; accepted: 1..65535",
+            option="port",
+            value="0",
+        )
+    policy = _policy(description, values)
+    return ClientOptions(
+        prefix=description.prefix,
+        host=values.pop("host"),  # type: ignore[arg-type]
+        port=values.pop("port"),  # type: ignore[arg-type]
+        policy=policy,
+        timeout=values.pop("timeout", 30.0),  # type: ignore[arg-type]
+        bindAddress=values.pop("bindAddress", None),  # type: ignore[arg-type]
+        hostname=values.pop("hostname", None),  # type: ignore[arg-type]
+        verify=values.pop("verify", True),  # type: ignore[arg-type]
+        trustRoots=values.pop("trustRoots", None),  # type: ignore[arg-type]
+        pins=values.pop("pin", ()),  # type: ignore[arg-type]
+        endpoint=values.pop("endpoint", None),  # type: ignore[arg-type]
+    )
+
+
+def parseServer(description: str) -> ServerOptions | str:
+    """A server description -> L{ServerOptions}, or Twisted syntax for other prefixes."""
+    split = splitDescription(description, SERVER)
+    return serverOptions(split) if isinstance(split, Description) else split
+
+
+def parseClient(description: str) -> ClientOptions | str:
+    """A client description -> L{ClientOptions}, or Twisted syntax for other prefixes."""
+    split = splitDescription(description, CLIENT)
+    return clientOptions(split) if isinstance(split, Description) else split

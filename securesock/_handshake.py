@@ -1,0 +1,155 @@
+"""
+The TLS layer securesock endpoints put on each connection, and the gate that
+makes a client connection count as made only once its handshake is done.
+
+Twisted's own client endpoints fire C{connect()} as soon as TCP connects and
+report a failed handshake later, as a lost connection.  securesock's fire
+after the handshake, with the server verified, and fail with a
+L{TLSHandshakeError} that says what went wrong: nothing is written by the
+application before the peer is known.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from OpenSSL import SSL
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ConnectionDone, ConnectionLost
+from twisted.internet.interfaces import (
+    IHalfCloseableProtocol,
+    IHandshakeListener,
+    IProtocol,
+    IProtocolFactory,
+    ITCPTransport,
+)
+from twisted.internet.protocol import Factory, Protocol
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.python.failure import Failure
+from zope.interface import alsoProvides, implementer
+
+from ._errors import TLSHandshakeError
+
+__all__ = ["TLSFactory", "HandshakeGateFactory", "handshakeError"]
+
+
+class _TLSProtocol(BufferingTLSTransport):
+    """Twisted's TLS protocol, plus TCP_NODELAY when the endpoint asks."""
+
+    factory: TLSFactory
+
+    def makeConnection(self, transport: Any) -> None:
+        if self.factory.noDelay and ITCPTransport.providedBy(transport):
+            transport.setTcpNoDelay(True)
+        super().makeConnection(transport)
+
+
+class TLSFactory(TLSMemoryBIOFactory):
+    """L{TLSMemoryBIOFactory} building securesock's TLS protocol."""
+
+    protocol = _TLSProtocol
+
+    def __init__(
+        self, creator: Any, isClient: bool, wrappedFactory: IProtocolFactory, noDelay: bool = True
+    ) -> None:
+        super().__init__(creator, isClient, wrappedFactory)
+        self.noDelay = noDelay
+
+
+def _reasons(error: SSL.Error) -> list[str]:
+    found = []
+    for item in error.args[0] if error.args and isinstance(error.args[0], list) else []:
+        if isinstance(item, tuple) and item:
+            found.append(str(item[-1]))
+    return found or [str(error)]
+
+
+def handshakeError(reason: Failure, peer: str, protocols: str) -> TLSHandshakeError:
+    """Turn why a connection ended during its handshake into words."""
+    value = reason.value
+    if isinstance(value, TLSHandshakeError):
+        return value
+    if isinstance(value, SSL.Error):
+        reasons = _reasons(value)
+        text = "; ".join(reasons)
+        if any("version" in r or "unsupported protocol" in r for r in reasons):
+            hint = f" (we offered {protocols}; the peer accepts none of them)"
+        elif any("handshake failure" in r or "no shared cipher" in r for r in reasons):
+            hint = " (no cipher suite or key type in common)"
+        else:
+            hint = ""
+        return TLSHandshakeError(f"TLS handshake with {peer} failed: {text}{hint}")
+    if isinstance(value, (ConnectionDone, ConnectionLost)):
+        return TLSHandshakeError(
+            f"{peer} closed the connection during the TLS handshake: it may not speak "
+            f"TLS on this port, or it refused our protocol versions ({protocols}) or our "
+            "client certificate"
+        )
+    return TLSHandshakeError(f"TLS handshake with {peer} failed: {value}")
+
+
+@implementer(IHandshakeListener)
+class _HandshakeGate(Protocol):
+    """
+    Sits between the TLS layer and the application protocol, which it
+    connects only when the handshake has completed.
+    """
+
+    def __init__(self, application: IProtocol, peer: str, protocols: str) -> None:
+        self.application = application
+        self.ready: Deferred[IProtocol] = Deferred(self._cancel)
+        self._peer = peer
+        self._protocols = protocols
+        self._open = False
+        if IHalfCloseableProtocol.providedBy(application):
+            alsoProvides(self, IHalfCloseableProtocol)
+
+    def _cancel(self, ready: Deferred[IProtocol]) -> None:
+        transport: Any = self.transport
+        if transport is not None:
+            transport.abortConnection()
+
+    def handshakeCompleted(self) -> None:
+        self._open = True
+        assert self.transport is not None
+        self.application.makeConnection(self.transport)
+        if IHandshakeListener.providedBy(self.application):
+            self.application.handshakeCompleted()  # type: ignore[attr-defined]
+        if not self.ready.called:
+            self.ready.callback(self.application)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.application.dataReceived(data)
+
+    def readConnectionLost(self) -> None:
+        self.application.readConnectionLost()  # type: ignore[attr-defined]
+
+    def writeConnectionLost(self) -> None:
+        self.application.writeConnectionLost()  # type: ignore[attr-defined]
+
+    def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        if self._open:
+            self.application.connectionLost(reason)
+        elif not self.ready.called:
+            self.ready.errback(Failure(handshakeError(reason, self._peer, self._protocols)))
+
+
+class HandshakeGateFactory(Factory):
+    """Wraps the application's factory in handshake gates."""
+
+    def __init__(self, wrappedFactory: IProtocolFactory, peer: str, protocols: str) -> None:
+        self.wrappedFactory = wrappedFactory
+        self._peer = peer
+        self._protocols = protocols
+
+    def doStart(self) -> None:
+        self.wrappedFactory.doStart()
+
+    def doStop(self) -> None:
+        self.wrappedFactory.doStop()
+
+    def buildProtocol(self, addr: Any) -> _HandshakeGate | None:  # type: ignore[override]
+        application = self.wrappedFactory.buildProtocol(addr)
+        if application is None:
+            return None
+        return _HandshakeGate(application, self._peer, self._protocols)

@@ -1,0 +1,387 @@
+"""
+Certificate material from files: identities (certificate, key, chain) and
+trust roots.
+
+Everything is read once, when the endpoint is built, so a missing file, a
+key that does not fit its certificate or an encrypted key without a
+passphrase is reported before anything listens.  Messages name files and
+options, never key bytes or passphrases.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import re
+import stat
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric.types import PrivateKeyTypes
+from cryptography.hazmat.primitives.serialization import pkcs12
+from twisted.logger import Logger
+
+from ._errors import CertificateError
+from ._options import IdentitySpec, Passphrase
+
+__all__ = [
+    "Identity",
+    "loadIdentity",
+    "loadCertificates",
+    "readPassphrase",
+    "describeCertificate",
+    "fingerprint",
+]
+
+log = Logger()
+
+_PEM_KEY = re.compile(
+    rb"-----BEGIN (?P<kind>[A-Z0-9 ]*)PRIVATE KEY-----.*?-----END (?P=kind)PRIVATE KEY-----",
+    re.DOTALL,
+)
+_PEM_CERT = b"-----BEGIN CERTIFICATE-----"
+_EXPIRY_WARNING = datetime.timedelta(days=14)
+
+
+@dataclass(frozen=True)
+class Identity:
+    """A certificate with its private key and the chain sent after it."""
+
+    certificate: x509.Certificate
+    key: PrivateKeyTypes
+    chain: tuple[x509.Certificate, ...]
+    source: str  # where it came from, for messages
+
+    def __repr__(self) -> str:  # never show the key
+        return f"<Identity {describeCertificate(self.certificate)} from {self.source}>"
+
+
+def fingerprint(certificate: x509.Certificate, algorithm: str = "sha256") -> bytes:
+    """The digest of the DER certificate, as PHP and browsers show it."""
+    return certificate.fingerprint(hashes.SHA1() if algorithm == "sha1" else hashes.SHA256())
+
+
+def describeCertificate(certificate: x509.Certificate) -> str:
+    """A short human description: the subject and SHA-1 thumbprint."""
+    return f"{certificate.subject.rfc4514_string() or '(empty subject)'} [sha1 {fingerprint(certificate, 'sha1').hex()}]"
+
+
+def _read(path: str, option: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except IsADirectoryError:
+        raise CertificateError(
+            f"{option}={path!r} is a directory; {what} must be a file", option=option, value=path
+        ) from None
+    except FileNotFoundError:
+        raise CertificateError(
+            f"{option}={path!r}: no such file (looked in {os.getcwd()!r} for relative paths); "
+            f"give the path of {what}",
+            option=option,
+            value=path,
+        ) from None
+    except OSError as e:
+        raise CertificateError(
+            f"{option}={path!r} cannot be read: {e.strerror}", option=option, value=path
+        ) from None
+
+
+def readPassphrase(passphrase: Passphrase | None) -> bytes | None:
+    """Fetch a passphrase from the environment or a file."""
+    if passphrase is None:
+        return None
+    if passphrase.source == "env":
+        value = os.environ.get(passphrase.reference)
+        if value is None:
+            raise CertificateError(
+                f"passphrase=env:{passphrase.reference}: the environment variable "
+                f"{passphrase.reference} is not set",
+                option="passphrase",
+            )
+        return value.encode("utf-8")
+    content = _read(passphrase.reference, "passphrase", "a file holding the passphrase")
+    lines = content.splitlines()
+    return lines[0] if lines else b""
+
+
+def _warnIfReadable(path: str) -> None:
+    try:
+        mode = os.stat(path).st_mode
+    except OSError:
+        return
+    if mode & (stat.S_IRGRP | stat.S_IROTH):
+        log.warn(
+            "private key file {path} can be read by group or others (mode {mode}); chmod 600 it",
+            path=path,
+            mode=oct(stat.S_IMODE(mode)),
+        )
+
+
+def _loadKeys(data: bytes, path: str, option: str, passphrase: Passphrase | None) -> list[PrivateKeyTypes]:
+    keys = []
+    for match in _PEM_KEY.finditer(data):
+        keys.append(_loadKey(match.group(0), path, option, passphrase))
+    return keys
+
+
+def _loadKey(block: bytes, path: str, option: str, passphrase: Passphrase | None) -> PrivateKeyTypes:
+    secret = readPassphrase(passphrase)
+    try:
+        return serialization.load_pem_private_key(block, secret)
+    except TypeError as e:
+        if secret is None:
+            raise CertificateError(
+                f"the private key in {path!r} ({option}=) is encrypted: add "
+                "passphrase=env:VARIABLE or passphrase=file:PATH",
+                option="passphrase",
+            ) from None
+        if "not encrypted" in str(e):
+            return serialization.load_pem_private_key(block, None)
+        raise CertificateError(
+            f"the private key in {path!r} ({option}=) cannot be opened", option=option
+        ) from None
+    except ValueError:
+        if secret is not None:
+            raise CertificateError(
+                f"passphrase={passphrase} does not decrypt the private key in {path!r}",
+                option="passphrase",
+            ) from None
+        raise CertificateError(
+            f"{option}={path!r}: the private key in it is damaged or of an unsupported type",
+            option=option,
+            value=path,
+        ) from None
+
+
+def _loadCertificatesFromData(data: bytes, path: str, option: str) -> list[x509.Certificate]:
+    try:
+        if _PEM_CERT in data:
+            return list(x509.load_pem_x509_certificates(data))
+        if data.lstrip().startswith(b"-----BEGIN"):
+            return []
+        return [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        raise CertificateError(
+            f"{option}={path!r}: a certificate in it cannot be read (damaged PEM or DER)",
+            option=option,
+            value=path,
+        ) from None
+
+
+def _isPKCS12(path: str, data: bytes) -> bool:
+    return path.lower().endswith((".p12", ".pfx")) or (
+        not data.lstrip().startswith(b"-----")
+        and data[:1] == b"\x30"
+        and _PEM_CERT not in data
+        and _derIsNotCertificate(data)
+    )
+
+
+def _derIsNotCertificate(data: bytes) -> bool:
+    try:
+        x509.load_der_x509_certificate(data)
+    except ValueError:
+        return True
+    return False
+
+
+def _loadPKCS12(data: bytes, path: str, option: str, passphrase: Passphrase | None) -> Identity:
+    secret = readPassphrase(passphrase)
+    try:
+        bundle = pkcs12.load_pkcs12(data, secret)
+    except ValueError:
+        if secret is None:
+            raise CertificateError(
+                f"{option}={path!r}: the PKCS#12 file cannot be opened without a passphrase "
+                "(or is damaged): add passphrase=env:VARIABLE or passphrase=file:PATH",
+                option="passphrase",
+            ) from None
+        raise CertificateError(
+            f"passphrase={passphrase} does not open the PKCS#12 file {path!r} (or it is damaged)",
+            option="passphrase",
+        ) from None
+    if bundle.cert is None or bundle.key is None:
+        raise CertificateError(
+            f"{option}={path!r}: the PKCS#12 file needs both a certificate and its private key",
+            option=option,
+            value=path,
+        )
+    return Identity(
+        certificate=bundle.cert.certificate,
+        key=bundle.key,
+        chain=tuple(c.certificate for c in bundle.additional_certs),
+        source=path,
+    )
+
+
+def _publicKeyBytes(key: object) -> bytes:
+    return key.public_bytes(  # type: ignore[attr-defined, no-any-return]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _orderChain(leaf: x509.Certificate, others: Iterable[x509.Certificate]) -> tuple[x509.Certificate, ...]:
+    """Leaf's issuer first, then its issuer, ...; unrelated extras last."""
+    remaining = [c for c in others if c != leaf]
+    unique: list[x509.Certificate] = []
+    for c in remaining:
+        if c not in unique:
+            unique.append(c)
+    ordered: list[x509.Certificate] = []
+    current = leaf
+    while True:
+        issuer = next(
+            (c for c in unique if c not in ordered and c.subject == current.issuer and c != current),
+            None,
+        )
+        if issuer is None:
+            break
+        ordered.append(issuer)
+        current = issuer
+    return tuple(ordered + [c for c in unique if c not in ordered])
+
+
+def checkValidity(certificate: x509.Certificate, source: str, option: str = "certificate") -> None:
+    """Refuse certificates outside their validity period; warn near expiry."""
+    now = datetime.datetime.now(datetime.timezone.utc)
+    notBefore = certificate.not_valid_before_utc
+    notAfter = certificate.not_valid_after_utc
+    if now < notBefore:
+        raise CertificateError(
+            f"the certificate {describeCertificate(certificate)} from {source} is not valid "
+            f"yet: valid from {notBefore:%Y-%m-%d %H:%M} UTC until {notAfter:%Y-%m-%d %H:%M} UTC",
+            option=option,
+        )
+    if now > notAfter:
+        raise CertificateError(
+            f"the certificate {describeCertificate(certificate)} from {source} expired on "
+            f"{notAfter:%Y-%m-%d %H:%M} UTC (valid from {notBefore:%Y-%m-%d %H:%M} UTC); renew it",
+            option=option,
+        )
+    if notAfter - now < _EXPIRY_WARNING:
+        log.warn(
+            "certificate {certificate} from {source} expires on {notAfter} UTC",
+            certificate=describeCertificate(certificate),
+            source=source,
+            notAfter=f"{notAfter:%Y-%m-%d %H:%M}",
+        )
+
+
+def loadIdentity(spec: IdentitySpec) -> Identity:
+    """
+    Load the identity named by C{certificate=}, C{privateKey=} (Twisted: the
+    key, possibly with the certificate), C{extraCertChain=} and
+    C{passphrase=}.
+
+    @raise CertificateError: for every way the files can be wrong.
+    """
+    certPath = spec.certificate
+    keyPath = spec.privateKey
+    if certPath is None and keyPath is None:
+        raise CertificateError("no certificate given: add certificate=FILE", option="certificate")
+    certOption = "certificate" if certPath is not None else "privateKey"
+    certData = _read(certPath or keyPath, certOption, "a certificate")  # type: ignore[arg-type]
+    source = certPath or keyPath  # type: ignore[assignment]
+    assert source is not None
+
+    if certPath is not None and _isPKCS12(certPath, certData):
+        if keyPath is not None:
+            raise CertificateError(
+                f"certificate={certPath!r} is a PKCS#12 file, which carries its own key: remove privateKey=",
+                option="privateKey",
+            )
+        identity = _loadPKCS12(certData, certPath, "certificate", spec.passphrase)
+        extras = list(identity.chain)
+    else:
+        certificates = _loadCertificatesFromData(certData, source, certOption)
+        if not certificates:
+            raise CertificateError(
+                f"{certOption}={source!r} holds no certificate (expected PEM "
+                "'-----BEGIN CERTIFICATE-----' or PKCS#12)",
+                option=certOption,
+                value=source,
+            )
+        if keyPath is not None and keyPath != certPath:
+            keyData = _read(keyPath, "privateKey", "a private key")
+            keys = _loadKeys(keyData, keyPath, "privateKey", spec.passphrase)
+            keySource = keyPath
+            if not keys:
+                raise CertificateError(
+                    f"privateKey={keyPath!r} holds no PEM private key", option="privateKey", value=keyPath
+                )
+        else:
+            keys = _loadKeys(certData, source, certOption, spec.passphrase)
+            keySource = source
+            if not keys:
+                raise CertificateError(
+                    f"{certOption}={source!r} has a certificate but no private key: add "
+                    "privateKey=KEY.pem, or put the key in the same file",
+                    option="privateKey",
+                )
+        _warnIfReadable(keySource)
+        key = keys[0]
+        wanted = _publicKeyBytes(key.public_key())
+        leaf = next((c for c in certificates if _publicKeyBytes(c.public_key()) == wanted), None)
+        if leaf is None:
+            raise CertificateError(
+                f"the private key in {keySource!r} does not match the certificate "
+                f"{describeCertificate(certificates[0])} in {source!r}",
+                option="privateKey",
+            )
+        identity = Identity(certificate=leaf, key=key, chain=(), source=source)
+        extras = [c for c in certificates if c != leaf]
+
+    if spec.extraCertChain is not None:
+        chainData = _read(spec.extraCertChain, "extraCertChain", "a PEM file of intermediates")
+        chain = _loadCertificatesFromData(chainData, spec.extraCertChain, "extraCertChain")
+        if not chain:
+            raise CertificateError(
+                f"extraCertChain={spec.extraCertChain!r} holds no PEM certificate",
+                option="extraCertChain",
+                value=spec.extraCertChain,
+            )
+        extras.extend(chain)
+    checkValidity(identity.certificate, identity.source)
+    return Identity(
+        certificate=identity.certificate,
+        key=identity.key,
+        chain=_orderChain(identity.certificate, extras),
+        source=identity.source,
+    )
+
+
+_TRUST_SUFFIXES = (".pem", ".crt", ".cer")
+
+
+def loadCertificates(path: str, option: str) -> list[x509.Certificate]:
+    """
+    CA certificates from a PEM/DER file or from the C{*.pem}, C{*.crt} and
+    C{*.cer} files of a directory.
+    """
+    location = Path(path)
+    if location.is_dir():
+        found: list[x509.Certificate] = []
+        for child in sorted(location.iterdir()):
+            if child.suffix.lower() in _TRUST_SUFFIXES and child.is_file():
+                data = _read(str(child), option, "a certificate")
+                try:
+                    found.extend(_loadCertificatesFromData(data, str(child), option))
+                except CertificateError:
+                    log.warn("skipping unreadable certificate {path}", path=str(child))
+        if not found:
+            raise CertificateError(
+                f"{option}={path!r}: the directory holds no certificates "
+                f"(looked at {', '.join('*' + s for s in _TRUST_SUFFIXES)})",
+                option=option,
+                value=path,
+            )
+        return found
+    data = _read(path, option, "a PEM file or a directory of CA certificates")
+    certificates = _loadCertificatesFromData(data, path, option)
+    if not certificates:
+        raise CertificateError(f"{option}={path!r} holds no certificate", option=option, value=path)
+    return certificates

@@ -1,0 +1,384 @@
+"""
+Real handshakes on loopback between securesock endpoints, Python's ssl
+module and each other.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.protocol import Factory
+from twisted.internet.threads import deferToThread
+
+import securesock
+from securesock import TLSHandshakeError
+
+from .conftest import HAVE_IPV6, PASSPHRASE, PKI
+from .peers import Collect, listen
+
+
+@pytest.fixture(autouse=True)
+def _quietLegacyWarnings() -> object:
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "ssl.TLSVersion.TLSv1", DeprecationWarning)
+        yield
+
+
+def pythonClient(
+    host: str,
+    port: int,
+    cafile: str,
+    *,
+    version: ssl.TLSVersion | None = None,
+    alpn: list[str] | None = None,
+    cert: str | None = None,
+    servername: str = "localhost",
+) -> tuple[str, str, str | None]:
+    """A blocking client from Python's ssl module: (version, reply, alpn)."""
+    context = ssl.create_default_context(cafile=cafile)
+    if version is not None:
+        context.minimum_version = context.maximum_version = version
+        if version < ssl.TLSVersion.TLSv1_2:
+            context.set_ciphers("DEFAULT:@SECLEVEL=0")
+    if alpn:
+        context.set_alpn_protocols(alpn)
+    if cert:
+        context.load_cert_chain(cert)
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as raw:
+        raw.settimeout(10)
+        raw.connect((host, port))
+        with context.wrap_socket(raw, server_hostname=servername) as tls:
+            tls.sendall(b"hello\n")
+            reply = b""
+            for _ in range(100):
+                chunk = tls.recv(4096)
+                if not chunk:
+                    break
+                reply += chunk
+            return tls.version() or "", reply.decode(), tls.selected_alpn_protocol()
+
+
+async def clientReply(description: str) -> bytes:
+    endpoint = securesock.clientFromString(reactor, description)
+    protocol = Collect()
+    await endpoint.connect(Factory.forProtocol(lambda: protocol))
+    return await protocol.done
+
+
+@pytest_twisted.ensureDeferred
+async def test_ipv4_default_protocols(pki: PKI) -> None:
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}")
+    try:
+        version, reply, alpn = await deferToThread(pythonClient, "127.0.0.1", port.getHost().port, pki.ca_pem)
+        assert version == "TLSv1.3"
+        assert reply == "HELLO alpn=none\n"
+    finally:
+        await port.stopListening()
+
+
+@pytest.mark.skipif(not HAVE_IPV6, reason="no IPv6 loopback on this machine")
+@pytest_twisted.ensureDeferred
+async def test_ipv6_url_form(pki: PKI) -> None:
+    port = await listen(f"tls://[::1]:0?certificate={pki.server_pem}")
+    try:
+        version, reply, _ = await deferToThread(pythonClient, "::1", port.getHost().port, pki.ca_pem)
+        assert version == "TLSv1.3" and reply.startswith("HELLO")
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_default_listens_on_both_families(pki: PKI) -> None:
+    port = await listen(f"tls:0:certificate={pki.server_pem}")
+    try:
+        _, reply, _ = await deferToThread(pythonClient, "127.0.0.1", port.getHost().port, pki.ca_pem)
+        assert reply.startswith("HELLO")
+        if HAVE_IPV6:
+            _, reply, _ = await deferToThread(pythonClient, "::1", port.getHost().port, pki.ca_pem)
+            assert reply.startswith("HELLO")
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_host_name_interface_resolved_at_listen(pki: PKI) -> None:
+    port = await listen(f"tls:0:interface=localhost:certificate={pki.server_pem}")
+    try:
+        _, reply, _ = await deferToThread(pythonClient, "127.0.0.1", port.getHost().port, pki.ca_pem)
+        assert reply.startswith("HELLO")
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_alpn_offered_to_factory_without_alpn(pki: PKI) -> None:
+    """Twisted 26.4+ fails this handshake; we continue without ALPN."""
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}")
+    try:
+        _, reply, alpn = await deferToThread(
+            pythonClient, "127.0.0.1", port.getHost().port, pki.ca_pem, alpn=["h2", "http/1.1"]
+        )
+        assert alpn is None and reply == "HELLO alpn=none\n"
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_alpn_configured(pki: PKI) -> None:
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}:alpn=http/1.1,h2")
+    try:
+        _, reply, alpn = await deferToThread(
+            pythonClient, "127.0.0.1", port.getHost().port, pki.ca_pem, alpn=["h2", "http/1.1"]
+        )
+        assert alpn == "http/1.1" and reply == "HELLO alpn=http/1.1\n"
+    finally:
+        await port.stopListening()
+
+
+@pytest.mark.parametrize(
+    "protocols, offered, accepted",
+    [
+        ("TLS1_2", ssl.TLSVersion.TLSv1_2, True),
+        ("TLS1_2", ssl.TLSVersion.TLSv1_3, False),
+        ("TLS1_3", ssl.TLSVersion.TLSv1_3, True),
+        ("TLS1_3", ssl.TLSVersion.TLSv1_2, False),
+        ("TLS1+TLS1_2", ssl.TLSVersion.TLSv1, True),
+        ("TLS1+TLS1_2", ssl.TLSVersion.TLSv1_1, False),
+        ("TLS1+TLS1_2", ssl.TLSVersion.TLSv1_2, True),
+        ("ProtocolTLS1_1", ssl.TLSVersion.TLSv1_1, True),
+        ("TLSv1.2+TLSv1.3", ssl.TLSVersion.TLSv1_1, False),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_protocol_sets_honoured_exactly(
+    pki: PKI, protocols: str, offered: ssl.TLSVersion, accepted: bool
+) -> None:
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}:protocols={protocols}")
+    try:
+        if accepted:
+            version, reply, _ = await deferToThread(
+                pythonClient, "127.0.0.1", port.getHost().port, pki.ca_pem, version=offered
+            )
+            assert version == offered.name.replace("_", ".")
+            assert reply.startswith("HELLO")
+        else:
+            with pytest.raises(ssl.SSLError):
+                await deferToThread(
+                    pythonClient, "127.0.0.1", port.getHost().port, pki.ca_pem, version=offered
+                )
+    finally:
+        await port.stopListening()
+
+
+@pytest.mark.parametrize(
+    "prefix, version",
+    [("tlsv1.0", "TLSv1"), ("tlsv1.1", "TLSv1.1"), ("tlsv1.2", "TLSv1.2"), ("tlsv1.3", "TLSv1.3")],
+)
+@pytest_twisted.ensureDeferred
+async def test_version_pinned_prefixes(pki: PKI, prefix: str, version: str) -> None:
+    port = await listen(f"{prefix}:0:interface=127.0.0.1:certificate={pki.server_pem}")
+    try:
+        reply = await clientReply(
+            f"{prefix}:127.0.0.1:{port.getHost().port}:trustRoots={pki.ca_pem}:hostname=localhost"
+        )
+        assert reply == b"HELLO alpn=none\n"
+        got, _, _ = await deferToThread(
+            pythonClient,
+            "127.0.0.1",
+            port.getHost().port,
+            pki.ca_pem,
+            version=getattr(ssl.TLSVersion, version.replace(".", "_")),
+        )
+        assert got == version
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_endpoint_fires_after_verified_handshake(pki: PKI) -> None:
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}:alpn=h2")
+    try:
+        endpoint = securesock.clientFromString(
+            reactor, f"tls:localhost:{port.getHost().port}:trustRoots={pki.ca_pem}:alpn=h2,http/1.1"
+        )
+        protocol = Collect()
+        connected = await endpoint.connect(Factory.forProtocol(lambda: protocol))
+        assert connected is protocol
+        assert protocol.transport.negotiatedProtocol == b"h2"
+        assert protocol.transport.getPeerCertificate() is not None
+        assert await protocol.done == b"HELLO alpn=h2\n"
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_refuses_unknown_ca(pki: PKI) -> None:
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.stranger_pem}")
+    try:
+        with pytest.raises(TLSHandshakeError, match="issuer is not in the trust roots"):
+            await clientReply(f"tls:localhost:{port.getHost().port}:trustRoots={pki.ca_pem}")
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_refuses_wrong_name(pki: PKI) -> None:
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}")
+    try:
+        with pytest.raises(TLSHandshakeError, match="is not valid for 'example.com'"):
+            await clientReply(
+                f"tls:127.0.0.1:{port.getHost().port}:trustRoots={pki.ca_pem}:hostname=example.com"
+            )
+        # the IP literal is in the certificate: verified without SNI
+        assert (
+            await clientReply(f"tls:127.0.0.1:{port.getHost().port}:trustRoots={pki.ca_pem}")
+            == b"HELLO alpn=none\n"
+        )
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_pins(pki: PKI) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    with open(pki.stranger_pem, "rb") as f:
+        digest = x509.load_pem_x509_certificate(f.read()).fingerprint(hashes.SHA256()).hex()
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.stranger_pem}")
+    try:
+        where = f"tls:localhost:{port.getHost().port}"
+        # pin without CA verification (PHP's peer_fingerprint with verify_peer off)
+        assert await clientReply(f"{where}:verify=no:pin=sha256:{digest}") == b"HELLO alpn=none\n"
+        with pytest.raises(TLSHandshakeError, match="matches none of pin="):
+            await clientReply(f"{where}:verify=no:pin=sha256:{'00' * 32}")
+        # pin with CA verification: the CA check still applies
+        with pytest.raises(TLSHandshakeError, match="did not verify"):
+            await clientReply(f"{where}:trustRoots={pki.ca_pem}:pin=sha256:{digest}")
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_protocol_mismatch_is_explained(pki: PKI) -> None:
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}:protocols=TLS1_3")
+    try:
+        with pytest.raises(TLSHandshakeError, match="TLS1_2"):
+            await clientReply(f"tls:localhost:{port.getHost().port}:trustRoots={pki.ca_pem}:protocols=TLS1_2")
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_mutual_tls(pki: PKI) -> None:
+    port = await listen(
+        f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}:verifyClient=require:caCerts={pki.cadir}"
+    )
+    try:
+        where = f"tls:localhost:{port.getHost().port}:trustRoots={pki.ca_pem}"
+        assert await clientReply(f"{where}:certificate={pki.client_pem}") == b"HELLO alpn=none\n"
+        with pytest.raises((TLSHandshakeError, ssl.SSLError, ConnectionError)):
+            await deferToThread(pythonClient, "127.0.0.1", port.getHost().port, pki.ca_pem)
+        with pytest.raises((TLSHandshakeError, ssl.SSLError, ConnectionError)):
+            await deferToThread(
+                pythonClient, "127.0.0.1", port.getHost().port, pki.ca_pem, cert=pki.stranger_pem
+            )
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_optional_client_certificate(pki: PKI) -> None:
+    port = await listen(
+        f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}:verifyClient=optional:caCerts={pki.ca_pem}"
+    )
+    try:
+        _, reply, _ = await deferToThread(pythonClient, "127.0.0.1", port.getHost().port, pki.ca_pem)
+        assert reply.startswith("HELLO")
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_identity_variants(pki: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECURESOCK_TEST_PASS", PASSPHRASE.decode())
+    for identity in (
+        f"privateKey={pki.server_key}:certKey={pki.server_crt}",
+        f"certificate={pki.server_crt}:privateKey={pki.encrypted_key}:passphrase=env:SECURESOCK_TEST_PASS",
+        f"certificate={pki.server_crt}:privateKey={pki.encrypted_key}:passphrase=file:{pki.passphrase_txt}",
+        f"certificate={pki.server_p12}:passphrase=env:SECURESOCK_TEST_PASS",
+        f"certificate={pki.chained_crt}:privateKey={pki.chained_key}:extraCertChain={pki.intermediate_pem}",
+        f"certificate={pki.chained_pem}",
+    ):
+        port = await listen(f"tls:0:interface=127.0.0.1:{identity}")
+        try:
+            _, reply, _ = await deferToThread(pythonClient, "127.0.0.1", port.getHost().port, pki.ca_pem)
+            assert reply.startswith("HELLO"), identity
+        finally:
+            await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_endpoint_option_wraps_unix_socket(pki: PKI, tmp_path: os.PathLike[str]) -> None:
+    path = os.path.join(str(tmp_path), "tls.sock")
+    port = await listen(f"tls://?endpoint=unix:{path}&certificate={pki.server_pem}&port=0")
+    try:
+        reply = await clientReply(f"tls://localhost:1?endpoint=unix:{path}&trustRoots={pki.ca_pem}")
+        assert reply == b"HELLO alpn=none\n"
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_verify_no_connects_and_warns(pki: PKI) -> None:
+    from twisted.logger import globalLogPublisher
+
+    seen: list[str] = []
+
+    def observer(event: dict) -> None:  # type: ignore[type-arg]
+        if "verify=no" in str(event.get("log_format", "")):
+            seen.append(event["log_format"])
+
+    globalLogPublisher.addObserver(observer)
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.stranger_pem}")
+    try:
+        where = f"tls:localhost:{port.getHost().port}:verify=no"
+        assert await clientReply(where) == b"HELLO alpn=none\n"
+        assert await clientReply(where) == b"HELLO alpn=none\n"
+        assert len(seen) == 2
+    finally:
+        globalLogPublisher.removeObserver(observer)
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_delay_set_on_accepted_connections(pki: PKI) -> None:
+    from twisted.internet.protocol import Protocol
+
+    seen: list[bool] = []
+
+    class Probe(Protocol):
+        def connectionMade(self) -> None:
+            seen.append(bool(self.transport.getTcpNoDelay()))
+            self.transport.loseConnection()
+
+    for option, expected in (("", True), (":noDelay=no", False)):
+        port = await listen(
+            f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}{option}", Factory.forProtocol(Probe)
+        )
+        try:
+            # The probe closes at once, so the client may or may not see an error.
+            await deferToThread(pythonClient, "127.0.0.1", port.getHost().port, pki.ca_pem)
+        except (ssl.SSLError, OSError):
+            pass
+        finally:
+            await port.stopListening()
+        assert seen == [True, False][: len(seen)] and seen[-1] is expected
