@@ -161,8 +161,8 @@ def _loadCertificatesFromData(data: bytes, path: str, option: str) -> list[x509.
     try:
         if _PEM_CERT in data:
             return list(x509.load_pem_x509_certificates(data))
-        if data.lstrip().startswith(b"-----BEGIN"):
-            return []
+        if data.lstrip().startswith(b"-----BEGIN") or data[:1] != b"\x30":
+            return []  # PEM without certificates, or not a DER structure at all
         return [x509.load_der_x509_certificate(data)]
     except ValueError:
         raise CertificateError(

@@ -1,0 +1,203 @@
+"""Parsing descriptions: both spellings, every option's errors, no secrets in messages."""
+
+from __future__ import annotations
+
+import pytest
+
+from securesock import DescriptionError, TLSVersion
+from securesock._description import parseClient, parseServer
+from securesock._options import ClientOptions, ClientVerification, Passphrase, ServerOptions
+
+
+def server(text: str) -> ServerOptions:
+    result = parseServer(text)
+    assert isinstance(result, ServerOptions)
+    return result
+
+
+def client(text: str) -> ClientOptions:
+    result = parseClient(text)
+    assert isinstance(result, ClientOptions)
+    return result
+
+
+def error(text: str, side: str = "server") -> DescriptionError:
+    with pytest.raises(DescriptionError) as caught:
+        (parseServer if side == "server" else parseClient)(text)
+    return caught.value
+
+
+def test_server_twisted_form() -> None:
+    options = server(
+        "tls:8443:interface=127.0.0.1:backlog=10:certificate=site.pem:protocols=TLS1+TLS1_2:alpn=h2,http/1.1"
+    )
+    assert (options.port, options.interface, options.backlog) == (8443, "127.0.0.1", 10)
+    assert options.policy.protocols == {TLSVersion.TLS1, TLSVersion.TLS1_2}
+    assert options.policy.alpn == (b"h2", b"http/1.1")
+    assert options.policy.identity.certificate == "site.pem"
+
+
+def test_twisted_ssl_names_and_default_key() -> None:
+    options = server(
+        "ssl:443:privateKey=key.pem:certKey=cert.pem:extraCertChain=chain.pem:dhParameters=dh.pem"
+    )
+    identity = options.policy.identity
+    assert (identity.privateKey, identity.certificate, identity.extraCertChain) == (
+        "key.pem",
+        "cert.pem",
+        "chain.pem",
+    )
+    assert options.dhParameters == "dh.pem"
+    # Twisted's ssl: server falls back to server.pem; existing strings keep working.
+    assert server("ssl:443").policy.identity.privateKey == "server.pem"
+    assert server("ssl:443:sslmethod=TLSv1_2_METHOD").policy.protocols == {TLSVersion.TLS1_2}
+
+
+def test_tls_server_requires_certificate() -> None:
+    assert "needs a certificate: add certificate=FILE" in str(error("tls:8443"))
+
+
+def test_url_forms() -> None:
+    options = server("tls://[::1]:8443?certificate=/etc/site.pem&protocols=TLS1_2+TLS1_3")
+    assert (options.interface, options.port) == ("::1", 8443)
+    assert options.policy.protocols == {TLSVersion.TLS1_2, TLSVersion.TLS1_3}  # '+' is not a space
+    assert server("tls://:8443?certificate=a.pem").interface is None
+    c = client("tls://example.com:443?hostname=www.example.com&alpn=h2")
+    assert (c.host, c.port, c.serverName) == ("example.com", 443, "www.example.com")
+    assert client("tls://[fe80::1%25eth0]:443").host == "fe80::1%eth0"
+    # nested descriptions need no escaping in a URL
+    assert (
+        server("tls://?port=0&certificate=a.pem&endpoint=unix:/run/app.sock").endpoint == "unix:/run/app.sock"
+    )
+
+
+def test_other_prefixes_go_to_twisted() -> None:
+    assert parseServer("tcp:80:interface=127.0.0.1") == "tcp:80:interface=127.0.0.1"
+    assert parseServer("systemd:domain=INET:index=0") == "systemd:domain=INET:index=0"
+    assert parseServer("tcp://[::1]:80") == "tcp:80:interface=\\:\\:1"
+    assert parseClient("tcp://[fe80::1]:80") == "tcp:host=fe80\\:\\:1:port=80"
+    assert parseServer("unix:///run/a.sock") == "unix:/run/a.sock"
+    assert parseClient("unix:///run/a.sock?timeout=3") == "unix:path=/run/a.sock:timeout=3"
+
+
+def test_escapes() -> None:
+    assert server("tls:8443:interface=\\:\\:1:certificate=C\\:/site.pem").interface == "::1"
+    assert server("tls:8443:certificate=a\\=b.pem").policy.identity.certificate == "a=b.pem"
+    assert "lone backslash" in str(error("tls:8443:certificate=a.pem\\"))
+
+
+def test_passphrase_sources_and_secrecy() -> None:
+    assert server("tls:1:certificate=a.pem:passphrase=env:KEYPASS").policy.identity.passphrase == Passphrase(
+        "env", "KEYPASS"
+    )
+    assert server(
+        "tls:1:certificate=a.pem:passphrase=file:/run/pass"
+    ).policy.identity.passphrase == Passphrase("file", "/run/pass")
+    assert server(
+        "tls:1:certificate=a.pem:passphrase=env\\:KEYPASS"
+    ).policy.identity.passphrase == Passphrase("env", "KEYPASS")
+    e = error("tls:1:certificate=a.pem:passphrase=hunter2-secret")
+    assert "hunter2-secret" not in str(e) and e.value is None
+    assert "env:VARIABLE or file:PATH" in str(e)
+    assert "no certificate= or privateKey=" in str(error("tls:1:passphrase=env:X"))
+
+
+def test_pins() -> None:
+    digest = "ab" * 32
+    c = client(f"tls:h:1:pin=sha256:{digest},sha1:{'cd' * 20}")
+    assert [str(p) for p in c.pins] == [f"sha256:{digest}", f"sha1:{'cd' * 20}"]
+    spaced = " ".join("ab" for _ in range(32))
+    assert client(f"tls://h:1?pin=sha256:{spaced}").pins[0].digest == bytes.fromhex(digest)
+    assert "sha256 needs 64 hex digits, got 2" in str(error("tls:h:1:pin=sha256:00", "client"))
+    assert "does not start with sha256: or sha1:" in str(error("tls://h:1?pin=md5:00", "client"))
+    assert "is not hexadecimal" in str(error(f"tls:h:1:pin=sha256:{'zz' * 32}", "client"))
+
+
+def test_client_positional_and_keywords() -> None:
+    assert (client("tls:example.com:443").host, client("tls:example.com:443").port) == ("example.com", 443)
+    assert client("tls:host=example.com:port=443").port == 443
+    assert client("tls:example.com:port=443").host == "example.com"
+    assert client("tls:host=example.com:443").port == 443
+    c = client(
+        "ssl:example.com:443:caCertsDir=/etc/ssl/certs:certKey=c.pem:privateKey=k.pem:timeout=2.5:bindAddress=127.0.0.1"
+    )
+    assert (c.trustRoots, c.policy.identity.certificate, c.timeout, c.bindAddress) == (
+        "/etc/ssl/certs",
+        "c.pem",
+        2.5,
+        "127.0.0.1",
+    )
+    assert c.verify is True
+    assert client("tls:h:1:verify=no").verify is False
+    assert "has no port" in str(error("tls:example.com", "client"))
+    assert "a client needs the server's port" in str(error("tls:example.com:0", "client"))
+
+
+@pytest.mark.parametrize(
+    "text, side, fragments",
+    [
+        (
+            "tls:8443:certificat=a.pem",
+            "server",
+            ["unknown server option 'certificat'", "did you mean 'certificate'?"],
+        ),
+        ("tls:8443:certificate=a.pem:hostname=x", "server", ["'hostname' is a client option"]),
+        ("tls:h:1:verifyClient=require", "client", ["'verifyClient' is a server option"]),
+        ("tls:99999:certificate=a", "server", ["port='99999'", "out of range 0..65535"]),
+        ("tls:eighty:certificate=a", "server", ["port='eighty'", "not a whole number"]),
+        ("tls:1:certificate=a:backlog=0", "server", ["backlog='0'", "1..65535"]),
+        ("tls:h:1:timeout=soon", "client", ["timeout='soon'", "not a number"]),
+        ("tls:h:1:verify=maybe", "client", ["verify='maybe'", "yes, no"]),
+        (
+            "tls:1:certificate=a:protocols=TLS13",
+            "server",
+            ["unknown protocol flag 'TLS13'", "did you mean TLS1_3?"],
+        ),
+        (
+            "tls:1:certificate=a:verifyClient=always",
+            "server",
+            ["verifyClient='always'", "none, optional, require"],
+        ),
+        ("tls:1:certificate=a:verifyClient=require", "server", ["needs caCerts="]),
+        ("tls:1:certificate=a:caCerts=ca.pem", "server", ["verifyClient=none", "add verifyClient=require"]),
+        (
+            "tlsv1.2:1:certificate=a:protocols=TLS1_3",
+            "server",
+            ["tlsv1.2: already fixes the protocol to TLS1_2"],
+        ),
+        ("tls:1:certificate=a:protocols=TLS1_2:sslmethod=TLSv1_2_METHOD", "server", ["keep protocols="]),
+        ("tls:1:certificate=a:sslmethod=TLSv9_METHOD", "server", ["not an OpenSSL method name"]),
+        ("tls:1:certificate=a:alpn=h2,,http/1.1", "server", ["an empty protocol name"]),
+        ("tls:1:certificate=a:alpn=" + "x" * 300, "server", ["longer than 255 bytes"]),
+        ("tls:1:certificate=a:certKey=b", "server", ["certificate is given twice"]),
+        ("tls:1:certificate=", "server", ["certificate= is empty"]),
+        ("tls:1:2:certificate=a", "server", ["unexpected positional argument '2'"]),
+        ("tls:1:extraCertChain=chain.pem", "server", ["extraCertChain= needs a certificate"]),
+        ("tls://user@host:1", "client", ["user information"]),
+        ("tls://h:1/path", "client", ["a path ('/path') is not meaningful"]),
+        ("tls://h:1?alpn", "client", ["has no '='"]),
+        ("", "server", ["the description is empty"]),
+        ("tls:1:certificate=a\0", "server", ["NUL"]),
+    ],
+)
+def test_errors_name_option_value_and_accepted(text: str, side: str, fragments: list[str]) -> None:
+    message = str(error(text, side))
+    for fragment in fragments:
+        assert fragment in message, message
+
+
+def test_error_is_value_error_with_fields() -> None:
+    e = error("tls:1:certificate=a:backlog=x")
+    assert isinstance(e, ValueError)
+    assert (e.option, e.value) == ("backlog", "x")
+
+
+def test_verify_client_modes() -> None:
+    options = server("tls:1:certificate=a:verifyClient=Require:caCerts=ca.pem")
+    assert options.verifyClient is ClientVerification.REQUIRE and options.caCerts == "ca.pem"
+
+
+def test_options_are_immutable() -> None:
+    options = server("tls:1:certificate=a")
+    with pytest.raises(AttributeError):
+        options.port = 2  # type: ignore[misc]

@@ -1,0 +1,147 @@
+"""Certificate files: every way they can be wrong is a CertificateError, checked by message."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from twisted.internet import reactor
+
+import securesock
+from securesock import CertificateError, DescriptionError
+
+from .conftest import PASSPHRASE, PKI
+
+
+def build(description: str) -> object:
+    return securesock.serverFromString(reactor, description)
+
+
+def message(description: str, kind: type[Exception] = CertificateError) -> str:
+    with pytest.raises(kind) as caught:
+        build(description)
+    text = str(caught.value)
+    assert PASSPHRASE.decode() not in text
+    assert "PRIVATE KEY" not in text
+    return text
+
+
+def test_missing_file(pki: PKI) -> None:
+    text = message("tls:0:certificate=/nonexistent/site.pem")
+    assert "certificate='/nonexistent/site.pem': no such file" in text
+
+
+def test_directory_instead_of_file(pki: PKI) -> None:
+    assert "is a directory" in message(f"tls:0:certificate={pki.cadir}")
+
+
+def test_not_a_certificate(pki: PKI) -> None:
+    assert "holds no certificate" in message(f"tls:0:certificate={pki.empty_pem}")
+
+
+def test_certificate_without_key(pki: PKI) -> None:
+    assert "has a certificate but no private key" in message(f"tls:0:certificate={pki.server_crt}")
+
+
+def test_key_that_does_not_match(pki: PKI) -> None:
+    text = message(f"tls:0:certificate={pki.server_crt}:privateKey={pki.other_key}")
+    assert "does not match the certificate" in text and "CN=localhost" in text
+
+
+def test_encrypted_key_without_passphrase(pki: PKI) -> None:
+    text = message(f"tls:0:certificate={pki.server_crt}:privateKey={pki.encrypted_key}")
+    assert "is encrypted: add passphrase=env:VARIABLE or passphrase=file:PATH" in text
+
+
+def test_wrong_passphrase(pki: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECURESOCK_WRONG", "not the passphrase")
+    text = message(
+        f"tls:0:certificate={pki.server_crt}:privateKey={pki.encrypted_key}:passphrase=env:SECURESOCK_WRONG"
+    )
+    assert "passphrase=env:SECURESOCK_WRONG does not decrypt" in text
+    assert "not the passphrase" not in text
+
+
+def test_unset_passphrase_variable(pki: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("SECURESOCK_UNSET", raising=False)
+    text = message(
+        f"tls:0:certificate={pki.server_crt}:privateKey={pki.encrypted_key}:passphrase=env:SECURESOCK_UNSET"
+    )
+    assert "environment variable SECURESOCK_UNSET is not set" in text
+
+
+def test_pkcs12_needs_passphrase(pki: PKI) -> None:
+    assert "PKCS#12 file cannot be opened without a passphrase" in message(
+        f"tls:0:certificate={pki.server_p12}"
+    )
+
+
+def test_pkcs12_with_private_key_option(pki: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECURESOCK_TEST_PASS", PASSPHRASE.decode())
+    text = message(
+        f"tls:0:certificate={pki.server_p12}:privateKey={pki.server_key}:passphrase=env:SECURESOCK_TEST_PASS"
+    )
+    assert "carries its own key: remove privateKey=" in text
+
+
+def test_expired_and_future(pki: PKI) -> None:
+    assert "expired on" in message(f"tls:0:certificate={pki.expired_pem}")
+    assert "is not valid yet: valid from" in message(f"tls:0:certificate={pki.future_pem}")
+
+
+def test_empty_chain_file(pki: PKI) -> None:
+    text = message(f"tls:0:certificate={pki.server_pem}:extraCertChain={pki.empty_pem}")
+    assert "extraCertChain=" in text
+
+
+def test_ciphers_nothing_matches(pki: PKI) -> None:
+    text = message(f"tls:0:certificate={pki.server_pem}:ciphers=NOTHING-REAL", DescriptionError)
+    assert "ciphers='NOTHING-REAL': OpenSSL accepts none of these cipher suites" in text
+
+
+def test_bad_dh_parameters(pki: PKI) -> None:
+    assert "holds no PEM DH parameters" in message(
+        f"tls:0:certificate={pki.server_pem}:dhParameters={pki.empty_pem}"
+    )
+    assert "cannot be read" in message(f"tls:0:certificate={pki.server_pem}:dhParameters=/nonexistent")
+
+
+def test_client_trust_roots_missing(pki: PKI) -> None:
+    with pytest.raises(CertificateError, match="trustRoots='/nonexistent': no such file"):
+        securesock.clientFromString(reactor, "tls:localhost:443:trustRoots=/nonexistent")
+
+
+def test_empty_trust_directory(tmp_path: Path) -> None:
+    with pytest.raises(CertificateError, match="the directory holds no certificates"):
+        securesock.clientFromString(reactor, f"tls:localhost:443:trustRoots={tmp_path}")
+
+
+def test_chain_is_ordered_and_sent(pki: PKI) -> None:
+    endpoint = build(
+        f"tls:0:certificate={pki.chained_crt}:privateKey={pki.chained_key}:extraCertChain={pki.intermediate_pem}"
+    )
+    identity = endpoint.identity  # type: ignore[attr-defined]
+    assert [c.subject.rfc4514_string() for c in identity.chain] == ["CN=securesock test intermediate"]
+    assert "PRIVATE" not in repr(identity)
+
+
+def test_readable_key_file_warns(pki: PKI, tmp_path: Path) -> None:
+    from twisted.logger import globalLogPublisher
+
+    seen: list[str] = []
+
+    def observer(event: dict) -> None:  # type: ignore[type-arg]
+        if "can be read by group or others" in event.get("log_format", ""):
+            seen.append(event["path"])
+
+    loose = tmp_path / "loose.pem"
+    loose.write_bytes(Path(pki.server_pem).read_bytes())
+    os.chmod(loose, 0o644)
+    globalLogPublisher.addObserver(observer)
+    try:
+        build(f"tls:0:certificate={loose}")
+        build(f"tls:0:certificate={pki.server_pem}")  # 0600: no warning
+    finally:
+        globalLogPublisher.removeObserver(observer)
+    assert seen == [str(loose)]

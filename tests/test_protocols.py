@@ -1,0 +1,63 @@
+"""Protocol sets -> OpenSSL settings, and what the linked OpenSSL can speak."""
+
+from __future__ import annotations
+
+import pytest
+from OpenSSL import SSL
+from twisted.internet import reactor
+
+import securesock
+from securesock import ProtocolUnavailableError, TLSVersion
+from securesock._protocols import canSpeak, opensslBuild, speakable, versionSettings
+
+from .conftest import PKI
+
+V = TLSVersion
+
+
+def test_availability_is_detected_at_run_time() -> None:
+    assert canSpeak(V.TLS1_2) and canSpeak(V.TLS1_3)
+    assert not canSpeak(V.SSL2)  # no OpenSSL since 1.1.0 has SSLv2
+    assert speakable() == frozenset(v for v in V if canSpeak(v))
+
+
+def test_hole_kept_with_op_no() -> None:
+    settings = versionSettings(frozenset({V.TLS1, V.TLS1_2}))
+    assert (settings.minimum, settings.maximum) == (SSL.TLS1_VERSION, SSL.TLS1_2_VERSION)
+    assert settings.options == SSL.OP_NO_TLSv1_1
+    assert settings.legacy
+
+
+def test_contiguous_set_has_no_holes() -> None:
+    settings = versionSettings(frozenset({V.TLS1_2, V.TLS1_3}))
+    assert (settings.minimum, settings.maximum, settings.options, settings.legacy) == (
+        SSL.TLS1_2_VERSION,
+        SSL.TLS1_3_VERSION,
+        0,
+        False,
+    )
+
+
+@pytest.mark.parametrize("version", [v for v in V if not canSpeak(v)])
+def test_unavailable_version_names_version_and_build(version: TLSVersion) -> None:
+    with pytest.raises(ProtocolUnavailableError) as caught:
+        versionSettings(frozenset({version, V.TLS1_2}))
+    message = str(caught.value)
+    assert version.name in message and version.displayName in message
+    assert opensslBuild() in message
+    assert "this build speaks" in message
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        "sslv3:0:certificate={pem}",
+        "sslv2:0:certificate={pem}",
+        "tls:0:certificate={pem}:protocols=SSL3+TLS1_2",
+    ],
+)
+def test_unavailable_versions_refused_when_the_endpoint_is_built(pki: PKI, description: str) -> None:
+    if canSpeak(V.SSL3):
+        pytest.skip(f"{opensslBuild()} speaks SSLv3; the refusal cannot happen here")
+    with pytest.raises(ProtocolUnavailableError, match="cannot be spoken by the linked"):
+        securesock.serverFromString(reactor, description.format(pem=pki.server_pem))
