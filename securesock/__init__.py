@@ -5,8 +5,9 @@ securesock: TLS endpoints for Twisted from one-line descriptions.
     clientFromString(reactor, "tls://example.com:443?alpn=h2,http/1.1")
 
 Descriptions with securesock's prefixes (tls:, ssl:, tlsv1.0: .. tlsv1.3:,
-sslv2:, sslv3:, securesock:) are handled here; every other prefix goes to
-Twisted's own parser unchanged.
+sslv2:, sslv3:, securesock:, starttls:) are handled here; every other prefix
+goes to Twisted's own parser unchanged.  startTLS() upgrades a plaintext
+connection the application has negotiated itself (docs/starttls.md).
 """
 
 from __future__ import annotations
@@ -16,15 +17,29 @@ from typing import Any
 from twisted.internet import endpoints as _twisted
 from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
 
-from ._description import Description, clientOptions, parseClient, parseServer, serverOptions
+from ._arguments import fromArguments
+from ._description import clientOptions, parseClient, parseServer, serverOptions
 from ._endpoints import TLSClientEndpoint, TLSServerEndpoint, buildClient, buildServer
 from ._errors import (
     CertificateError,
     DescriptionError,
     ProtocolUnavailableError,
+    StartTLSError,
+    StartTLSInjectionError,
     TLSHandshakeError,
 )
+from ._linemixin import StartTLSLineMixin
 from ._options import ClientOptions, ServerOptions, TLSPolicy
+from ._optiontable import CLIENT, SERVER
+from ._starttls import (
+    StartTLSClientEndpoint,
+    StartTLSServerEndpoint,
+    TLSDetails,
+    TLSUpgrade,
+    buildStartTLSClient,
+    buildStartTLSServer,
+    startTLS,
+)
 from ._versions import TLSVersion
 
 __all__ = [
@@ -42,6 +57,14 @@ __all__ = [
     "TLSVersion",
     "TLSServerEndpoint",
     "TLSClientEndpoint",
+    "startTLS",
+    "TLSUpgrade",
+    "TLSDetails",
+    "StartTLSLineMixin",
+    "StartTLSError",
+    "StartTLSInjectionError",
+    "StartTLSServerEndpoint",
+    "StartTLSClientEndpoint",
 ]
 
 
@@ -64,7 +87,7 @@ def serverFromString(reactor: Any, description: str) -> IStreamServerEndpoint:
     parsed = parseServer(description)
     if isinstance(parsed, str):
         return _twistedParse(_twisted.serverFromString, reactor, parsed)  # type: ignore[no-any-return]
-    return buildServer(reactor, parsed, serverFromString)
+    return _buildServer(reactor, parsed)
 
 
 def clientFromString(reactor: Any, description: str) -> IStreamClientEndpoint:
@@ -79,22 +102,30 @@ def clientFromString(reactor: Any, description: str) -> IStreamClientEndpoint:
     parsed = parseClient(description)
     if isinstance(parsed, str):
         return _twistedParse(_twisted.clientFromString, reactor, parsed)  # type: ignore[no-any-return]
-    return buildClient(reactor, parsed, clientFromString)
+    return _buildClient(reactor, parsed)
 
 
 def serverFromArguments(
     reactor: Any, prefix: str, args: tuple[str, ...], kwargs: dict[str, str]
-) -> TLSServerEndpoint:
+) -> TLSServerEndpoint | StartTLSServerEndpoint:
     """Build a server from arguments Twisted has already split (plugins use this)."""
-    return buildServer(
-        reactor, serverOptions(Description(prefix, tuple(args), tuple(kwargs.items()))), serverFromString
-    )
+    return _buildServer(reactor, serverOptions(fromArguments(prefix, args, kwargs, SERVER)))
 
 
 def clientFromArguments(
     reactor: Any, prefix: str, args: tuple[str, ...], kwargs: dict[str, str]
-) -> TLSClientEndpoint:
+) -> TLSClientEndpoint | StartTLSClientEndpoint:
     """Build a client from arguments Twisted has already split (plugins use this)."""
-    return buildClient(
-        reactor, clientOptions(Description(prefix, tuple(args), tuple(kwargs.items()))), clientFromString
-    )
+    return _buildClient(reactor, clientOptions(fromArguments(prefix, args, kwargs, CLIENT)))
+
+
+def _buildServer(reactor: Any, options: ServerOptions) -> TLSServerEndpoint | StartTLSServerEndpoint:
+    if options.prefix == "starttls":
+        return buildStartTLSServer(reactor, options, serverFromString)
+    return buildServer(reactor, options, serverFromString)
+
+
+def _buildClient(reactor: Any, options: ClientOptions) -> TLSClientEndpoint | StartTLSClientEndpoint:
+    if options.prefix == "starttls":
+        return buildStartTLSClient(reactor, options, clientFromString)
+    return buildClient(reactor, options, clientFromString)

@@ -10,7 +10,7 @@ compression, no renegotiation, the server's cipher order.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 from cryptography import x509
@@ -30,6 +30,8 @@ __all__ = [
     "serverContext",
     "clientContext",
     "acceptableProtocols",
+    "sessionContextID",
+    "installServerNameCallback",
 ]
 
 log = Logger()
@@ -61,6 +63,25 @@ LEGACY_CIPHERS = ":".join(
     ]
 )
 
+# Key exchange groups a server accepts: Mozilla intermediate's X25519, P-256
+# and P-384, after the post-quantum hybrid where OpenSSL has it (3.5+).
+# OpenSSL's own default adds X448, P-521 and finite-field groups, which the
+# Mozilla profile (and sslyze's check of it) rejects.
+SERVER_GROUPS = (b"X25519MLKEM768:X25519:prime256v1:secp384r1", b"X25519:prime256v1:secp384r1")
+
+
+def _limitGroups(context: SSL.Context) -> None:
+    try:
+        from OpenSSL.SSL import _lib  # type: ignore[attr-defined]
+
+        setGroups = _lib.SSL_CTX_set1_curves_list
+    except (ImportError, AttributeError):  # pragma: no cover - other pyOpenSSL versions
+        return  # OpenSSL's defaults: wider, still all forward secret
+    for groups in SERVER_GROUPS:
+        if setGroups(context._context, groups) == 1:  # type: ignore[attr-defined]
+            return
+        _lib.ERR_clear_error()  # pragma: no cover - OpenSSL without the hybrid
+
 
 def _baseContext(policy: TLSPolicy, *, server: bool) -> SSL.Context:
     settings = versionSettings(policy.protocols)
@@ -72,6 +93,8 @@ def _baseContext(policy: TLSPolicy, *, server: bool) -> SSL.Context:
         options |= SSL.OP_CIPHER_SERVER_PREFERENCE
     context.set_options(options)
     context.set_mode(SSL.MODE_RELEASE_BUFFERS)
+    if server:
+        _limitGroups(context)
     if policy.ciphers is not None:
         ciphers = policy.ciphers
     elif settings.legacy:
@@ -158,17 +181,84 @@ def _selectALPN(configured: Sequence[bytes]) -> Any:
     return select
 
 
-def _sessionContextID(identity: Identity) -> bytes:
+def sessionContextID(identity: Identity) -> bytes:
+    """
+    The session id context of an endpoint, chosen once from its first
+    identity: every context of the endpoint (SNI, renewals) shares it, so a
+    session stays resumable when a connection switches context.
+    """
     # Deterministic, so that processes serving the same certificate accept
     # each other's TLS 1.2 sessions; at most 32 bytes as OpenSSL requires.
     return fingerprint(identity.certificate)[:16].hex().encode("ascii")
 
 
-def serverContext(options: ServerOptions, identity: Identity) -> SSL.Context:
-    """Build the context a server endpoint's connections share."""
+_UNRECOGNIZED_NAME = 112  # TLS alert unrecognized_name (RFC 6066)
+_INTERNAL_ERROR = 80
+
+
+def installServerNameCallback(context: SSL.Context, choose: Callable[[SSL.Connection], bool]) -> None:
+    """
+    Call C{choose(connection)} for every ClientHello (OpenSSL calls it with
+    or without SNI); it may switch the connection's context, and returns
+    False to refuse the name with an C{unrecognized_name} alert.
+
+    pyOpenSSL's own callback can refuse only by raising, which it reports
+    through C{sys.excepthook} (a traceback per refused client), so its cffi
+    binding is used directly when available.
+    """
+    try:
+        from OpenSSL.SSL import _ffi, _lib  # type: ignore[attr-defined]
+
+        connections = SSL.Connection._reverse_mapping  # type: ignore[attr-defined]
+        fatal = _lib.SSL_TLSEXT_ERR_ALERT_FATAL
+    except (ImportError, AttributeError):  # pragma: no cover - other pyOpenSSL versions
+        _installPublicServerNameCallback(context, choose)
+        return
+
+    def callback(ssl: Any, alert: Any, arg: Any) -> int:
+        try:
+            if choose(connections[ssl]):
+                return 0  # SSL_TLSEXT_ERR_OK
+            alert[0] = _UNRECOGNIZED_NAME
+        except Exception:
+            log.failure("while choosing a certificate by SNI")
+            alert[0] = _INTERNAL_ERROR
+        return fatal  # type: ignore[no-any-return]
+
+    handle = _ffi.callback("int (*)(SSL *, int *, void *)", callback)
+    context._securesockServerName = handle  # type: ignore[attr-defined]  # keep it alive
+    _lib.SSL_CTX_set_tlsext_servername_callback(context._context, handle)  # type: ignore[attr-defined]
+
+
+class _UnknownNameError(Exception):
+    pass
+
+
+def _installPublicServerNameCallback(  # pragma: no cover - other pyOpenSSL versions
+    context: SSL.Context, choose: Callable[[SSL.Connection], bool]
+) -> None:
+    def callback(connection: SSL.Connection) -> None:
+        if not choose(connection):
+            raise _UnknownNameError(connection.get_servername())  # OpenSSL's default alert: unrecognized_name
+
+    context.set_tlsext_servername_callback(callback)
+
+
+def serverContext(
+    options: ServerOptions,
+    identity: Identity,
+    *,
+    sessionID: bytes | None = None,
+    authorities: Sequence[x509.Certificate] | None = None,
+) -> SSL.Context:
+    """
+    Build the context a server endpoint's connections share.  C{sessionID}
+    (default: from C{identity}) and C{authorities} (default: read from
+    C{caCerts=}) are given when an endpoint builds several contexts.
+    """
     context = _baseContext(options.policy, server=True)
     _useIdentity(context, identity)
-    context.set_session_id(_sessionContextID(identity))
+    context.set_session_id(sessionID or sessionContextID(identity))
     context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
     if options.dhParameters is not None:
         try:
@@ -189,8 +279,9 @@ def serverContext(options: ServerOptions, identity: Identity) -> SSL.Context:
                 value=options.dhParameters,
             ) from None
     if options.verifyClient is not ClientVerification.NONE:
-        assert options.caCerts is not None
-        authorities = loadCertificates(options.caCerts, "caCerts")
+        if authorities is None:
+            assert options.caCerts is not None
+            authorities = loadCertificates(options.caCerts, "caCerts")
         _addTrust(context, authorities)
         for authority in authorities:  # the CAs a client is told to choose from
             context.add_client_ca(authority)
@@ -202,13 +293,21 @@ def serverContext(options: ServerOptions, identity: Identity) -> SSL.Context:
     return context
 
 
-def clientContext(options: ClientOptions, identity: Identity | None) -> SSL.Context:
-    """Build the context a client endpoint's connections share."""
+def clientContext(
+    options: ClientOptions, identity: Identity | None, *, trust: Sequence[x509.Certificate] | None = None
+) -> SSL.Context:
+    """
+    Build the context a client endpoint's connections share.  C{trust}
+    (default: read from C{trustRoots=}) is given when already resolved, as
+    for C{trustRoots=store}.
+    """
     context = _baseContext(options.policy, server=False)
     if identity is not None:
         _useIdentity(context, identity)
     if options.verify:
-        if options.trustRoots is None:
+        if trust is not None:
+            _addTrust(context, trust)
+        elif options.trustRoots is None:
             context.set_default_verify_paths()
         else:
             _addTrust(context, loadCertificates(options.trustRoots, "trustRoots"))

@@ -9,6 +9,8 @@ service-identity, then pins), recording in words why a check failed.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import idna
@@ -34,7 +36,7 @@ from ._errors import TLSHandshakeError
 from ._material import describeCertificate, fingerprint
 from ._options import ClientOptions
 
-__all__ = ["ServerCreator", "ClientCreator", "verifyErrorText"]
+__all__ = ["ServerCreator", "ServedContexts", "ServerNameChooser", "ClientCreator", "verifyErrorText"]
 
 log = Logger()
 
@@ -59,17 +61,74 @@ def verifyErrorText(errno: int) -> str:
     return _VERIFY_ERRORS.get(errno, f"X.509 verification error {errno}")
 
 
+@dataclass(frozen=True)
+class ServedContexts:
+    """
+    What a server presents right now: a context per SNI name (lower case,
+    C{*.example.com} for wildcards) and the default for clients that send
+    no name (or an unknown one, unless strict).
+    """
+
+    default: SSL.Context
+    byName: Mapping[bytes, SSL.Context]
+
+
+class ServerNameChooser:
+    """
+    The servername callback of a server's contexts: switches each
+    connection to the context of the certificate its client asked for.
+    C{served} is replaced as a whole when a certificate is renewed.
+    """
+
+    def __init__(self, served: ServedContexts | None = None, *, strict: bool = False) -> None:
+        self.served = served
+        self.strict = strict
+
+    def __call__(self, connection: SSL.Connection) -> bool:
+        served = self.served
+        if served is None:
+            return True
+        target = served.default
+        name = connection.get_servername()
+        if name:
+            key = name.lower()
+            found = served.byName.get(key)
+            if found is None and b"." in key:
+                found = served.byName.get(b"*" + key[key.index(b".") :])
+            if found is not None:
+                target = found
+            elif self.strict:
+                log.debug("refused a client asking for unknown server name {name!r}", name=name)
+                return False
+        if connection.get_context() is not target:
+            connection.set_context(target)
+        return True
+
+
 @implementer(IOpenSSLServerConnectionCreator)
 class ServerCreator:
     """
-    Connections for a server endpoint.  C{context} may be replaced (for a
-    renewed certificate); connections already made keep the old one.
+    Connections for a server endpoint.  Every connection starts on
+    C{context}, which keeps the session cache and ticket keys; when the
+    contexts carry a L{ServerNameChooser} it moves the connection to the
+    context of the certificate asked for by SNI, or renewed since.
+    C{beforeConnection} runs first for each connection (the renewal check).
+    Connections already made keep the context they have.
     """
 
-    def __init__(self, context: SSL.Context) -> None:
+    def __init__(
+        self,
+        context: SSL.Context,
+        chooser: ServerNameChooser | None = None,
+        beforeConnection: Callable[[], None] | None = None,
+    ) -> None:
         self.context = context
+        self.chooser = chooser
+        self._before = beforeConnection
 
     def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
+        if self._before is not None:
+            self._before()
         return SSL.Connection(self.context, None)
 
 

@@ -19,11 +19,14 @@ from __future__ import annotations
 import difflib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from urllib.parse import unquote
 
 from ._errors import DescriptionError
 from ._options import (
+    DIALECTS,
+    HANDSHAKE_TIMEOUT,
+    MAX_HANDSHAKES,
     ClientOptions,
     ClientVerification,
     IdentitySpec,
@@ -54,6 +57,8 @@ TLS_PREFIXES: dict[str, frozenset[TLSVersion] | None] = {
     "tlsv1.3": frozenset({TLSVersion.TLS1_3}),
     "sslv2": frozenset({TLSVersion.SSL2}),
     "sslv3": frozenset({TLSVersion.SSL3}),
+    # Plaintext first, TLS after the dialect= exchange (docs/starttls.md).
+    "starttls": None,
 }
 
 # Twisted's ssl: server has always defaulted to this key file.
@@ -170,6 +175,11 @@ def splitDescription(description: str, side: str) -> Description | str:
     and a Twisted-syntax string (the input itself, or a URL rewritten) for
     everything else.
     """
+    if isinstance(description, bytes):  # Twisted accepts bytes descriptions too
+        try:
+            description = description.decode("utf-8")
+        except UnicodeDecodeError:
+            raise DescriptionError("the description is bytes that are not UTF-8; pass text") from None
     if not isinstance(description, str):
         raise DescriptionError(f"a description must be text, not {type(description).__name__}")
     if not description.strip():
@@ -289,7 +299,19 @@ def _policy(description: Description, values: dict[str, object]) -> TLSPolicy:
         privateKey=values.pop("privateKey", None),  # type: ignore[arg-type]
         extraCertChain=values.pop("extraCertChain", None),  # type: ignore[arg-type]
         passphrase=values.pop("passphrase", None),  # type: ignore[arg-type]
+        certificateHash=values.pop("certificateHash", ()),  # type: ignore[arg-type]
     )
+    if identity.certificateHash and identity.certificate is not None:
+        raise DescriptionError(
+            "certificate= and certificateHash= both choose the certificate; keep one",
+            option="certificateHash",
+        )
+    if identity.certificateHash and identity.privateKey is not None:
+        raise DescriptionError(
+            "privateKey= goes with certificate files; certificateHash= picks a store entry, "
+            "which brings its own key: remove privateKey=",
+            option="privateKey",
+        )
     if identity.extraCertChain is not None and not identity.given:
         raise DescriptionError(
             "extraCertChain= needs a certificate: add certificate= (or privateKey=)",
@@ -306,39 +328,66 @@ def _policy(description: Description, values: dict[str, object]) -> TLSPolicy:
         alpn=values.pop("alpn", ()),  # type: ignore[arg-type]
         identity=identity,
         noDelay=values.pop("noDelay", True),  # type: ignore[arg-type]
+        store=values.pop("store", None),  # type: ignore[arg-type]
     )
+
+
+def _dialect(description: Description, values: dict[str, object]) -> str | None:
+    """dialect= is required with starttls: and meaningless with every other prefix."""
+    dialect = values.pop("dialect", None)
+    if description.prefix == "starttls" and dialect is None:
+        raise DescriptionError(
+            "starttls: needs dialect= to know the plaintext exchange before TLS; accepted: "
+            + ", ".join(DIALECTS)
+            + " (none: the application calls securesock.startTLS itself)",
+            option="dialect",
+        )
+    if description.prefix != "starttls" and dialect is not None:
+        raise DescriptionError(
+            f"dialect={dialect} applies only to starttls: descriptions; {description.prefix}: "
+            f"starts TLS at once (write starttls:... to upgrade after a {dialect} exchange)",
+            option="dialect",
+            value=str(dialect),
+        )
+    return dialect  # type: ignore[return-value]
 
 
 def serverOptions(description: Description) -> ServerOptions:
     """Build L{ServerOptions} from a split server description."""
     args = description.args
-    if len(args) == 2 and not args[0].strip().isdigit() and args[1].strip().isdigit():
-        raise DescriptionError(
-            f"{description.prefix}:{args[0]}:{args[1]} is Twisted's tls:DIRECTORY:PORT "
-            f"form; write {description.prefix}:{args[1]}:certificate=FILE "
-            "(certificate directories are not supported by this version)",
-            value=args[0],
-        )
-    values = _convert(SERVER, [*_positional(description, ["port"], "server"), *description.kwargs])
+    directory: str | None = None
+    positional = ["port"]
+    if len(args) >= 2 and not args[0].strip().isdigit() and args[1].strip().isdigit():
+        # Twisted's tls:DIRECTORY:PORT[:BACKLOG[:INTERFACE]]: the directory is the
+        # certificate store, every certificate in it served by SNI.
+        directory = args[0]
+        description = replace(description, args=args[1:])
+        positional = ["port", "backlog", "interface"]
+    values = _convert(SERVER, [*_positional(description, positional, "server"), *description.kwargs])
+    if directory is not None:
+        if "store" in values:
+            raise DescriptionError(
+                f"{description.prefix}:{directory}:... already names the certificate store; "
+                f"remove store={values['store']}",
+                option="store",
+            )
+        values["store"] = directory
     if "port" not in values:
         raise DescriptionError(
             f"{description.prefix}: has no port; write {description.prefix}:8443:... (0 picks a free port)",
             option="port",
         )
     policy = _policy(description, values)
+    if directory is not None and not policy.identity.given:
+        policy = replace(policy, identity=replace(policy.identity, everyEntry=True))
     if not policy.identity.given and description.prefix == "ssl":
         # Twisted's ssl: server defaults to server.pem; keep existing strings working.
-        policy = TLSPolicy(
-            protocols=policy.protocols,
-            ciphers=policy.ciphers,
-            alpn=policy.alpn,
-            identity=IdentitySpec(privateKey=_TWISTED_SSL_DEFAULT_KEY),
-            noDelay=policy.noDelay,
-        )
+        policy = replace(policy, identity=IdentitySpec(privateKey=_TWISTED_SSL_DEFAULT_KEY))
     if not policy.identity.given:
         raise DescriptionError(
             "a TLS server needs a certificate: add certificate=FILE (PEM with key, or "
-            "PKCS#12), or privateKey=KEY.pem with certKey=CERT.pem",
+            "PKCS#12), certificate=NAME or certificateHash=HEX from the certificate store, "
+            "or privateKey=KEY.pem with certKey=CERT.pem",
             option="certificate",
         )
     verifyClient = values.pop("verifyClient", ClientVerification.NONE)
@@ -355,6 +404,19 @@ def serverOptions(description: Description) -> ServerOptions:
             "(or optional) to ask clients for certificates",
             option="verifyClient",
         )
+    if values.get("reusePort") and values.get("exclusive"):
+        raise DescriptionError(
+            "reusePort=yes and exclusive=yes contradict each other: sharing the port "
+            "or refusing to share it; keep one",
+            option="exclusive",
+        )
+    for socketOption in ("reusePort", "exclusive"):
+        if values.get(socketOption) and "endpoint" in values:
+            raise DescriptionError(
+                f"{socketOption}= applies to the TCP socket securesock opens itself; with "
+                "endpoint= the other endpoint opens it: remove one of them",
+                option=socketOption,
+            )
     return ServerOptions(
         prefix=description.prefix,
         port=values.pop("port"),  # type: ignore[arg-type]
@@ -365,6 +427,12 @@ def serverOptions(description: Description) -> ServerOptions:
         verifyClient=verifyClient,  # type: ignore[arg-type]
         caCerts=caCerts,  # type: ignore[arg-type]
         endpoint=values.pop("endpoint", None),  # type: ignore[arg-type]
+        sniStrict=values.pop("sniStrict", False),  # type: ignore[arg-type]
+        reusePort=values.pop("reusePort", False),  # type: ignore[arg-type]
+        exclusive=values.pop("exclusive", False),  # type: ignore[arg-type]
+        handshakeTimeout=values.pop("handshakeTimeout", HANDSHAKE_TIMEOUT),  # type: ignore[arg-type]
+        maxHandshakes=values.pop("maxHandshakes", MAX_HANDSHAKES),  # type: ignore[arg-type]
+        dialect=_dialect(description, values),
     )
 
 
@@ -399,6 +467,7 @@ def clientOptions(description: Description) -> ClientOptions:
         trustRoots=values.pop("trustRoots", None),  # type: ignore[arg-type]
         pins=values.pop("pin", ()),  # type: ignore[arg-type]
         endpoint=values.pop("endpoint", None),  # type: ignore[arg-type]
+        dialect=_dialect(description, values),
     )
 
 

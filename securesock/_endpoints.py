@@ -27,12 +27,16 @@ from twisted.internet.interfaces import (
 from twisted.internet.threads import deferToThreadPool
 from zope.interface import implementer
 
-from ._context import clientContext, serverContext
+from ._context import clientContext
 from ._creators import ClientCreator, ServerCreator
 from ._errors import DescriptionError
 from ._handshake import HandshakeGateFactory, TLSFactory
-from ._material import Identity, loadIdentity
-from ._options import ClientOptions, ServerOptions
+from ._identity import selectClientIdentity, selectServerIdentities, storePath, trustCertificates
+from ._listen import SocketOptionServerEndpoint
+from ._material import Identity
+from ._options import ClientOptions, ClientVerification, ServerOptions
+from ._reload import Renewal, serverCreator
+from ._store import openStore
 from ._versions import formatProtocols
 
 __all__ = ["TLSServerEndpoint", "TLSClientEndpoint", "buildServer", "buildClient"]
@@ -55,12 +59,23 @@ class TLSServerEndpoint:
         self.inner = inner
         self.creator = creator
         self.options = options
-        self.identity = identity
+        self.identity = identity  # the default certificate, as first loaded
+        self.renewal: Renewal | None = None  # the certificates served now: renewal.served
 
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         return self.inner.listen(
-            TLSFactory(self.creator, False, protocolFactory, self.options.policy.noDelay)
+            TLSFactory(
+                self.creator,
+                False,
+                protocolFactory,
+                self.options.policy.noDelay,
+                limits=(self.options.handshakeTimeout, self.options.maxHandshakes),
+            )
         )
+
+    def reload(self) -> bool:
+        """Re-read the certificate files now (SIGHUP); True if anything changed."""
+        return self.renewal.check() if self.renewal is not None else False
 
     def __repr__(self) -> str:
         return f"<TLSServerEndpoint port={self.options.port} {self.identity!r}>"
@@ -143,6 +158,36 @@ class _HostNameServerEndpoint:
         return resolving.addCallback(listenAll)  # type: ignore[no-any-return]
 
 
+@implementer(IStreamServerEndpoint)
+class _AllInterfacesServerEndpoint:
+    """
+    "::" accepts IPv4 too (dual-stack is the default on Linux, macOS and
+    Windows); on a host without IPv6, fall back to every IPv4 interface.
+    """
+
+    def __init__(self, reactor: Any, port: int, backlog: int) -> None:
+        self._reactor = reactor
+        self._port = port
+        self._backlog = backlog
+
+    def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
+        inner: IStreamServerEndpoint
+        if socket.has_ipv6 and _ipv6Works():
+            inner = twistedEndpoints.TCP6ServerEndpoint(self._reactor, self._port, self._backlog, "::")
+        else:
+            inner = twistedEndpoints.TCP4ServerEndpoint(self._reactor, self._port, self._backlog, "")
+        listening: Deferred[IListeningPort] = inner.listen(protocolFactory)
+        return listening
+
+
+def _ipv6Works() -> bool:
+    try:
+        socket.socket(socket.AF_INET6, socket.SOCK_STREAM).close()
+    except OSError:
+        return False
+    return True
+
+
 def _tcpServer(reactor: Any, interface: str, port: int, backlog: int) -> IStreamServerEndpoint:
     if isIPv6Address(interface):
         return twistedEndpoints.TCP6ServerEndpoint(reactor, port, backlog, interface)
@@ -153,9 +198,24 @@ def _innerServer(reactor: Any, options: ServerOptions, nested: NestedParser) -> 
     if options.endpoint is not None:
         return _nested(nested, reactor, options.endpoint)  # type: ignore[no-any-return]
     interface = options.interface
+    if options.reusePort or options.exclusive:
+        if interface is not None and not (isIPAddress(interface) or isIPv6Address(interface)):
+            raise DescriptionError(
+                f"interface={interface!r}: reusePort= and exclusive= need an IP address to "
+                "listen on, not a host name",
+                option="interface",
+                value=interface,
+            )
+        return SocketOptionServerEndpoint(
+            reactor,
+            "::" if interface is None else interface,
+            options.port,
+            options.backlog,
+            reusePort=options.reusePort,
+            exclusive=options.exclusive,
+        )
     if interface is None:
-        # "::" accepts IPv4 too (Linux, macOS and Windows default to dual-stack).
-        return twistedEndpoints.TCP6ServerEndpoint(reactor, options.port, options.backlog, "::")
+        return _AllInterfacesServerEndpoint(reactor, options.port, options.backlog)
     if isIPAddress(interface) or isIPv6Address(interface):
         return _tcpServer(reactor, interface, options.port, options.backlog)
     return _HostNameServerEndpoint(reactor, interface, options.port, options.backlog)
@@ -171,18 +231,33 @@ def _nested(nested: NestedParser, reactor: Any, description: str) -> Any:
 
 
 def buildServer(reactor: Any, options: ServerOptions, nested: NestedParser) -> TLSServerEndpoint:
-    """A listening TLS endpoint for C{options}; all files are read now."""
-    identity = loadIdentity(options.policy.identity)
-    context = serverContext(options, identity)
-    return TLSServerEndpoint(
-        _innerServer(reactor, options, nested), ServerCreator(context), options, identity
+    """
+    A listening TLS endpoint for C{options}; all files are read now.  The
+    certificates (files, store names or thumbprints, several for SNI) are
+    re-read when their files change.
+    """
+    identity = options.policy.identity
+    selected = selectServerIdentities(identity, options.policy.store)
+    authorities = None
+    if options.verifyClient is not ClientVerification.NONE:
+        authorities = trustCertificates(options.caCerts, "caCerts", options.policy.store)
+    store = openStore(storePath(options.policy.store)) if identity.everyEntry else None
+    creator, renewal = serverCreator(options, selected, authorities, store)
+    endpoint = TLSServerEndpoint(
+        _innerServer(reactor, options, nested), creator, options, selected[0].identity
     )
+    endpoint.renewal = renewal
+    return endpoint
 
 
 def buildClient(reactor: Any, options: ClientOptions, nested: NestedParser) -> TLSClientEndpoint:
     """A connecting TLS endpoint for C{options}; all files are read now."""
-    identity = loadIdentity(options.policy.identity) if options.policy.identity.given else None
-    context: SSL.Context = clientContext(options, identity)
+    selected = selectClientIdentity(options.policy.identity, options.policy.store)
+    identity = selected.identity if selected is not None else None
+    trust = None
+    if options.verify:
+        trust = trustCertificates(options.trustRoots, "trustRoots", options.policy.store)
+    context: SSL.Context = clientContext(options, identity, trust=trust)
     if options.endpoint is not None:
         inner = _nested(nested, reactor, options.endpoint)
     else:

@@ -10,12 +10,31 @@ and what would be accepted, and never contain a secret.
 
 from __future__ import annotations
 
+import re
+
 __all__ = [
+    "redactSecrets",
     "DescriptionError",
     "ProtocolUnavailableError",
     "CertificateError",
     "TLSHandshakeError",
+    "StartTLSError",
+    "StartTLSInjectionError",
 ]
+
+# passphrase=VALUE where VALUE is not a reference (env:NAME, file:PATH): a
+# passphrase typed literally, ending at the next separator or quote.
+# (env\:NAME is the escaped spelling error messages suggest.)
+_LITERAL_PASSPHRASE = re.compile(r"(passphrase=)(?!(?:env|file)\\?:)([^&:'\"\s][^&:'\"\n]*)", re.IGNORECASE)
+
+
+def redactSecrets(text: str) -> str:
+    """
+    Hide literal passphrases in a text that quotes a description (errors
+    echo what was written), keeping env:/file: references, which are not
+    secret and say what to fix.
+    """
+    return _LITERAL_PASSPHRASE.sub(r"\1(not shown)", text)
 
 
 class DescriptionError(ValueError):
@@ -29,9 +48,9 @@ class DescriptionError(ValueError):
     """
 
     def __init__(self, message: str, *, option: str | None = None, value: str | None = None) -> None:
-        super().__init__(message)
+        super().__init__(redactSecrets(message))
         self.option = option
-        self.value = value
+        self.value = None if value is None else redactSecrets(value)
 
     @property
     def message(self) -> str:
@@ -56,4 +75,20 @@ class TLSHandshakeError(ConnectionError):
     A TLS connection was set up but its handshake failed: the peer refused our
     versions or ciphers, its certificate did not verify, its name or pin did
     not match.  The message says which, in words.
+    """
+
+
+class StartTLSError(ConnectionError):
+    """
+    A connection could not be upgraded to TLS: the plaintext exchange before
+    it failed (the server did not offer the upgrade, or refused it), or the
+    transport cannot start TLS.  Never followed by a plaintext session.
+    """
+
+
+class StartTLSInjectionError(StartTLSError):
+    """
+    Bytes arrived after the upgrade command or the server's go-ahead and
+    before TLS started (STARTTLS injection, CVE-2011-0411 class); the
+    connection was closed without processing them.
     """

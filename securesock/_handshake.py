@@ -23,25 +23,71 @@ from twisted.internet.interfaces import (
     IProtocolFactory,
     ITCPTransport,
 )
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory, Protocol, connectionDone
+from twisted.logger import Logger
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, implementer
 
 from ._errors import TLSHandshakeError
+from ._guard import HandshakeGuard, HandshakeWatch
+from ._wrongmode import HTTP_400, isHTTPRequest, isTLSRecord, plaintextFromClient, plaintextFromServer
 
 __all__ = ["TLSFactory", "HandshakeGateFactory", "handshakeError"]
 
+log = Logger()
+
 
 class _TLSProtocol(BufferingTLSTransport):
-    """Twisted's TLS protocol, plus TCP_NODELAY when the endpoint asks."""
+    """
+    Twisted's TLS protocol, plus TCP_NODELAY when the endpoint asks, plus a
+    look at the peer's first chunk (and only that): plaintext where TLS was
+    expected is said in words (see L{securesock._wrongmode}).
+    """
 
     factory: TLSFactory
+    firstBytes: bytes | None = None  # the start of the peer's first chunk
+    _watch: HandshakeWatch | None = None  # servers: this handshake under its endpoint's guard
+    _plaintext = False
 
     def makeConnection(self, transport: Any) -> None:
         if self.factory.noDelay and ITCPTransport.providedBy(transport):
             transport.setTcpNoDelay(True)
         super().makeConnection(transport)
+        if self.factory.guard is not None:
+            self._watch = self.factory.guard.watch(self)
+
+    # The handshake deadline and cap (securesock._guard) end here: at completion, or at loss.
+    def _checkHandshakeStatus(self) -> None:
+        super()._checkHandshakeStatus()  # type: ignore[no-untyped-call]
+        if self._watch is not None and self._handshakeDone:
+            self._watch.completed()
+            self._watch = None
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        if self._watch is not None:
+            self._watch.lost(self, self._reason or reason, logged=self._plaintext)
+            self._watch = None
+        super().connectionLost(reason)
+
+    def dataReceived(self, data: bytes) -> None:
+        if self.firstBytes is None:
+            self.firstBytes = data[:200]
+            if not self.factory.isClient and not isTLSRecord(data):
+                self._refusePlaintext(data)
+        if not self._plaintext:
+            super().dataReceived(data)
+
+    def _refusePlaintext(self, data: bytes) -> None:
+        """A client spoke plaintext to this TLS server: say so, answer HTTP like nginx, close."""
+        self._plaintext = True
+        transport: Any = self.transport
+        address = transport.getPeer()
+        peer = f"{getattr(address, 'host', address)}:{getattr(address, 'port', '')}"
+        log.warn("{message}", message=plaintextFromClient(data, peer))
+        if isHTTPRequest(data):
+            transport.write(HTTP_400)
+        transport.loseConnection()
 
 
 class TLSFactory(TLSMemoryBIOFactory):
@@ -50,10 +96,23 @@ class TLSFactory(TLSMemoryBIOFactory):
     protocol = _TLSProtocol
 
     def __init__(
-        self, creator: Any, isClient: bool, wrappedFactory: IProtocolFactory, noDelay: bool = True
+        self,
+        creator: Any,
+        isClient: bool,
+        wrappedFactory: IProtocolFactory,
+        noDelay: bool = True,
+        limits: tuple[float, int] | None = None,
     ) -> None:
         super().__init__(creator, isClient, wrappedFactory)
         self.noDelay = noDelay
+        self.isClient = isClient
+        # limits: (handshakeTimeout, maxHandshakes), for servers.
+        self.guard = None if limits is None else HandshakeGuard(*limits, clock=self._clock)
+
+    def buildProtocol(self, addr: Any) -> Any:
+        if self.guard is not None and not self.guard.admit(addr):
+            return None  # over maxHandshakes: the port closes the connection at once
+        return super().buildProtocol(addr)
 
 
 def _reasons(error: SSL.Error) -> list[str]:
@@ -64,18 +123,28 @@ def _reasons(error: SSL.Error) -> list[str]:
     return found or [str(error)]
 
 
-def handshakeError(reason: Failure, peer: str, protocols: str) -> TLSHandshakeError:
-    """Turn why a connection ended during its handshake into words."""
+def handshakeError(
+    reason: Failure, peer: str, protocols: str, received: bytes | None = None
+) -> TLSHandshakeError:
+    """
+    Turn why a connection ended during its handshake into words.
+    C{received}: the start of what the server sent, when known, so that a
+    plaintext answer (a STARTTLS port) is recognised.
+    """
     value = reason.value
     if isinstance(value, TLSHandshakeError):
         return value
+    plaintext = plaintextFromServer(received, peer) if received else None
+    if plaintext is not None:
+        return TLSHandshakeError(plaintext)
     if isinstance(value, SSL.Error):
         reasons = _reasons(value)
         text = "; ".join(reasons)
         if any("version" in r or "unsupported protocol" in r for r in reasons):
             hint = f" (we offered {protocols}; the peer accepts none of them)"
         elif any("handshake failure" in r or "no shared cipher" in r for r in reasons):
-            hint = " (no cipher suite or key type in common)"
+            # OpenSSL servers also send handshake_failure for a missing client certificate (TLS 1.2)
+            hint = " (no cipher suite or key type in common, or the server requires a client certificate and got none)"
         else:
             hint = ""
         return TLSHandshakeError(f"TLS handshake with {peer} failed: {text}{hint}")
@@ -131,7 +200,8 @@ class _HandshakeGate(Protocol):
         if self._open:
             self.application.connectionLost(reason)
         elif not self.ready.called:
-            self.ready.errback(Failure(handshakeError(reason, self._peer, self._protocols)))
+            received = getattr(self.transport, "firstBytes", None)
+            self.ready.errback(Failure(handshakeError(reason, self._peer, self._protocols, received)))
 
 
 class HandshakeGateFactory(Factory):

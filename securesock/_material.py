@@ -295,6 +295,7 @@ def loadIdentity(spec: IdentitySpec) -> Identity:
                 option="privateKey",
             )
         identity = _loadPKCS12(certData, certPath, "certificate", spec.passphrase)
+        _warnIfReadable(certPath)  # it holds the private key too
         extras = list(identity.chain)
     else:
         certificates = _loadCertificatesFromData(certData, source, certOption)

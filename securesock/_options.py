@@ -11,6 +11,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from ._hashes import CertificateHash
 from ._versions import DEFAULT_PROTOCOLS, TLSVersion
 
 __all__ = [
@@ -21,7 +22,18 @@ __all__ = [
     "TLSPolicy",
     "ServerOptions",
     "ClientOptions",
+    "DIALECTS",
+    "HANDSHAKE_TIMEOUT",
+    "MAX_HANDSHAKES",
 ]
+
+# The pre-TLS conversations a starttls: endpoint can speak (dialect=);
+# "none" leaves the upgrade to the application (securesock.startTLS).
+DIALECTS = ("smtp", "imap", "pop3", "ftp", "xmpp", "ldap", "postgres", "none")
+
+# Server defaults for hostile clients (docs/hardening.md says how they were chosen).
+HANDSHAKE_TIMEOUT = 10.0
+MAX_HANDSHAKES = 1000
 
 
 @dataclass(frozen=True)
@@ -45,17 +57,27 @@ class IdentitySpec:
     The files that make up a certificate identity.  Twisted's C{ssl:} names
     are kept: C{privateKey} (key, may also hold the certificate), C{certKey}
     (certificate), C{extraCertChain} (intermediates).  C{certificate} is a PEM
-    bundle or a PKCS#12 file.
+    bundle or a PKCS#12 file, or names in the certificate store (several,
+    comma-separated, for SNI); C{certificateHash} picks store entries by
+    thumbprint; C{everyEntry} serves the whole store (Twisted's
+    C{tls:DIRECTORY:PORT}).
     """
 
     certificate: str | None = None
     privateKey: str | None = None
     extraCertChain: str | None = None
     passphrase: Passphrase | None = None
+    certificateHash: tuple[CertificateHash, ...] = ()
+    everyEntry: bool = False
 
     @property
     def given(self) -> bool:
-        return self.certificate is not None or self.privateKey is not None
+        return (
+            self.certificate is not None
+            or self.privateKey is not None
+            or bool(self.certificateHash)
+            or self.everyEntry
+        )
 
 
 @dataclass(frozen=True)
@@ -86,6 +108,7 @@ class TLSPolicy:
     alpn: tuple[bytes, ...] = ()
     identity: IdentitySpec = field(default_factory=IdentitySpec)
     noDelay: bool = True
+    store: str | None = None  # the certificate store directory (None: the default)
 
 
 @dataclass(frozen=True)
@@ -101,6 +124,12 @@ class ServerOptions:
     verifyClient: ClientVerification = ClientVerification.NONE
     caCerts: str | None = None
     endpoint: str | None = None
+    sniStrict: bool = False
+    reusePort: bool = False
+    exclusive: bool = False
+    dialect: str | None = None  # starttls: only
+    handshakeTimeout: float = HANDSHAKE_TIMEOUT  # seconds a client has to finish its handshake
+    maxHandshakes: int = MAX_HANDSHAKES  # handshakes in progress at once; more are closed at once
 
 
 @dataclass(frozen=True)
@@ -118,6 +147,7 @@ class ClientOptions:
     trustRoots: str | None = None
     pins: tuple[Pin, ...] = ()
     endpoint: str | None = None
+    dialect: str | None = None  # starttls: only
 
     @property
     def serverName(self) -> str:

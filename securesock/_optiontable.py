@@ -15,7 +15,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from ._errors import DescriptionError
-from ._options import ClientVerification, Passphrase, Pin
+from ._hashes import HASH_ACCEPTED, parseCertificateHashes
+from ._options import DIALECTS, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, ClientVerification, Passphrase, Pin
 from ._versions import TLSVersion, parseProtocols
 
 __all__ = ["Option", "OPTIONS", "SERVER", "CLIENT", "optionsFor"]
@@ -201,6 +202,13 @@ _METHODS = {
 }
 
 
+def _dialect(option: str, value: str) -> str:
+    word = value.strip().lower()
+    if word not in DIALECTS:
+        raise _error(option, value, "not a dialect securesock speaks", ", ".join(DIALECTS))
+    return word
+
+
 def _sslmethod(option: str, value: str) -> frozenset[TLSVersion] | None:
     if value not in _METHODS:
         raise _error(option, value, "not an OpenSSL method name", ", ".join(_METHODS))
@@ -294,10 +302,36 @@ OPTIONS: tuple[Option, ...] = (
         "certificate",
         BOTH,
         _text,
-        "a PEM file (certificate, optionally key and chain) or a PKCS#12 file (.p12/.pfx)",
+        "a PEM file (certificate, optionally key and chain) or a PKCS#12 file (.p12/.pfx); or, when "
+        "no such file exists, a name in the certificate store (friendlyName, file stem, subject CN "
+        "or DNS name); servers: several joined with ',' are chosen by SNI, the first by default",
         "none",
-        "The certificate to present.",
+        "The certificate to present (a file, or store names: docs/store.md).",
         aliases=("certKey",),
+    ),
+    Option(
+        "certificateHash",
+        BOTH,
+        parseCertificateHashes,
+        HASH_ACCEPTED,
+        "none",
+        "Present the store certificate with this thumbprint (WinDev's CertificateHash).",
+    ),
+    Option(
+        "store",
+        BOTH,
+        _text,
+        "a directory of PEM files, NAME.crt+NAME.key pairs and PKCS#12 files",
+        "$SECURESOCK_STORE, else $XDG_DATA_HOME/securesock/store (~/.local/share/securesock/store)",
+        "The certificate store that certificate= names, certificateHash=, trustRoots=store and caCerts=store use.",
+    ),
+    Option(
+        "sniStrict",
+        frozenset({SERVER}),
+        _boolean,
+        "yes, no",
+        "no (unknown names get the first certificate)",
+        "Refuse clients asking (by SNI) for a name no certificate has, with an unrecognized_name alert.",
     ),
     Option(
         "privateKey",
@@ -344,7 +378,7 @@ OPTIONS: tuple[Option, ...] = (
         "caCerts",
         frozenset({SERVER}),
         _text,
-        "a PEM file or a directory of PEM files",
+        "a PEM file or a directory of PEM files, or store (the CA certificates of the store)",
         "none",
         "CA certificates that client certificates must chain to.",
     ),
@@ -352,7 +386,7 @@ OPTIONS: tuple[Option, ...] = (
         "trustRoots",
         frozenset({CLIENT}),
         _text,
-        "a PEM file or a directory of PEM files",
+        "a PEM file or a directory of PEM files, or store (the CA certificates of the store)",
         "the platform's trust store",
         "CA certificates the server's chain must end in.",
         aliases=("caCertsDir", "caCerts"),
@@ -383,12 +417,55 @@ OPTIONS: tuple[Option, ...] = (
     ),
     Option("noDelay", BOTH, _boolean, "yes, no", "yes", "Set TCP_NODELAY on every connection."),
     Option(
+        "reusePort",
+        frozenset({SERVER}),
+        _boolean,
+        "yes, no",
+        "no",
+        "SO_REUSEPORT: several processes listen on the same port and the kernel spreads connections.",
+    ),
+    Option(
+        "exclusive",
+        frozenset({SERVER}),
+        _boolean,
+        "yes, no",
+        "no",
+        "Refuse to start if the address is in use, even by a socket in TIME_WAIT (WinDev's SocketNoReuseAddress).",
+    ),
+    Option(
+        "handshakeTimeout",
+        frozenset({SERVER}),
+        _seconds,
+        "seconds, greater than 0",
+        f"{HANDSHAKE_TIMEOUT:g}",
+        "A client that has not finished its TLS handshake this long after connecting is disconnected "
+        "(docs/hardening.md).",
+    ),
+    Option(
+        "maxHandshakes",
+        frozenset({SERVER}),
+        _integer(1, 1_000_000, "1..1000000"),
+        "1..1000000",
+        f"{MAX_HANDSHAKES}",
+        "At most this many TLS handshakes in progress at once; connections beyond it are closed at "
+        "once, so a burst cannot take all memory (docs/hardening.md).",
+    ),
+    Option(
         "endpoint",
         BOTH,
         _text,
         "another endpoint description (escape its colons, or use the URL form)",
         "TCP (servers: all interfaces; clients: host and port)",
         "Run TLS over this endpoint instead of plain TCP, e.g. systemd:domain=INET:index=0.",
+    ),
+    Option(
+        "dialect",
+        BOTH,
+        _dialect,
+        ", ".join(DIALECTS) + " (starttls: only)",
+        "none (required with starttls:)",
+        "The plaintext exchange before TLS on a starttls: endpoint; none: the application "
+        "upgrades with securesock.startTLS (see docs/starttls.md).",
     ),
 )
 

@@ -125,3 +125,7 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> PKI:
     cadir.mkdir()
     _write(cadir / "root.pem", certificatePEM(ca.certificate), 0o644)
     return PKI(root)
+
+
+# Fails the session if anything logged or raised held key material or a passphrase.
+pytest_plugins = ["tests.secrets_check", "tests.logcapture"]  # logcapture: the logLines fixture

@@ -61,3 +61,60 @@ def run(
 ) -> Deferred[subprocess.CompletedProcess[bytes]]:
     """Run an external program in a thread, with a time limit."""
     return deferToThread(subprocess.run, list(args), input=input, capture_output=True, timeout=timeout)
+
+
+def freePort(host: str = "127.0.0.1") -> int:
+    """A port that was free a moment ago (for programs that need a fixed port)."""
+    import socket
+
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class Background:
+    """
+    An external server program (openssl s_server, twistd) running beside a
+    test: its output goes to a file that L{waitFor} polls, and L{stop} ends
+    it by its PID.
+    """
+
+    def __init__(self, args: Sequence[str], output: str, cwd: str | None = None, env: Any = None) -> None:
+        self.output = output
+        with open(output, "wb") as sink:
+            self.process = subprocess.Popen(
+                list(args), stdin=subprocess.DEVNULL, stdout=sink, stderr=subprocess.STDOUT, cwd=cwd, env=env
+            )
+
+    def text(self) -> str:
+        with open(self.output, "rb") as f:
+            return f.read().decode("utf-8", "replace")
+
+    def waitFor(self, pattern: str, timeout: float = 10) -> Any:
+        """Block (call it in a thread) until the output matches; the match."""
+        import re
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            found = re.search(pattern, self.text(), re.MULTILINE)
+            if found is not None:
+                return found
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                raise AssertionError(
+                    f"{self.process.args[0]} did not print {pattern!r} "
+                    f"(exit status {self.process.returncode}); its output:\n{self.text()}"
+                )
+            time.sleep(0.02)
+
+    def stop(self, grace: float = 5) -> int:
+        """SIGTERM, wait, then SIGKILL; the exit status."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(grace)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(grace)
+        return self.process.returncode

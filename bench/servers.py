@@ -1,0 +1,215 @@
+"""
+The benchmark's Python servers: one application, three TLS stacks.
+
+    python3 bench/servers.py securesock|twisted|asyncio PORT CERT KEY
+
+securesock and twisted run the same Twisted protocol; only the endpoint
+differs (securesock's C{tls:} or Twisted's own C{ssl:}).  asyncio runs the
+same commands on C{asyncio} with the standard library's C{ssl}.  The
+commands (the first line of each connection; bench/loadgen.c speaks them):
+
+  E           echo everything that follows
+  S n         send n bytes (with back-pressure)
+  R n         read n bytes, answer OK
+  GET ...     an HTTP/1.0 page, then close (openssl s_time -www)
+
+Prints "READY <port>" when listening; runs until stopped (by its PID) or
+for at most an hour.
+"""
+
+from __future__ import annotations
+
+import sys
+
+CHUNK = b"s" * (1 << 18)
+PAGE = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nhello\n"
+LIFETIME = 3600.0
+
+
+def twistedServer(kind: str, port: int, cert: str, key: str) -> None:
+    from twisted.internet import reactor
+    from twisted.internet.interfaces import IPushProducer
+    from twisted.internet.protocol import Factory, Protocol
+    from zope.interface import implementer
+
+    @implementer(IPushProducer)
+    class Bench(Protocol):
+        mode = b""
+        head = b""
+        remaining = 0
+        paused = False
+
+        def dataReceived(self, data: bytes) -> None:
+            mode = self.mode
+            if mode == b"E":
+                self.transport.write(data)
+                return
+            if mode == b"R":
+                self.remaining -= len(data)
+                if self.remaining <= 0:
+                    self.mode = b"done"
+                    self.transport.write(b"OK\n")
+                return
+            if mode:
+                return
+            self.head += data
+            if b"\n" not in self.head:
+                if len(self.head) > 4096:
+                    self.transport.loseConnection()
+                return
+            line, rest = self.head.split(b"\n", 1)
+            self.head = b""
+            if line.startswith(b"GET"):
+                self.mode = b"done"
+                self.transport.write(PAGE)
+                self.transport.loseConnection()
+            elif line == b"E":
+                self.mode = b"E"
+                if rest:
+                    self.transport.write(rest)
+            elif line.startswith(b"S "):
+                self.mode = b"S"
+                self.remaining = int(line[2:])
+                self.transport.registerProducer(self, True)
+                self.resumeProducing()
+            elif line.startswith(b"R "):
+                self.mode = b"R"
+                self.remaining = int(line[2:])
+                self.dataReceived(rest)
+            else:
+                self.transport.loseConnection()
+
+        def pauseProducing(self) -> None:
+            self.paused = True
+
+        def resumeProducing(self) -> None:
+            self.paused = False
+            write = self.transport.write
+            for _ in range(100000):  # bounded; the transport pauses us long before
+                if self.paused or self.remaining <= 0:
+                    break
+                if self.remaining >= len(CHUNK):
+                    write(CHUNK)
+                else:
+                    write(CHUNK[: self.remaining])
+                self.remaining -= len(CHUNK)
+            if self.remaining <= 0 and self.mode == b"S":
+                self.mode = b"done"
+                self.transport.unregisterProducer()
+
+        def stopProducing(self) -> None:
+            self.remaining = 0
+
+    if kind == "securesock":
+        import securesock
+
+        endpoint = securesock.serverFromString(
+            reactor,
+            f"tls:{port}:interface=127.0.0.1:certificate={cert}:privateKey={key}:backlog=4096:"
+            "maxHandshakes=100000:handshakeTimeout=600",
+        )
+    else:
+        from twisted.internet.endpoints import serverFromString
+
+        endpoint = serverFromString(
+            reactor, f"ssl:{port}:interface=127.0.0.1:certKey={cert}:privateKey={key}:backlog=4096"
+        )
+    factory = Factory.forProtocol(Bench)
+    factory.noisy = False
+
+    def ready(listening: object) -> None:
+        print("READY", listening.getHost().port, flush=True)  # type: ignore[attr-defined]
+
+    endpoint.listen(factory).addCallback(ready)
+    reactor.callLater(LIFETIME, reactor.stop)
+    reactor.run()
+
+
+def asyncioServer(port: int, cert: str, key: str) -> None:
+    import asyncio
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(cert, key)
+
+    class Bench(asyncio.Protocol):
+        mode = b""
+        head = b""
+        remaining = 0
+        paused = False
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            self.transport: asyncio.Transport = transport  # type: ignore[assignment]
+
+        def data_received(self, data: bytes) -> None:
+            mode = self.mode
+            if mode == b"E":
+                self.transport.write(data)
+                return
+            if mode == b"R":
+                self.remaining -= len(data)
+                if self.remaining <= 0:
+                    self.mode = b"done"
+                    self.transport.write(b"OK\n")
+                return
+            if mode:
+                return
+            self.head += data
+            if b"\n" not in self.head:
+                if len(self.head) > 4096:
+                    self.transport.close()
+                return
+            line, rest = self.head.split(b"\n", 1)
+            self.head = b""
+            if line.startswith(b"GET"):
+                self.mode = b"done"
+                self.transport.write(PAGE)
+                self.transport.close()
+            elif line == b"E":
+                self.mode = b"E"
+                if rest:
+                    self.transport.write(rest)
+            elif line.startswith(b"S "):
+                self.mode = b"S"
+                self.remaining = int(line[2:])
+                self.resume_writing()
+            elif line.startswith(b"R "):
+                self.mode = b"R"
+                self.remaining = int(line[2:])
+                self.data_received(rest)
+            else:
+                self.transport.close()
+
+        def pause_writing(self) -> None:
+            self.paused = True
+
+        def resume_writing(self) -> None:
+            self.paused = False
+            for _ in range(100000):
+                if self.paused or self.remaining <= 0 or self.transport.is_closing():
+                    break
+                self.transport.write(CHUNK if self.remaining >= len(CHUNK) else CHUNK[: self.remaining])
+                self.remaining -= len(CHUNK)
+
+    async def main() -> None:
+        server = await asyncio.get_running_loop().create_server(
+            Bench, "127.0.0.1", port, ssl=context, backlog=4096
+        )
+        print("READY", server.sockets[0].getsockname()[1], flush=True)
+        await asyncio.sleep(LIFETIME)
+
+    asyncio.run(main())
+
+
+def main() -> None:
+    kind, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+    if kind == "asyncio":
+        asyncioServer(port, cert, key)
+    elif kind in ("securesock", "twisted"):
+        twistedServer(kind, port, cert, key)
+    else:
+        raise SystemExit(f"unknown server kind {kind!r}")
+
+
+if __name__ == "__main__":
+    main()

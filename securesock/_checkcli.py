@@ -1,0 +1,250 @@
+"""
+``securesock check DESCRIPTION`` and ``securesock probe DESCRIPTION``.
+
+``check`` builds the endpoint (every file read, every option validated)
+without listening or connecting, and prints what it would serve or how it
+would verify: for operators validating a configuration before a deploy.
+``probe`` connects as a client and prints what was negotiated and the peer's
+chain with hashes, in the columns of ``securesock store list``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from cryptography import x509
+from OpenSSL import SSL
+
+from ._cli import CommandError
+from ._description import parseClient, parseServer
+from ._errors import DescriptionError, TLSHandshakeError
+from ._hashes import spaced
+from ._material import fingerprint
+from ._options import ClientOptions, ServerOptions
+from ._protocols import opensslBuild
+from ._sessioninfo import TLSDetails, sslConnection
+from ._storecli import _table
+from ._versions import formatProtocols
+
+__all__ = ["addCheckCommands"]
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _names(certificate: x509.Certificate) -> str:
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return "-"
+    names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
+    names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
+    return ", ".join(names) or "-"
+
+
+def certificateRows(certificates: Sequence[x509.Certificate]) -> list[str]:
+    """Certificates in the columns of C{securesock store list}."""
+    rows = [("NAMES", "SUBJECT", "SHA-1", "SHA-256", "VALID UNTIL", "ISSUER")]
+    for certificate in certificates:
+        rows.append(
+            (
+                _names(certificate),
+                certificate.subject.rfc4514_string() or "-",
+                spaced(fingerprint(certificate, "sha1")),
+                fingerprint(certificate).hex(),
+                f"{certificate.not_valid_after_utc:%Y-%m-%d}",
+                certificate.issuer.rfc4514_string() or "-",
+            )
+        )
+    return _table(rows)
+
+
+def _ciphers(context: SSL.Context) -> str:
+    return ", ".join(SSL.Connection(context, None).get_cipher_list())
+
+
+def _side(description: str, forced: str | None) -> tuple[str, ServerOptions | ClientOptions | str]:
+    """Decide whether a description is a server's or a client's."""
+    if forced == "server":
+        return "server", parseServer(description)
+    if forced == "client":
+        return "client", parseClient(description)
+    try:
+        return "server", parseServer(description)
+    except DescriptionError as serverError:
+        try:
+            return "client", parseClient(description)
+        except DescriptionError:
+            raise serverError from None
+
+
+def _checkServer(reactor: Any, description: str, options: ServerOptions) -> None:
+    from . import serverFromString
+    from ._endpoints import buildServer
+
+    serverFromString(reactor, description)  # everything a real start would check
+    tls = buildServer(reactor, options, serverFromString)
+    _out(f"server: {options.prefix}: (OK, nothing listened)")
+    if options.endpoint is not None:
+        _out(f"  listens with: {options.endpoint}")
+    else:
+        where = options.interface or "all interfaces (IPv6 and IPv4)"
+        extras = "".join(
+            f", {name}"
+            for name, on in (("reusePort", options.reusePort), ("exclusive", options.exclusive))
+            if on
+        )
+        _out(f"  listens on: port {options.port}, {where}, backlog {options.backlog}{extras}")
+    if options.dialect is not None:
+        _out(f"  STARTTLS dialect: {options.dialect}")
+    _out(f"  protocols: {formatProtocols(options.policy.protocols)} ({opensslBuild()})")
+    served = tls.renewal.served if tls.renewal is not None else []
+    for index, item in enumerate(served):
+        identity = item.selected.identity
+        role = "certificate" if index == 0 else "certificate (SNI)"
+        _out(f"  {role}: {identity.certificate.subject.rfc4514_string()} from {identity.source}")
+        _out(f"    SHA-1: {spaced(fingerprint(identity.certificate, 'sha1'))}")
+        _out(f"    SHA-256: {fingerprint(identity.certificate).hex()}")
+        _out(f"    valid until: {identity.certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
+        if item.selected.sniNames:
+            _out(f"    served for SNI: {', '.join(item.selected.sniNames)}")
+        for extra in identity.chain:
+            _out(f"    chain: {extra.subject.rfc4514_string()} [sha1 {spaced(fingerprint(extra, 'sha1'))}]")
+    if served:
+        _out(f"  ciphers: {_ciphers(served[0].context)}")
+    _out(f"  ALPN: {','.join(p.decode() for p in options.policy.alpn) or '(the application decides)'}")
+    client = options.verifyClient.value
+    _out(f"  client certificates: {client}" + (f" (CA: {options.caCerts})" if options.caCerts else ""))
+    if options.sniStrict:
+        _out("  unknown SNI names: refused (sniStrict=yes)")
+    _out(
+        f"  handshake timeout: {options.handshakeTimeout:g} s, at most {options.maxHandshakes} handshakes at once"
+    )
+
+
+def _checkClient(reactor: Any, description: str, options: ClientOptions) -> None:
+    from . import clientFromString
+
+    endpoint = clientFromString(reactor, description)
+    _out(f"client: {options.prefix}: (OK, nothing connected)")
+    _out(
+        f"  connects to: {options.host}:{options.port}"
+        + (f" through {options.endpoint}" if options.endpoint else "")
+    )
+    if options.dialect is not None:
+        _out(f"  STARTTLS dialect: {options.dialect}")
+    _out(f"  protocols: {formatProtocols(options.policy.protocols)} ({opensslBuild()})")
+    if options.verify:
+        roots = options.trustRoots or "the platform's trust store"
+        _out(f"  verification: chain against {roots}; name {options.serverName!r} checked and sent as SNI")
+    else:
+        _out("  verification: OFF (verify=no)" + ("; pins still checked" if options.pins else ""))
+    for pin in options.pins:
+        _out(f"  pin: {pin}")
+    identity = getattr(getattr(endpoint, "creator", None), "identity", None)
+    if options.policy.identity.given:
+        _out(
+            f"  client certificate: from {options.policy.identity.certificate or options.policy.identity.privateKey}"
+        )
+    elif identity is None:
+        _out("  client certificate: none")
+    context = getattr(getattr(endpoint, "creator", None), "_context", None)
+    if isinstance(context, SSL.Context):
+        _out(f"  ciphers: {_ciphers(context)}")
+    _out(f"  ALPN offered: {','.join(p.decode() for p in options.policy.alpn) or '(none)'}")
+
+
+def _check(args: argparse.Namespace) -> int:
+    from twisted.internet import reactor
+
+    side, options = _side(args.description, args.side)
+    if isinstance(options, str):
+        raise CommandError(
+            f"{args.description!r} is not a securesock description (prefix {options.split(':', 1)[0]!r}); "
+            "check validates tls:, ssl:, tlsv1.x:, starttls: and securesock: descriptions"
+        )
+    if side == "server":
+        assert isinstance(options, ServerOptions)
+        _checkServer(reactor, args.description, options)
+    else:
+        assert isinstance(options, ClientOptions)
+        _checkClient(reactor, args.description, options)
+    return 0
+
+
+def _probe(args: argparse.Namespace) -> int:
+    from twisted.internet import reactor
+    from twisted.internet.protocol import Factory, Protocol
+
+    from . import clientFromString
+
+    options = parseClient(args.description)
+    if isinstance(options, str):
+        raise CommandError(
+            f"{args.description!r}: probe needs a securesock client description (tls:HOST:PORT ...)"
+        )
+    endpoint = clientFromString(reactor, args.description)
+    result: dict[str, Any] = {}
+
+    class Probe(Protocol):
+        def connectionMade(self) -> None:
+            connection = sslConnection(self.transport)
+            if connection is not None:
+                result["details"] = TLSDetails.fromConnection(connection)
+                result["chain"] = connection.get_peer_cert_chain(as_cryptography=True) or []
+            assert self.transport is not None
+            self.transport.loseConnection()
+
+    connecting = endpoint.connect(Factory.forProtocol(Probe))
+    deadline = reactor.callLater(args.timeout, connecting.cancel)  # type: ignore[attr-defined]
+    connecting.addErrback(lambda failure: result.setdefault("error", failure.value))
+    connecting.addBoth(lambda _: reactor.callLater(0, reactor.stop))  # type: ignore[attr-defined]
+    reactor.run()  # type: ignore[attr-defined]
+    if deadline.active():
+        deadline.cancel()
+    error = result.get("error")
+    if isinstance(error, TLSHandshakeError):
+        raise CommandError(str(error))
+    if error is not None:
+        what = "timed out" if type(error).__name__ == "CancelledError" else f"{type(error).__name__}: {error}"
+        raise CommandError(f"could not probe {options.host}:{options.port}: {what}")
+    details: TLSDetails = result["details"]
+    _out(
+        f"connected to {options.host}:{options.port}"
+        + (" (verified)" if options.verify else " (NOT verified: verify=no)")
+    )
+    _out(f"  Protocol version: {details.version}")
+    _out(f"  Cipher: {details.cipher}")
+    _out(f"  ALPN: {details.alpn.decode('ascii', 'replace') if details.alpn else '(none)'}")
+    _out(f"  SNI sent: {options.serverName}")
+    _out("peer chain:")
+    for line in certificateRows(result["chain"]):
+        _out("  " + line)
+    return 0
+
+
+def addCheckCommands(subcommands: Any) -> None:
+    """Register C{check} and C{probe}."""
+    check = subcommands.add_parser(
+        "check",
+        help="build a description's endpoint without listening or connecting, and print what it would do",
+    )
+    check.add_argument("description", help="a server or client description")
+    side = check.add_mutually_exclusive_group()
+    side.add_argument(
+        "--server", dest="side", action="store_const", const="server", help="read it as a server description"
+    )
+    side.add_argument(
+        "--client", dest="side", action="store_const", const="client", help="read it as a client description"
+    )
+    check.set_defaults(run=_check, side=None)
+    probe = subcommands.add_parser(
+        "probe", help="connect with a client description and print what was negotiated"
+    )
+    probe.add_argument("description", help="a client description, e.g. tls:example.com:443")
+    probe.add_argument("--timeout", type=float, default=30.0, help="seconds for the whole probe (default 30)")
+    probe.set_defaults(run=_probe)

@@ -1,0 +1,99 @@
+"""
+One log line per connection for the protocols the twistd command serves:
+peer, SNI, version, cipher, bytes each way, duration and why it closed; a
+failed handshake is logged with OpenSSL's reason (the alert), never with key
+material.
+"""
+
+from __future__ import annotations
+
+import time
+
+from OpenSSL import SSL
+from twisted.internet.interfaces import IHandshakeListener
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from ._sessioninfo import TLSDetails, handshakeDone, sessionInfo, sslConnection
+
+__all__ = ["LoggedProtocol", "closeReason"]
+
+log = Logger(namespace="securesock.connection")
+
+
+def closeReason(reason: Failure) -> str:
+    """A short text for why a connection ended."""
+    value = reason.value
+    if isinstance(value, SSL.Error):
+        details = [
+            str(item[-1])
+            for item in (value.args[0] if value.args and isinstance(value.args[0], list) else [])
+            if item
+        ]
+        return "TLS error: " + ("; ".join(details) or str(value))
+    text = str(value).strip().rstrip(".")
+    return f"{type(value).__name__}: {text}" if text else type(value).__name__
+
+
+@implementer(IHandshakeListener)
+class LoggedProtocol(Protocol):
+    """
+    Base for served connections: C{ready()} is called once the connection is
+    usable (after the TLS handshake when there is one), and one line is
+    logged when it closes.  Subclasses count bytes with C{countIn}/C{countOut}.
+    """
+
+    info: TLSDetails | None = None
+    logsHandshakeFailures = True  # its close line says so; the TLS layer (securesock._guard) stays quiet
+    _started = 0.0
+    _ready = False
+    bytesIn = 0
+    bytesOut = 0
+
+    def connectionMade(self) -> None:
+        self._started = time.monotonic()
+        connection = sslConnection(self.transport)
+        if connection is None or handshakeDone(connection):
+            self._becomeReady()
+
+    def handshakeCompleted(self) -> None:
+        if not self._ready:
+            self._becomeReady()
+
+    def _becomeReady(self) -> None:
+        self._ready = True
+        self.info = sessionInfo(self.transport)
+        self.ready()
+
+    def ready(self) -> None:
+        """The connection can be used now."""
+
+    def countIn(self, data: bytes) -> None:
+        self.bytesIn += len(data)
+
+    def countOut(self, data: bytes) -> None:
+        self.bytesOut += len(data)
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        peer = self.transport.getPeer() if self.transport is not None else None
+        where = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        if not self._ready:
+            log.info("{peer} handshake failed: {reason}", peer=where, reason=closeReason(reason))
+            return
+        info = self.info
+        log.info(
+            "{peer} sni={sni} {version} {cipher} in={bytesIn} out={bytesOut} {duration:.3f}s closed: {reason}",
+            peer=where,
+            sni=(info.sni if info else None) or "-",
+            version=info.version if info else "plaintext",
+            cipher=(info.cipher if info else None) or "-",
+            bytesIn=self.bytesIn,
+            bytesOut=self.bytesOut,
+            duration=time.monotonic() - self._started,
+            reason=closeReason(reason),
+        )
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__}>"

@@ -1,0 +1,50 @@
+"""
+The development certificate ``twistd securesock`` serves when no ``--listen``
+is given: ``localhost`` (with 127.0.0.1 and ::1) in the certificate store,
+signed by the store's development CA, made on first use and renewed when it
+is about to expire.
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from pathlib import Path
+
+from cryptography import x509
+
+from ._devca import certificatePEM, issue, keyPEM
+from ._store import defaultStorePath
+from ._storecli import _devCA, _write
+
+__all__ = ["developmentCertificate", "DEVELOPMENT_NAME"]
+
+DEVELOPMENT_NAME = "localhost"
+_NAMES = ["localhost", "127.0.0.1", "::1"]
+_RENEW_BEFORE = datetime.timedelta(days=14)
+
+
+def _stillGood(path: Path) -> bool:
+    try:
+        certificate = x509.load_pem_x509_certificate(path.read_bytes())
+    except (OSError, ValueError):
+        return False
+    return certificate.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc) > _RENEW_BEFORE
+
+
+def developmentCertificate(store: str | None = None) -> tuple[str, str]:
+    """
+    The development certificate file (certificate and key) and the CA file
+    that clients trust, creating either when missing.
+    """
+    directory = store or defaultStorePath()
+    os.makedirs(directory, exist_ok=True)
+    authority, caFile, _ = _devCA(directory)
+    target = Path(directory) / f"{DEVELOPMENT_NAME}.pem"
+    if not _stillGood(target):
+        leaf = issue(authority, _NAMES, commonName=DEVELOPMENT_NAME, days=365)
+        fresh = target.with_name(target.name + ".new")  # not a store suffix: never indexed
+        fresh.unlink(missing_ok=True)
+        _write(fresh, certificatePEM(leaf.certificate) + keyPEM(leaf.key), 0o600)
+        os.replace(fresh, target)
+    return str(target), str(caFile)

@@ -1,0 +1,101 @@
+"""
+Safe STARTTLS for line protocols that upgrade themselves.
+
+Twisted's C{LineReceiver} and C{LineOnlyReceiver} split a whole chunk into
+lines before dispatching any of them.  When a line is C{STARTTLS} and the
+protocol calls C{transport.startTLS} (as C{twisted.mail.smtp.ESMTP},
+C{ESMTPClient}, C{IMAP4Server} and C{POP3} do), the lines after it in the
+same chunk were received in plaintext, yet are processed as if they came
+over TLS: CVE-2011-0411, still present in Twisted 26.10.  Clearing the line
+buffer is not enough, the rest of the chunk has to go too.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet.defer import Deferred, fail
+from twisted.internet.interfaces import ISSLTransport
+from twisted.logger import Logger
+
+from ._errors import StartTLSInjectionError
+from ._options import ClientOptions, ServerOptions
+from ._starttls import TLSDetails, TLSUpgrade, peerName, startTLS
+from .dialects import quoted
+
+__all__ = ["StartTLSLineMixin"]
+
+log = Logger()
+
+
+class StartTLSLineMixin:
+    """
+    Mix into a C{LineReceiver}/C{LineOnlyReceiver} protocol, first in the
+    bases (C{class SafeESMTP(StartTLSLineMixin, ESMTP)}).
+
+    Until the connection is TLS, lines are handed to the protocol one at a
+    time.  If a line made the protocol start TLS, by its own
+    C{transport.startTLS} or by L{upgradeToTLS}, and bytes received after
+    that line are waiting, the connection is closed without processing them.
+    Once TLS is up (or if it was from the start) the mixin steps aside: one
+    attribute test per chunk.
+    """
+
+    transport: Any
+    delimiter: bytes
+    MAX_LENGTH: int
+    _securesockPending = b""
+    _securesockDone = False
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._securesockDone:
+            super().dataReceived(data)  # type: ignore[misc]
+            return
+        pending = self._securesockPending + data
+        self._securesockPending = b""
+        if ISSLTransport.providedBy(self.transport):
+            self._securesockDone = True
+            super().dataReceived(pending)  # type: ignore[misc]
+            return
+        delimiter = self.delimiter
+        while True:
+            end = pending.find(delimiter)
+            if end < 0:
+                break
+            line, pending = pending[: end + len(delimiter)], pending[end + len(delimiter) :]
+            self._securesockPending = pending  # what upgradeToTLS must see as waiting
+            super().dataReceived(line)  # type: ignore[misc]
+            if self._securesockDone:  # upgradeToTLS refused, or already closed
+                return
+            pending, self._securesockPending = self._securesockPending, b""
+            if ISSLTransport.providedBy(self.transport):
+                self._securesockDone = True
+                if pending:
+                    self._refuse(pending, line)
+                return
+        if len(pending) > self.MAX_LENGTH:
+            self._securesockDone = True
+            self.lineLengthExceeded(pending)  # type: ignore[attr-defined]
+            return
+        self._securesockPending = pending
+
+    def upgradeToTLS(self, upgrade: TLSUpgrade | ServerOptions | ClientOptions) -> Deferred[TLSDetails]:
+        """
+        L{securesock.startTLS} on this protocol's transport, refused (and the
+        connection closed) while plaintext bytes are waiting.
+        """
+        if self._securesockPending:
+            pending, self._securesockPending = self._securesockPending, b""
+            self._securesockDone = True
+            return fail(self._refuse(pending, None))
+        return startTLS(self.transport, upgrade)
+
+    def _refuse(self, pending: bytes, line: bytes | None) -> StartTLSInjectionError:
+        after = f"after {quoted(line.strip())} " if line is not None else ""
+        error = StartTLSInjectionError(
+            f"{len(pending)} plaintext bytes ({quoted(pending)}) arrived {after}before TLS "
+            "started; closed without processing them (STARTTLS injection, CVE-2011-0411 class)"
+        )
+        log.warn("{peer}: {error}", peer=peerName(self.transport), error=error)
+        self.transport.abortConnection()
+        return error

@@ -1,0 +1,195 @@
+"""
+Serving certificates that change: SNI contexts and renewal.
+
+A server builds one context per certificate it presents.  Every connection
+starts on the first one (the "front" context: it holds the session cache
+and the ticket keys, which OpenSSL keeps with the context a connection was
+made on) and the servername callback moves it to the context of the
+certificate its client asked for.  OpenSSL calls that callback for every
+ClientHello, with or without SNI, so the same switch serves renewals:
+
+When a file behind a certificate changes, a fresh context is built for it
+(pyOpenSSL refuses to change a context that has made connections) and the
+name table is replaced.  New connections get the new certificate; open ones
+keep theirs.  Every context of an endpoint has the same session id context,
+and the front context never changes, so sessions made before a renewal are
+still resumed after it.
+
+When to look: the check runs on a new connection, at most once per second
+(L{Renewal.interval}): one C{stat} per file, nothing when the server is idle,
+no timer to start or stop with the listening port, and the first connection
+after a renewal already sees it.  (A reactor C{LoopingCall} would stat files
+even when no one connects and must be tied to the port's lifetime.)
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from OpenSSL import SSL
+from twisted.logger import Logger
+
+from ._context import installServerNameCallback, serverContext, sessionContextID
+from ._creators import ServedContexts, ServerCreator, ServerNameChooser
+from ._errors import CertificateError
+from ._identity import Selected, everyEntrySources, loadSelected
+from ._material import describeCertificate
+from ._options import IdentitySpec, ServerOptions
+from ._store import Store, openStore
+
+__all__ = ["Served", "Renewal", "serverCreator", "signatureOf"]
+
+log = Logger()
+
+Signature = tuple[tuple[int, int, int] | None, ...]
+
+
+def signatureOf(files: Sequence[str]) -> Signature:
+    """Inode, size and modification time of each file (None: missing)."""
+    result: list[tuple[int, int, int] | None] = []
+    for path in files:
+        try:
+            st = os.stat(path)
+        except OSError:
+            result.append(None)
+        else:
+            result.append((st.st_ino, st.st_size, st.st_mtime_ns))
+    return tuple(result)
+
+
+@dataclass(frozen=True)
+class Served:
+    """One certificate a server presents, its context and the file signature it was read at."""
+
+    selected: Selected
+    context: SSL.Context
+    signature: Signature
+
+
+def _table(served: Sequence[Served], preferNewest: bool) -> ServedContexts:
+    byName: dict[bytes, SSL.Context] = {}
+    ordered = (
+        sorted(served, key=lambda s: s.selected.identity.certificate.not_valid_after_utc, reverse=True)
+        if preferNewest
+        else served
+    )
+    for item in ordered:
+        for name in item.selected.sniNames:
+            byName.setdefault(name.encode("idna") if not name.isascii() else name.encode(), item.context)
+    return ServedContexts(served[0].context, byName)
+
+
+class Renewal:
+    """Re-reads a server's certificates when the files behind them change."""
+
+    interval = 1.0  # seconds between two looks at the files
+
+    def __init__(
+        self,
+        served: list[Served],
+        build: Callable[[Selected], SSL.Context],
+        chooser: ServerNameChooser,
+        *,
+        store: Store | None = None,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.served = served
+        self._build = build
+        self._chooser = chooser
+        self._store = store  # set when serving every entry of a store
+        self._generation = store.generation if store is not None else 0
+        self.clock = clock
+        self._next = clock() + self.interval
+        chooser.served = _table(served, store is not None)
+
+    def maybeCheck(self) -> None:
+        """Check, unless the last check was less than L{interval} ago."""
+        now = self.clock()
+        if now >= self._next:
+            self._next = now + self.interval
+            self.check()
+
+    def check(self) -> bool:
+        """Look at the files now; rebuild what changed.  True if anything did."""
+        wanted: list[tuple[IdentitySpec, str]] = [(s.selected.source, s.selected.label) for s in self.served]
+        if self._store is not None:
+            self._store.refresh()
+            if self._store.generation != self._generation:
+                self._generation = self._store.generation
+                wanted = everyEntrySources(self._store)
+        current = {s.selected.source: s for s in self.served}
+        changed = set(current) != {source for source, _ in wanted}
+        result: list[Served] = []
+        for source, label in wanted:
+            old = current.get(source)
+            signature = signatureOf(old.selected.files) if old is not None else ()
+            if old is not None and signature == old.signature:
+                result.append(old)
+                continue
+            renewed = self._reload(source, label, old)
+            changed = changed or renewed is not old
+            if renewed is not None:
+                result.append(renewed)
+        if changed and result:
+            self.served = result
+            self._chooser.served = _table(result, self._store is not None)
+        return changed
+
+    def _reload(self, source: IdentitySpec, label: str, old: Served | None) -> Served | None:
+        files = old.selected.files if old is not None else ()
+        try:
+            store = openStore(old.selected.storePath) if old and old.selected.storePath else self._store
+            selected = loadSelected(
+                source, store, label, "certificate", old.selected.extraNames if old is not None else ()
+            )
+            context = self._build(selected)
+        except CertificateError as e:
+            log.warn(
+                "certificate {label}: its files changed but cannot be used ({why}); "
+                "still serving the previous certificate",
+                label=label,
+                why=e.message,
+            )
+            if old is None:
+                return None
+            return Served(
+                old.selected, old.context, signatureOf(files)
+            )  # do not retry until it changes again
+        log.info(
+            "certificate {label} renewed: now serving {certificate}",
+            label=label,
+            certificate=describeCertificate(selected.identity.certificate),
+        )
+        return Served(selected, context, signatureOf(selected.files))
+
+
+def serverCreator(
+    options: ServerOptions,
+    selected: list[Selected],
+    authorities: Sequence[object] | None,
+    store: Store | None = None,
+) -> tuple[ServerCreator, Renewal]:
+    """
+    The connection creator of a server presenting C{selected} (the default
+    first), kept current by a L{Renewal}.  C{store} is given when the server
+    serves every entry of a store, so that new entries are picked up too.
+    """
+    sessionID = sessionContextID(selected[0].identity)
+    chooser = ServerNameChooser(strict=options.sniStrict)
+
+    def build(item: Selected) -> SSL.Context:
+        context = serverContext(
+            options,
+            item.identity,
+            sessionID=sessionID,
+            authorities=authorities,  # type: ignore[arg-type]
+        )
+        installServerNameCallback(context, chooser)
+        return context
+
+    served = [Served(item, build(item), signatureOf(item.files)) for item in selected]
+    renewal = Renewal(served, build, chooser, store=store)
+    return ServerCreator(served[0].context, chooser, renewal.maybeCheck), renewal

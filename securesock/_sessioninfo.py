@@ -1,0 +1,94 @@
+"""
+What was negotiated on a TLS connection, read from any transport securesock
+hands an application: an endpoint's TLS layer, or a TCP transport upgraded
+with startTLS.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography import x509
+from OpenSSL import SSL
+
+from ._material import fingerprint
+
+__all__ = ["TLSDetails", "sslConnection", "sessionInfo", "spacedSHA1", "handshakeDone"]
+
+
+def spacedSHA1(certificate: x509.Certificate) -> str:
+    """The SHA-1 thumbprint as Windows' certificate manager shows it: C{9d a4 84 ...}."""
+    return " ".join(f"{b:02x}" for b in fingerprint(certificate, "sha1"))
+
+
+@dataclass(frozen=True)
+class TLSDetails:
+    """What a completed handshake negotiated."""
+
+    version: str  # "TLSv1.3"
+    cipher: str  # OpenSSL's name, "TLS_AES_256_GCM_SHA384"
+    alpn: bytes | None  # the ALPN protocol, if one was agreed
+    peerCertificate: x509.Certificate | None  # verified (clients), or as presented (servers)
+    sni: str | None = None  # the server name the client sent
+    localCertificate: x509.Certificate | None = None  # the certificate this side presented
+
+    @classmethod
+    def fromConnection(cls, connection: SSL.Connection) -> TLSDetails:
+        sni = connection.get_servername()
+        return cls(
+            version=connection.get_protocol_version_name(),
+            cipher=connection.get_cipher_name() or "",
+            alpn=connection.get_alpn_proto_negotiated() or None,
+            peerCertificate=connection.get_peer_certificate(as_cryptography=True),
+            sni=sni.decode("ascii", "replace") if sni else None,
+            localCertificate=connection.get_certificate(as_cryptography=True),
+        )
+
+    def lines(self) -> list[str]:
+        """A human summary, one fact per line."""
+        out = [
+            f"Protocol version: {self.version}",
+            f"Cipher: {self.cipher}",
+            f"ALPN: {self.alpn.decode('ascii', 'replace') if self.alpn else '(none)'}",
+            f"SNI: {self.sni or '(none)'}",
+        ]
+        for label, certificate in (
+            ("Client certificate", self.peerCertificate),
+            ("Server certificate", self.localCertificate),
+        ):
+            if certificate is None:
+                out.append(f"{label}: (none)")
+            else:
+                out += [
+                    f"{label}: {certificate.subject.rfc4514_string()}",
+                    f"  issuer: {certificate.issuer.rfc4514_string()}",
+                    f"  SHA-1: {spacedSHA1(certificate)}",
+                    f"  SHA-256: {fingerprint(certificate).hex()}",
+                    f"  valid until: {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
+                ]
+        return out
+
+
+def sslConnection(transport: Any) -> SSL.Connection | None:
+    """The pyOpenSSL connection under C{transport}, if it has one."""
+    for candidate in (transport, getattr(transport, "protocol", None)):
+        getHandle = getattr(candidate, "getHandle", None)
+        if getHandle is not None:
+            handle = getHandle()
+            if isinstance(handle, SSL.Connection):
+                return handle
+    return None
+
+
+def handshakeDone(connection: SSL.Connection) -> bool:
+    """Has this connection finished its handshake (the peer's Finished arrived)?"""
+    return connection.get_peer_finished() is not None
+
+
+def sessionInfo(transport: Any) -> TLSDetails | None:
+    """What was negotiated on C{transport}, or None if it is not TLS (yet)."""
+    connection = sslConnection(transport)
+    if connection is None or not handshakeDone(connection):
+        return None
+    return TLSDetails.fromConnection(connection)

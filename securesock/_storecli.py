@@ -1,0 +1,560 @@
+"""
+C{securesock store ...}: list, show, import, remove and export store
+entries, and make development certificates signed by a local CA that the
+store creates once (as mkcert and trustme do).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import getpass
+import ipaddress
+import os
+import re
+import socket
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.serialization import pkcs12
+
+from ._cli import CommandError
+from ._devca import Issued, certificatePEM, issue, keyPEM, makeAuthority
+from ._errors import CertificateError
+from ._hashes import looksLikeHash, parseCertificateHash, spaced
+from ._material import _PEM_KEY, _isPKCS12, loadIdentity, readPassphrase
+from ._options import IdentitySpec, Passphrase
+from ._optiontable import SERVER, optionsFor
+from ._store import PKCS12_SUFFIXES, Entry, Store, defaultStorePath, describeEntry, openStore
+
+__all__ = ["addStoreCommands", "DEVCA_CERTIFICATE", "DEVCA_KEY"]
+
+DEVCA_CERTIFICATE = "devca.crt"  # in the store: a CA certificate, trusted by trustRoots=store
+DEVCA_KEY = os.path.join(".devca", "devca.key")  # hidden: never indexed, never served
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
+_DNS = re.compile(
+    r"(\*\.)?([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
+)
+
+
+def _out(text: str = "") -> None:
+    sys.stdout.write(text + "\n")
+
+
+def _storeDir(args: argparse.Namespace) -> str:
+    return os.path.expanduser(args.store) if getattr(args, "store", None) else defaultStorePath()
+
+
+def _openExisting(args: argparse.Namespace) -> Store:
+    path = _storeDir(args)
+    if not os.path.isdir(path):
+        raise CommandError(
+            f"the certificate store {path} does not exist (add certificates with "
+            "'securesock store import FILE' or 'securesock store new NAME', or give --store DIR)"
+        )
+    store = openStore(path)
+    secret = _secret(args)
+    if secret is not None and store.locked:
+        store.unlock(secret)
+    return store
+
+
+def _passphrase(args: argparse.Namespace) -> Passphrase | None:
+    value = getattr(args, "passphrase", None)
+    if value is None:
+        return None
+    return optionsFor(SERVER)["passphrase"].convert("--passphrase", value)  # type: ignore[return-value]
+
+
+def _secret(args: argparse.Namespace) -> bytes | None:
+    return readPassphrase(_passphrase(args))
+
+
+def _find(store: Store, ident: str) -> Entry:
+    """The one entry C{ident} (a name or a thumbprint) names."""
+    if looksLikeHash(ident):
+        thumbprint = parseCertificateHash(ident, "ID")
+        entries = store.byHash(thumbprint)
+        what = f"thumbprint {spaced(thumbprint.digest)}"
+    else:
+        entries = store.byName(ident)
+        what = f"name {ident!r}"
+    distinct: dict[bytes, Entry] = {}
+    for entry in entries:
+        # The same certificate in several files: prefer the copy with its key.
+        if entry.sha256 not in distinct or (entry.hasKey and not distinct[entry.sha256].hasKey):
+            distinct[entry.sha256] = entry
+    if not distinct:
+        nearest = store.nearestNames(ident) if not looksLikeHash(ident) else []
+        hint = f"; nearest names: {', '.join(nearest)}" if nearest else ""
+        locked = (
+            f"; {len(store.locked)} encrypted PKCS#12 file(s) not searched: give --passphrase"
+            if store.locked
+            else ""
+        )
+        raise CommandError(f"no certificate in the store {store.path} has the {what}{hint}{locked}")
+    if len(distinct) > 1:
+        raise CommandError(
+            f"{len(distinct)} certificates in the store {store.path} have the {what}; give the "
+            "SHA-1 of one: " + "; ".join(describeEntry(e) for e in distinct.values())
+        )
+    return next(iter(distinct.values()))
+
+
+def _keyColumn(entry: Entry) -> str:
+    if not entry.hasKey:
+        return "no"
+    return "encrypted" if entry.keyEncrypted else "yes"
+
+
+def _table(rows: Sequence[Sequence[str]]) -> list[str]:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return ["  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows]
+
+
+# --- list / show --------------------------------------------------------------
+
+
+def _list(args: argparse.Namespace) -> int:
+    path = _storeDir(args)
+    if not os.path.isdir(path):
+        _out(f"the certificate store {path} does not exist yet (no certificates)")
+        return 0
+    store = _openExisting(args)
+    rows = [("NAMES", "SUBJECT", "SHA-1", "SHA-256", "VALID UNTIL", "KEY", "FILE")]
+    for entry in store.entries:
+        until = f"{entry.notAfter:%Y-%m-%d}" + ("" if entry.status() == "valid" else f" ({entry.status()})")
+        rows.append(
+            (
+                ", ".join(entry.names) or "-",
+                entry.subject,
+                spaced(entry.sha1),
+                entry.sha256.hex(),
+                until,
+                _keyColumn(entry),
+                entry.file,
+            )
+        )
+    for locked in store.locked:
+        rows.append((Path(locked).stem, "(encrypted PKCS#12: give --passphrase)", "?", "?", "?", "?", locked))
+    if len(rows) == 1:
+        _out(f"no certificates in {store.path}")
+    else:
+        for line in _table(rows):
+            _out(line)
+    for file, why in store.skipped:
+        sys.stderr.write(f"securesock: warning: skipped {file}: {why}\n")
+    return 0
+
+
+def _usages(certificate: x509.Certificate) -> str:
+    try:
+        eku = certificate.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    except (x509.ExtensionNotFound, ValueError):
+        return "any (no extendedKeyUsage)"
+    names = {"1.3.6.1.5.5.7.3.1": "serverAuth", "1.3.6.1.5.5.7.3.2": "clientAuth"}
+    return ", ".join(names.get(u.dotted_string, u.dotted_string) for u in eku)
+
+
+def _sans(certificate: x509.Certificate) -> tuple[list[str], list[str]]:
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return [], []
+    return list(san.get_values_for_type(x509.DNSName)), [
+        str(a) for a in san.get_values_for_type(x509.IPAddress)
+    ]
+
+
+def _left(entry: Entry) -> str:
+    now = datetime.datetime.now(datetime.timezone.utc)
+    status = entry.status(now)
+    if status == "valid":
+        days = (entry.notAfter - now).days
+        return f"valid, {days} day{'s' if days != 1 else ''} left"
+    return status
+
+
+def _show(args: argparse.Namespace) -> int:
+    store = _openExisting(args)
+    entry = _find(store, args.id)
+    certificate = entry.certificate
+    dns, ips = _sans(certificate)
+    key = "none in the store"
+    if entry.keyFile is not None:
+        key = entry.keyFile + (" (encrypted)" if entry.keyEncrypted else "")
+    lines = [
+        ("Names", ", ".join(entry.names) or "-"),
+        ("Subject", entry.subject),
+        ("Issuer", certificate.issuer.rfc4514_string() or "(empty)"),
+        ("Serial", f"{certificate.serial_number:x}"),
+        ("Valid from", f"{entry.notBefore:%Y-%m-%d %H:%M} UTC"),
+        ("Valid until", f"{entry.notAfter:%Y-%m-%d %H:%M} UTC ({_left(entry)})"),
+        ("SHA-1", spaced(entry.sha1)),
+        ("SHA-256", entry.sha256.hex()),
+        ("DNS names", ", ".join(dns) or "-"),
+        ("IP addresses", ", ".join(ips) or "-"),
+        ("Usages", _usages(certificate)),
+        ("CA", "yes" if entry.isCA else "no"),
+        ("Private key", key),
+        ("File", entry.file if entry.position == 0 else f"{entry.file} (certificate {entry.position + 1})"),
+    ]
+    for label, value in lines:
+        _out(f"{label + ':':<14}{value}")
+    _out("Chain:")
+    chain = store.chainFor(certificate)
+    for number, link in enumerate(chain, start=1):
+        _out(f"  {number}. {link.subject.rfc4514_string()}  sha1 {spaced(link.fingerprint(_sha1()))}")
+    top = chain[-1] if chain else certificate
+    if top.subject == top.issuer:
+        _out("  (self-signed)" if not chain else "  (ends in a self-signed certificate)")
+    else:
+        root = store.issuerOf(top)
+        if root is not None:
+            _out(f"  {len(chain) + 1}. {root.subject}  sha1 {spaced(root.sha1)}  (root, not sent)")
+        else:
+            _out(f"  issuer {top.issuer.rfc4514_string()} is not in the store")
+    return 0
+
+
+def _sha1() -> Any:
+    from cryptography.hazmat.primitives import hashes
+
+    return hashes.SHA1()
+
+
+# --- import / remove / export ---------------------------------------------------
+
+
+def _checkName(name: str) -> str:
+    if not _NAME.fullmatch(name):
+        raise CommandError(
+            f"--name {name!r}: a store name is a file name: letters, digits and . _ @ + -, "
+            "not starting with a dot or dash, at most 128 characters"
+        )
+    return name
+
+
+def _newFile(store: str, filename: str) -> Path:
+    os.makedirs(store, mode=0o700, exist_ok=True)
+    target = Path(store) / filename
+    if target.exists():
+        raise CommandError(f"{target} already exists; remove it first or choose another --name")
+    return target
+
+
+def _write(target: Path, data: bytes, mode: int) -> None:
+    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    with os.fdopen(descriptor, "wb") as f:
+        f.write(data)
+    os.chmod(target, mode)
+
+
+def _read(path: str, what: str) -> bytes:
+    try:
+        with open(path, "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise CommandError(f"{what} {path}: {e.strerror}") from None
+
+
+def _import(args: argparse.Namespace) -> int:
+    store = _storeDir(args)
+    data = _read(args.file, "cannot read")
+    name = _checkName(args.name or Path(args.file).stem)
+    if _isPKCS12(args.file, data):
+        if args.key:
+            raise CommandError("--key: a PKCS#12 file carries its own key")
+        secret = _secret(args)
+        try:
+            bundle = pkcs12.load_pkcs12(data, secret)
+        except ValueError:
+            raise CommandError(
+                f"{args.file}: the PKCS#12 file cannot be opened "
+                + (
+                    "with this passphrase"
+                    if secret is not None
+                    else "without a passphrase: give --passphrase env:VAR"
+                )
+                + " (or it is damaged)"
+            ) from None
+        if bundle.cert is None:
+            raise CommandError(f"{args.file}: the PKCS#12 file holds no certificate")
+        suffix = (
+            Path(args.file).suffix.lower() if Path(args.file).suffix.lower() in PKCS12_SUFFIXES else ".p12"
+        )
+        target = _newFile(store, name + suffix)
+        _write(target, data, 0o600)
+        certificate = bundle.cert.certificate
+        hasKey = bundle.key is not None
+    else:
+        certificates = _certificatesOf(data, args.file)
+        keyData = _read(args.key, "cannot read") if args.key else data
+        keys = [m.group(0) for m in _PEM_KEY.finditer(keyData)]
+        if args.key and not keys:
+            raise CommandError(f"--key {args.key}: holds no PEM private key")
+        certificate = _leafFor(certificates, keys, args)
+        hasKey = bool(keys)
+        ordered = [certificate, *(c for c in certificates if c != certificate)]
+        target = _newFile(store, name + ".pem")
+        _write(
+            target, certificatePEM(*ordered) + (keys[0] + b"\n" if keys else b""), 0o600 if hasKey else 0o644
+        )
+    imported = openStore(store)
+    secret = _secret(args)
+    if secret is not None and imported.locked:
+        imported.unlock(secret)
+    entry = next((e for e in imported.entries if e.file == str(target.resolve()) and e.main), None)
+    names = ", ".join(entry.names) if entry is not None else name
+    _out(f"imported {target}")
+    _out(f"  {certificate.subject.rfc4514_string()}  sha1 {spaced(certificate.fingerprint(_sha1()))}")
+    _out(f"  names: {names}; private key: {'yes' if hasKey else 'no'}")
+    return 0
+
+
+def _certificatesOf(data: bytes, path: str) -> list[x509.Certificate]:
+    try:
+        if b"-----BEGIN CERTIFICATE-----" in data:
+            return list(x509.load_pem_x509_certificates(data))
+        if data[:1] == b"\x30":
+            return [x509.load_der_x509_certificate(data)]
+    except ValueError:
+        raise CommandError(f"{path}: a certificate in it cannot be read (damaged PEM or DER)") from None
+    raise CommandError(f"{path}: holds no certificate (expected PEM, DER or PKCS#12)")
+
+
+def _publicBytes(key: Any) -> bytes:
+    return key.public_bytes(  # type: ignore[no-any-return]
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+
+
+def _leafFor(
+    certificates: list[x509.Certificate], keys: list[bytes], args: argparse.Namespace
+) -> x509.Certificate:
+    """The certificate the key belongs to (checked when the key can be opened)."""
+    if not keys:
+        return certificates[0]
+    secret = _secret(args)
+    encrypted = b"ENCRYPTED" in keys[0]
+    if encrypted and secret is None:
+        sys.stderr.write("securesock: warning: the key is encrypted; give --passphrase to check it fits\n")
+        return certificates[0]
+    try:
+        key = serialization.load_pem_private_key(keys[0], secret if encrypted else None)
+    except (ValueError, TypeError):
+        raise CommandError(
+            "the private key cannot be opened" + (" with this passphrase" if encrypted else " (damaged?)")
+        ) from None
+    wanted = _publicBytes(key.public_key())
+    for certificate in certificates:
+        if _publicBytes(certificate.public_key()) == wanted:
+            return certificate
+    raise CommandError("the private key does not belong to any certificate in the file")
+
+
+def _remove(args: argparse.Namespace) -> int:
+    store = _openExisting(args)
+    entry = _find(store, args.id)
+    if not entry.main:
+        raise CommandError(
+            f"{describeEntry(entry)} is part of the chain in {entry.file}; remove that file's "
+            "own certificate instead (it takes the whole file)"
+        )
+    files = [entry.file] + ([entry.keyFile] if entry.keyFile and entry.keyFile != entry.file else [])
+    for path in files:
+        os.remove(path)
+        _out(f"removed {path}")
+    store.refresh()
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    store = _openExisting(args)
+    entry = _find(store, args.id)
+    chain = [] if args.no_chain else list(store.chainFor(entry.certificate))
+    data = certificatePEM(entry.certificate, *chain)
+    if args.key:
+        if entry.keyFile is None:
+            raise CommandError(f"--key: the store has no private key for {describeEntry(entry)}")
+        passphrase = _passphrase(args)
+        try:
+            identity = loadIdentity(
+                IdentitySpec(
+                    certificate=entry.file,
+                    privateKey=entry.keyFile if entry.keyFile != entry.file else None,
+                    passphrase=passphrase,
+                )
+            )
+        except CertificateError as e:
+            if "expired" in e.message or "not valid yet" in e.message:
+                raise CommandError(f"--key: {e.message}") from None
+            raise
+        # A key that was encrypted stays encrypted, under the same passphrase.
+        data += keyPEM(identity.key, readPassphrase(passphrase))  # type: ignore[arg-type]
+    if args.out:
+        target = Path(args.out)
+        if target.exists():
+            raise CommandError(f"--out {target} already exists")
+        _write(target, data, 0o600 if args.key else 0o644)
+        _out(f"wrote {target}")
+    else:
+        sys.stdout.write(data.decode("ascii"))
+    return 0
+
+
+# --- new ------------------------------------------------------------------------
+
+
+def _devCA(store: str) -> tuple[Issued, Path, bool]:
+    """The store's development CA, made on first use: (CA, certificate file, made now)."""
+    certificatePath = Path(store) / DEVCA_CERTIFICATE
+    keyPath = Path(store) / DEVCA_KEY
+    if certificatePath.exists() or keyPath.exists():
+        if not (certificatePath.exists() and keyPath.exists()):
+            raise CommandError(
+                f"the development CA of {store} is incomplete ({certificatePath} and {keyPath} "
+                "belong together); restore the missing file or remove both"
+            )
+        certificate = x509.load_pem_x509_certificate(_read(str(certificatePath), "cannot read"))
+        key = serialization.load_pem_private_key(_read(str(keyPath), "cannot read"), None)
+        return Issued(certificate, key), certificatePath, False  # type: ignore[arg-type]
+    os.makedirs(keyPath.parent, mode=0o700, exist_ok=True)
+    os.chmod(keyPath.parent, 0o700)
+    try:
+        owner = f"{getpass.getuser()}@{socket.gethostname()}"
+    except (KeyError, OSError):
+        owner = socket.gethostname()
+    authority = makeAuthority(f"securesock development CA {owner}"[:64])
+    _write(keyPath, keyPEM(authority.key), 0o600)
+    _write(certificatePath, certificatePEM(authority.certificate), 0o644)
+    return authority, certificatePath, True
+
+
+def _subjectAltNames(name: str, given: list[str]) -> list[str]:
+    names = [n.strip() for item in given for n in item.split(",") if n.strip()] or [name]
+    for san in names:
+        try:
+            ipaddress.ip_address(san)
+        except ValueError:
+            if not _DNS.fullmatch(san) or len(san) > 253:
+                raise CommandError(
+                    f"--san {san!r}: not a DNS name or an IP address"
+                    + ("; the store name is used when --san is not given" if not given else "")
+                ) from None
+    return list(dict.fromkeys(names))
+
+
+def _trustHint(caFile: Path) -> str:
+    if sys.platform == "darwin":
+        return (
+            f"sudo security add-trusted-cert -d -r trustRoot -k /Library/Keychains/System.keychain {caFile}"
+        )
+    if sys.platform.startswith("win"):
+        return f"certutil -addstore -f Root {caFile}"
+    return (
+        f"sudo cp {caFile} /usr/local/share/ca-certificates/securesock-devca.crt && "
+        "sudo update-ca-certificates"
+    )
+
+
+def _new(args: argparse.Namespace) -> int:
+    store = _storeDir(args)
+    name = _checkName(args.name)
+    if not 1 <= args.days <= 3650:
+        raise CommandError(f"--days {args.days}: accepted: 1..3650")
+    sans = _subjectAltNames(name, args.san)
+    target = _newFile(store, name + ".pem")
+    authority, caFile, made = _devCA(store)
+    leaf = issue(authority, sans, commonName=name, days=args.days, keyType=args.key_type)
+    _write(target, certificatePEM(leaf.certificate) + keyPEM(leaf.key), 0o600)
+    openStore(store)
+    storeOption = "" if store == defaultStorePath() else f":store={store}"
+    _out(f"created {target}")
+    _out(f"  CN={name}, subjectAltName {', '.join(sans)}")
+    _out(
+        f"  valid until {leaf.certificate.not_valid_after_utc:%Y-%m-%d}, sha1 {spaced(leaf.certificate.fingerprint(_sha1()))}"
+    )
+    _out(f"  serve it:  tls:8443:certificate={name}{storeOption}")
+    _out(f"development CA ({'created now' if made else 'already there'}): {caFile}")
+    _out(f"  securesock clients: trustRoots={caFile} (or trustRoots=store{storeOption})")
+    _out(f"  curl --cacert {caFile} ...; openssl s_client -CAfile {caFile} ...")
+    _out(f"  trust it system-wide: {_trustHint(caFile)}")
+    return 0
+
+
+# --- parser -----------------------------------------------------------------------
+
+
+def addStoreCommands(subcommands: Any) -> None:
+    """Register C{store} and its sub-commands."""
+    store = subcommands.add_parser(
+        "store",
+        help="the certificate store: list, show, import, remove, export, new",
+        description="Manage the certificate store that certificate=NAME and certificateHash= use.",
+    )
+    store.add_argument(
+        "--store", metavar="DIR", default=argparse.SUPPRESS, help="certificate store directory"
+    )
+    actions = store.add_subparsers(dest="action", metavar="ACTION", parser_class=type(store))
+    actions.required = True
+
+    def action(name: str, handler: Any, help: str) -> argparse.ArgumentParser:
+        parser: argparse.ArgumentParser = actions.add_parser(name, help=help, description=help)
+
+        def run(args: argparse.Namespace) -> int:
+            _passphrase(args)  # a malformed --passphrase is refused whether or not it is needed
+            return int(handler(args))
+
+        parser.set_defaults(run=run)
+        parser.add_argument(
+            "--store", metavar="DIR", default=argparse.SUPPRESS, help="certificate store directory"
+        )
+        return parser
+
+    def passphrase(parser: argparse.ArgumentParser) -> None:
+        parser.add_argument(
+            "--passphrase",
+            metavar="SOURCE",
+            help="env:VARIABLE or file:PATH holding the passphrase of encrypted keys and PKCS#12 files",
+        )
+
+    passphrase(action("list", _list, "a table of every certificate in the store"))
+    show = action("show", _show, "every detail of one certificate, with its chain")
+    show.add_argument("id", metavar="ID", help="a name or a SHA-1/SHA-256 thumbprint")
+    passphrase(show)
+    importing = action("import", _import, "copy a PEM or PKCS#12 file into the store")
+    importing.add_argument("file", metavar="FILE")
+    importing.add_argument("--name", help="the store name (file stem; default: FILE's stem)")
+    importing.add_argument("--key", metavar="KEYFILE", help="the private key, when not inside FILE")
+    passphrase(importing)
+    remove = action("remove", _remove, "delete a certificate's file (and its .key file) from the store")
+    remove.add_argument("id", metavar="ID", help="a name or a thumbprint")
+    passphrase(remove)
+    export = action("export", _export, "print a certificate and its chain as PEM")
+    export.add_argument("id", metavar="ID", help="a name or a thumbprint")
+    export.add_argument(
+        "--key", action="store_true", help="append the private key (kept encrypted if it was)"
+    )
+    export.add_argument(
+        "--no-chain", action="store_true", help="the certificate alone, without intermediates"
+    )
+    export.add_argument(
+        "--out", metavar="FILE", help="write to FILE (mode 0600 with --key) instead of stdout"
+    )
+    passphrase(export)
+    new = action("new", _new, "a development certificate signed by the store's development CA")
+    new.add_argument("name", metavar="NAME", help="store name and subject CN")
+    new.add_argument(
+        "--san",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="DNS name or IP address (repeat, or join with ',')",
+    )
+    new.add_argument("--days", type=int, default=365, help="validity in days (default 365)")
+    new.add_argument("--key-type", choices=("ec", "rsa"), default="ec", help="P-256 (default) or RSA-2048")

@@ -1,0 +1,319 @@
+"""
+``twistd securesock``: a TLS terminator and originator in one command.
+
+    twistd -n securesock --listen "tls:8443:certificate=site.pem" --connect tcp:localhost:8080
+
+Every listening and connecting side is a securesock description.  With no
+``--connect`` a diagnostic responder answers; with no ``--listen`` it listens
+on ``tls:8443`` on loopback with a development certificate for localhost.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import re
+import signal
+import sys
+from typing import Any
+
+from twisted.application.service import MultiService, Service
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.python import usage
+from twisted.python.failure import Failure
+
+import securesock
+
+from ._errors import DescriptionError
+
+__all__ = ["Options", "makeService", "SecuresockService"]
+
+log = Logger(namespace="securesock.twistd")
+
+
+class Options(usage.Options):
+    synopsis = "[--listen DESCRIPTION ...] [--connect DESCRIPTION] [--workers N|auto] [--grace SECONDS]"
+    longdesc = (
+        "Listen with securesock descriptions (tls:, ssl:, starttls:, securesock:, or Twisted's "
+        "tcp:, unix:, systemd: ...) and relay each connection to --connect, or answer with a "
+        "diagnostic summary of the TLS session. SIGHUP reloads certificates; SIGTERM stops "
+        "accepting and lets open connections finish for --grace seconds."
+    )
+    optParameters = [
+        ["connect", "c", None, "Client description each accepted connection is relayed to."],
+        ["workers", "w", "1", "Processes sharing the listening ports (a number, or auto = CPU count)."],
+        ["grace", None, "10", "Seconds open connections may finish after SIGTERM."],
+    ]
+    optFlags = [["worker", None, "Run as a worker started by another securesock process (internal)."]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """A server description to listen with (may be repeated)."""
+        self["listen"].append(description)
+
+    opt_l = opt_listen
+
+    def postOptions(self) -> None:
+        workers = self["workers"]
+        if workers == "auto":
+            self["workers"] = os.cpu_count() or 1
+        else:
+            try:
+                self["workers"] = int(workers)
+            except ValueError:
+                raise usage.UsageError(f"--workers={workers!r}: give a number of processes or auto") from None
+            if not 1 <= self["workers"] <= 256:
+                raise usage.UsageError(f"--workers={workers!r}: give 1..256 or auto")
+        try:
+            self["grace"] = float(self["grace"])
+        except ValueError:
+            raise usage.UsageError(f"--grace={self['grace']!r}: give a number of seconds") from None
+        from twisted.internet import reactor
+
+        self["reactor"] = reactor
+        if not self["listen"]:
+            self["listen"] = [defaultListen()]
+        self["endpoints"] = []
+        for description in self["listen"]:
+            if self["workers"] > 1:
+                description = _withReusePort(description)
+            try:
+                self["endpoints"].append((description, securesock.serverFromString(reactor, description)))
+            except DescriptionError as e:
+                raise usage.UsageError(f"--listen {description!r}: {e}") from None
+        if self["workers"] > 1:
+            for description, endpoint in self["endpoints"]:
+                if getattr(getattr(endpoint, "options", None), "port", None) == 0:
+                    raise usage.UsageError(
+                        f"--listen {description!r}: --workers needs a fixed port (port 0 would give "
+                        "each worker a different one)"
+                    )
+        self["backend"] = None
+        if self["connect"] is not None:
+            try:
+                self["backend"] = securesock.clientFromString(reactor, self["connect"])
+            except DescriptionError as e:
+                raise usage.UsageError(f"--connect {self['connect']!r}: {e}") from None
+
+
+def defaultListen() -> str:
+    """tls:8443 on loopback with a development certificate for localhost."""
+    from ._devcert import developmentCertificate
+
+    certificate, authority = developmentCertificate()
+    log.info(
+        "no --listen given: serving tls:8443 on 127.0.0.1 with the development certificate "
+        "{certificate}; trust it with: curl --cacert {authority} https://localhost:8443/",
+        certificate=certificate,
+        authority=authority,
+    )
+    return f"tls:8443:interface=127.0.0.1:certificate={_escape(certificate)}"
+
+
+def _escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace(":", "\\:")
+
+
+def _withReusePort(description: str) -> str:
+    """Workers share ports through SO_REUSEPORT."""
+    if "reuseport=" in description.lower():
+        return description
+    if re.match(r"[A-Za-z][A-Za-z0-9+.\-]*://", description):
+        return description + ("&" if "?" in description else "?") + "reusePort=yes"
+    return description + ":reusePort=yes"
+
+
+class _Tracker:
+    """Remembers open connections so SIGTERM can let them finish."""
+
+    def __init__(self) -> None:
+        self.open: set[Any] = set()
+        self._idle: list[Deferred[None]] = []
+
+    def add(self, protocol: Any) -> None:
+        self.open.add(protocol)
+
+    def remove(self, protocol: Any) -> None:
+        self.open.discard(protocol)
+        if not self.open:
+            idle, self._idle = self._idle, []
+            for d in idle:
+                d.callback(None)
+
+    def whenIdle(self) -> Deferred[None]:
+        if not self.open:
+            return succeed(None)
+        d: Deferred[None] = Deferred()
+        self._idle.append(d)
+        return d
+
+
+class _TrackingFactory(Factory):
+    """Wraps the application factory to track its connections."""
+
+    noisy = False
+
+    def __init__(self, wrapped: IProtocolFactory, tracker: _Tracker) -> None:
+        self.wrappedFactory = wrapped
+        self._tracker = tracker
+
+    def buildProtocol(self, addr: Any) -> Any:
+        protocol = self.wrappedFactory.buildProtocol(addr)
+        if protocol is None:
+            return None
+        tracker = self._tracker
+        original = protocol.connectionLost
+        tracker.add(protocol)
+
+        def connectionLost(reason: Failure) -> None:
+            tracker.remove(protocol)
+            original(reason)
+
+        protocol.connectionLost = connectionLost  # type: ignore[method-assign]
+        return protocol
+
+    def __getattr__(self, name: str) -> Any:
+        # ALPN (IProtocolNegotiationFactory) and the like pass through.
+        return getattr(self.wrappedFactory, name)
+
+
+class _ListenService(Service):
+    def __init__(self, description: str, endpoint: IStreamServerEndpoint, factory: IProtocolFactory) -> None:
+        self.description = description
+        self.endpoint = endpoint
+        self.factory = factory
+        self.port: IListeningPort | None = None
+
+    def startService(self) -> None:
+        super().startService()
+        d = self.endpoint.listen(self.factory)
+
+        def listening(port: IListeningPort) -> None:
+            self.port = port
+            log.info(
+                "listening: {description} on {address}", description=self.description, address=port.getHost()
+            )
+
+        def failed(reason: Failure) -> None:
+            log.error(
+                "cannot listen with {description}: {reason}",
+                description=self.description,
+                reason=reason.getErrorMessage(),
+            )
+            _stopWithFailure()
+
+        d.addCallbacks(listening, failed)
+
+    def stopService(self) -> Deferred[Any] | None:  # type: ignore[override]
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return port.stopListening()  # type: ignore[return-value]
+        return None
+
+
+def _stopWithFailure() -> None:
+    """Stop twistd and make it exit with status 1 (twistd itself always exits 0)."""
+    from twisted.internet import reactor
+
+    def exitFailed() -> None:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(1)
+
+    atexit.register(exitFailed)  # after twistd has removed its pid file
+    reactor.callWhenRunning(reactor.stop)  # type: ignore[attr-defined]
+
+
+class SecuresockService(MultiService):
+    """Listeners, the relay or responder behind them, reload and drain."""
+
+    def __init__(
+        self, reactor: Any, endpoints: list[tuple[str, Any]], backend: Any, connect: str | None, grace: float
+    ) -> None:
+        super().__init__()
+        from ._diagnostic import DiagnosticFactory
+        from ._relay import RelayFactory
+
+        self._reactor = reactor
+        self._grace = grace
+        self.tracker = _Tracker()
+        self.endpoints = [endpoint for _, endpoint in endpoints]
+        application: IProtocolFactory = (
+            DiagnosticFactory(reactor) if backend is None else RelayFactory(backend, connect or "")
+        )
+        for description, endpoint in endpoints:
+            _ListenService(
+                description, endpoint, _TrackingFactory(application, self.tracker)
+            ).setServiceParent(self)
+
+    def startService(self) -> None:
+        super().startService()
+        if hasattr(signal, "SIGHUP"):
+            signal.signal(signal.SIGHUP, lambda *_: self._reactor.callFromThread(self.reload))
+
+    def reload(self) -> None:
+        """Re-read every listener's certificate (SIGHUP), here and in the workers."""
+        for child in self:
+            if hasattr(child, "signalAll"):
+                child.signalAll("HUP")
+        for endpoint in self.endpoints:
+            reload = getattr(endpoint, "reload", None)
+            if reload is None:
+                continue
+            # Renewal logs what changed, and keeps the old certificate when the new files are unusable.
+            if not reload():
+                log.info("SIGHUP: certificates of {endpoint!r} unchanged", endpoint=endpoint)
+
+    def stopService(self) -> Deferred[Any]:  # type: ignore[override]
+        stopping = super().stopService()
+
+        def drain(_: Any) -> Deferred[Any]:
+            if not self.tracker.open:
+                return succeed(None)
+            log.info(
+                "stopped listening; {count} open connection(s) may finish for {grace} s",
+                count=len(self.tracker.open),
+                grace=self._grace,
+            )
+            idle = self.tracker.whenIdle()
+            timer = self._reactor.callLater(self._grace, self._abortRemaining)
+            return idle.addBoth(lambda result: timer.cancel() if timer.active() else None)
+
+        return stopping.addCallback(drain)  # type: ignore[no-any-return]
+
+    def _abortRemaining(self) -> None:
+        for protocol in list(self.tracker.open):
+            transport = getattr(protocol, "transport", None)
+            if transport is not None:
+                transport.abortConnection()
+
+
+def makeService(options: Options) -> MultiService:
+    """The service twistd runs; with --workers, also the worker processes."""
+    service = SecuresockService(
+        options["reactor"], options["endpoints"], options["backend"], options["connect"], options["grace"]
+    )
+    if options["workers"] > 1 and not options["worker"]:
+        from ._workers import WorkerPool
+
+        WorkerPool(options["reactor"], _workerArguments(options), options["workers"] - 1).setServiceParent(
+            service
+        )
+    return service
+
+
+def _workerArguments(options: Options) -> list[str]:
+    args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
+    args += ["-n", "--pidfile=", "securesock", "--worker", "--grace", str(options["grace"])]
+    for description, _ in options["endpoints"]:
+        args += ["--listen", description]
+    if options["connect"] is not None:
+        args += ["--connect", options["connect"]]
+    return args

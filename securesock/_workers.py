@@ -1,0 +1,99 @@
+"""
+Worker processes for ``twistd securesock --workers N``: N-1 copies of the
+command (the first process serves too), each listening on the same ports with
+SO_REUSEPORT so the kernel spreads new connections across cores.  Workers
+are stopped with the parent, receive its SIGHUP, and are restarted (a
+bounded number of times) if they die.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+__all__ = ["WorkerPool"]
+
+log = Logger(namespace="securesock.workers")
+
+_MAX_RESTARTS = 5
+
+
+class _Worker(ProcessProtocol):
+    def __init__(self, pool: WorkerPool, number: int) -> None:
+        self.pool = pool
+        self.number = number
+        self.ended: Deferred[None] = Deferred()
+        self._partial = b""
+
+    def outReceived(self, data: bytes) -> None:
+        self._partial += data
+        *lines, self._partial = self._partial.split(b"\n")
+        for line in lines[:200]:
+            log.info("worker {number}: {line}", number=self.number, line=line.decode("utf-8", "replace"))
+
+    errReceived = outReceived
+
+    def processEnded(self, reason: Failure) -> None:
+        self.ended.callback(None)
+        self.pool.workerEnded(self, reason)
+
+
+class WorkerPool(Service):
+    """Starts, watches and stops the worker processes."""
+
+    def __init__(self, reactor: Any, arguments: list[str], count: int) -> None:
+        self._reactor = reactor
+        self._arguments = arguments
+        self._count = count
+        self._workers: dict[int, tuple[_Worker, Any]] = {}
+        self._restarts = 0
+
+    def startService(self) -> None:
+        super().startService()
+        for number in range(1, self._count + 1):
+            self._spawn(number)
+
+    def _spawn(self, number: int) -> None:
+        worker = _Worker(self, number)
+        env = dict(os.environ, SECURESOCK_WORKER=str(number))
+        process = self._reactor.spawnProcess(worker, self._arguments[0], self._arguments, env=env)
+        self._workers[number] = (worker, process)
+        log.info("started worker {number} (pid {pid})", number=number, pid=process.pid)
+
+    def workerEnded(self, worker: _Worker, reason: Failure) -> None:
+        self._workers.pop(worker.number, None)
+        if not self.running:
+            return
+        if self._restarts >= _MAX_RESTARTS:
+            log.error(
+                "worker {number} ended ({reason}); not restarting again",
+                number=worker.number,
+                reason=reason.getErrorMessage(),
+            )
+            return
+        self._restarts += 1
+        log.warn(
+            "worker {number} ended ({reason}); restarting",
+            number=worker.number,
+            reason=reason.getErrorMessage(),
+        )
+        self._reactor.callLater(1.0, self._spawn, worker.number)
+
+    def signalAll(self, name: str) -> None:
+        for _, process in list(self._workers.values()):
+            try:
+                process.signalProcess(name)
+            except Exception:
+                pass  # already gone
+
+    def stopService(self) -> Deferred[Any]:  # type: ignore[override]
+        super().stopService()
+        ended = [worker.ended for worker, _ in self._workers.values()]
+        self.signalAll("TERM")
+        return DeferredList(ended)  # type: ignore[return-value]

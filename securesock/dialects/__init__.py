@@ -1,0 +1,258 @@
+"""
+The plaintext conversations that come before TLS on STARTTLS ports.
+
+Each dialect (one small module per protocol) is a state machine with no I/O:
+it is handed one complete message at a time and answers with a L{Step}:
+bytes to send, and whether to upgrade now or to close.  The one L{Reader}
+here frames the bytes of the wire into messages and enforces the injection
+rule for every dialect, both sides:
+
+    Bytes that arrive after the upgrade command (server side) or after the
+    server's go-ahead (client side), before TLS has started, were sent in
+    plaintext by someone who did not wait for TLS: an attacker on the path
+    can put them there (CVE-2011-0411 and its kin in IMAP, POP3, FTP,
+    XMPP, LDAP and PostgreSQL clients and servers).  The connection is
+    closed without processing them, and the rest of the chunk they came in
+    is dropped too (Postfix's rule).
+
+Dialects know their protocol and nothing about endpoints or TLS.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple, Protocol
+
+from .._options import DIALECTS
+
+__all__ = [
+    "Step",
+    "Outcome",
+    "Dialect",
+    "ServerDialect",
+    "Framing",
+    "FramingError",
+    "Reader",
+    "lines",
+    "NumericReply",
+    "dropGreeting",
+    "noGreeting",
+    "quoted",
+    "dialectClasses",
+    "NEGOTIATED",
+]
+
+# The dialects that have a pre-TLS conversation ("none" has not).
+NEGOTIATED = tuple(name for name in DIALECTS if name != "none")
+
+# Bound on the messages of one pre-TLS conversation: a real peer needs a
+# handful; more is a client probing or wasting the server's time.
+MAX_MESSAGES = 32
+
+
+class Step(NamedTuple):
+    """What a dialect wants done after a message."""
+
+    send: bytes = b""
+    upgrade: bool = False  # start TLS right after sending (nothing may follow)
+    close: str | None = None  # end the connection after sending; why, in words
+
+
+class Outcome(NamedTuple):
+    """What the reader made of a chunk of bytes: send, then upgrade or close."""
+
+    send: bytes = b""
+    upgrade: bool = False
+    close: str | None = None
+    injected: bool = False  # closed by the injection rule
+
+
+class FramingError(Exception):
+    """The peer sent something that cannot be a message of the dialect."""
+
+
+# The length of the first complete message in the buffer, 0 while incomplete.
+Framing = Callable[[bytes], int]
+
+
+class Dialect(Protocol):
+    """One side of one protocol's pre-TLS conversation."""
+
+    name: str
+    framing: Framing
+
+    def start(self) -> Step:
+        """What to send when the connection opens (a greeting, a first request)."""
+
+    def received(self, message: bytes) -> Step:
+        """React to one complete message."""
+
+
+class ServerDialect(Dialect, Protocol):
+    def withoutGreeting(self, data: bytes) -> bytes:
+        """
+        C{data} (what the application wrote when it was connected, after the
+        upgrade) without its greeting: the client already had ours.
+        """
+
+
+def quoted(data: bytes, limit: int = 80) -> str:
+    """Bytes from the wire, shown safely in a message."""
+    text = data[:limit].decode("latin-1")
+    return repr(text) + ("..." if len(data) > limit else "")
+
+
+def lines(limit: int) -> Framing:
+    """Line framing (CRLF or LF), lines of at most C{limit} bytes."""
+
+    def frame(buffer: bytes) -> int:
+        end = buffer.find(b"\n", 0, limit + 1)
+        if end >= 0:
+            return end + 1
+        if len(buffer) > limit:
+            raise FramingError(f"a line longer than {limit} bytes ({quoted(buffer, 40)})")
+        return 0
+
+    return frame
+
+
+class Reader:
+    """
+    Frames bytes into messages for a dialect and applies its steps, with the
+    injection rule.  Used by both sides of every dialect.
+    """
+
+    def __init__(self, dialect: Dialect, maxMessages: int = MAX_MESSAGES) -> None:
+        self.dialect = dialect
+        self._buffer = b""
+        self._messages = 0
+        self._maxMessages = maxMessages
+        self.finished = False
+
+    @property
+    def pending(self) -> bytes:
+        """Bytes received but not yet framed into a message."""
+        return self._buffer
+
+    def start(self) -> Outcome:
+        step = self.dialect.start()
+        return (
+            self._finish([step.send], step.upgrade, step.close)
+            if step.upgrade or step.close
+            else Outcome(step.send)
+        )
+
+    def feed(self, data: bytes) -> Outcome:
+        """Take a chunk from the wire; return what to send and do."""
+        if self.finished:
+            return Outcome()
+        self._buffer += data
+        out: list[bytes] = []
+        while True:
+            try:
+                size = self.dialect.framing(self._buffer)
+            except FramingError as e:
+                return self._finish(out, close=f"{self.dialect.name}: {e}")
+            if not size:
+                return Outcome(b"".join(out))
+            message, self._buffer = self._buffer[:size], self._buffer[size:]
+            self._messages += 1
+            if self._messages > self._maxMessages:
+                return self._finish(
+                    out, close=f"{self.dialect.name}: more than {self._maxMessages} messages before TLS"
+                )
+            step = self.dialect.received(message)
+            if step.upgrade and self._buffer:
+                extra = self._buffer
+                return self._finish(
+                    out,
+                    close=(
+                        f"{len(extra)} bytes ({quoted(extra)}) arrived after {quoted(message.strip())} "
+                        "and before TLS started; closed without processing them (STARTTLS "
+                        "injection, CVE-2011-0411 class: nothing sent in plaintext may count "
+                        "as sent over TLS)"
+                    ),
+                    injected=True,
+                )
+            out.append(step.send)
+            if step.upgrade or step.close:
+                return self._finish(out, step.upgrade, step.close)
+
+    def _finish(
+        self, out: list[bytes], upgrade: bool = False, close: str | None = None, injected: bool = False
+    ) -> Outcome:
+        # Whatever is left of the chunk is dropped: after an upgrade only TLS
+        # bytes may follow, after a close nothing.
+        self.finished = True
+        self._buffer = b""
+        return Outcome(b"".join(out), upgrade, close, injected)
+
+
+def dropGreeting(data: bytes, last: tuple[bytes, ...], continued: bytes | None = None) -> bytes:
+    """
+    C{data} without a leading greeting: lines starting with C{continued}
+    (multi-line replies), then one line starting with one of C{last}.
+    C{data} is returned whole if it does not start with a greeting.
+    """
+    rest = data
+    while continued is not None and rest.startswith(continued):
+        end = rest.find(b"\n")
+        if end < 0:
+            return b""
+        rest = rest[end + 1 :]
+    if rest.startswith(last):
+        end = rest.find(b"\n")
+        return b"" if end < 0 else rest[end + 1 :]
+    return data
+
+
+def noGreeting(data: bytes) -> bytes:
+    """For dialects whose server does not greet: nothing to drop."""
+    return data
+
+
+class NumericReply:
+    """
+    SMTP and FTP replies: C{250-first}, ..., C{250 last}.  (FTP lets the
+    lines between the first and the last be anything; SMTP does not use that.)
+    """
+
+    def __init__(self) -> None:
+        self._code: bytes | None = None
+        self._lines: list[bytes] = []
+
+    def add(self, line: bytes) -> tuple[int, list[bytes]] | None:
+        """Add a line; the code and text lines once the reply is complete."""
+        line = line.rstrip(b"\r\n")
+        if self._code is None:
+            if len(line) < 3 or not line[:3].isdigit() or line[3:4] not in (b"", b" ", b"-"):
+                raise FramingError(f"{quoted(line)} is not a numeric reply")
+            self._code = line[:3]
+        self._lines.append(line[4:] if line[:3] == self._code else line)
+        if line[:3] == self._code and line[3:4] != b"-":
+            code, self._code, found, self._lines = int(self._code), None, self._lines, []
+            return code, found
+        return None
+
+
+ServerFactory = Callable[[str], ServerDialect]  # (our name) -> a fresh server side
+ClientFactory = Callable[[str, str], Dialect]  # (server name, our name) -> a fresh client side
+
+
+def dialectClasses(name: str) -> tuple[ServerFactory, ClientFactory]:
+    """The server and client sides of dialect C{name}; looked up once per endpoint."""
+    from . import ftp, imap, ldap, pop3, postgres, smtp, xmpp
+
+    modules = {
+        "smtp": smtp,
+        "imap": imap,
+        "pop3": pop3,
+        "ftp": ftp,
+        "xmpp": xmpp,
+        "ldap": ldap,
+        "postgres": postgres,
+    }
+    if name not in modules:
+        raise ValueError(f"no dialect {name!r}; known: {', '.join(modules)}")
+    module = modules[name]
+    return module.Server, module.Client

@@ -1,0 +1,346 @@
+"""
+starttls: clients against servers we did not write: aiosmtpd with required
+STARTTLS and pyftpdlib with TLS (both from PyPI, run as their own
+processes), Twisted's own ESMTP and IMAP4 servers upgrading with
+securesock's context, and a PostgreSQL server when one is installed.
+The application behind the client endpoint only ever sees TLS.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.threads import deferToThread
+from twisted.mail import imap4, smtp
+from twisted.protocols.basic import LineOnlyReceiver
+
+import securesock
+from securesock import TLSUpgrade
+
+from ..conftest import PKI
+from ..starttlspeers import clientDescription
+from .test_starttls_python import Mailbox, esmtpFactory
+
+pytestmark = pytest.mark.interop
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _waitForPort(port: int, process: subprocess.Popen[bytes], seconds: float) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(
+                f"the server exited: {process.stderr.read().decode() if process.stderr else ''}"
+            )
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            time.sleep(0.1)
+    raise RuntimeError(f"nothing listens on port {port} after {seconds} s")
+
+
+@asynccontextmanager
+async def serverProcess(args: list[str], port: int) -> AsyncIterator[list[bytes]]:
+    """Run a server until the block ends; yields a list that receives its stdout after it stopped."""
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    output: list[bytes] = []
+    try:
+        await deferToThread(_waitForPort, port, process, 20)
+        yield output
+    finally:
+        process.terminate()
+        try:
+            out, _ = await deferToThread(process.communicate, timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            out, _ = await deferToThread(process.communicate, timeout=10)
+        output.append(out)
+
+
+# --- SMTP -------------------------------------------------------------------
+
+
+class SenderAfterSTARTTLS(smtp.ESMTPSender):
+    """
+    Twisted's SMTP client as the application behind a starttls: client: no
+    greeting comes after STARTTLS (RFC 3207 4.2), so it starts with EHLO.
+    """
+
+    def connectionMade(self) -> None:
+        super().connectionMade()
+        self.esmtpState_ehlo(220, b"")
+
+
+async def sendThroughDialect(pki: PKI, port: int, body: bytes) -> Any:
+    sent: Deferred[Any] = Deferred()
+    factory = smtp.ESMTPSenderFactory(
+        None,
+        None,
+        "a@example.test",
+        ["b@example.test"],
+        _File(b"Subject: securesock\r\n\r\n" + body + b"\r\n"),
+        sent,
+        retries=0,
+        requireAuthentication=False,
+        requireTransportSecurity=True,
+    )
+    factory.protocol = SenderAfterSTARTTLS
+    endpoint = securesock.clientFromString(
+        reactor, clientDescription(pki, port, "smtp", ":hostname=localhost")
+    )
+    sender = await endpoint.connect(factory)
+    assert ISSLTransport.providedBy(sender.transport)
+    return await sent
+
+
+class _File:
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def read(self, size: int = -1) -> bytes:
+        data, self.data = (self.data, b"") if size < 0 else (self.data[:size], self.data[size:])
+        return data
+
+
+@pytest_twisted.ensureDeferred
+async def test_smtp_client_against_aiosmtpd(pki: PKI) -> None:
+    pytest.importorskip("aiosmtpd", reason="aiosmtpd is in the test extra: pip install -e .[test]")
+    port = freePort()
+    args = [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}"]
+    args += ["--tlscert", pki.path("server.crt"), "--tlskey", pki.path("server.key")]
+    async with serverProcess(args, port) as output:
+        accepted, recipients = await sendThroughDialect(pki, port, b"delivered to aiosmtpd over TLS")
+        assert accepted == 1 and recipients[0][1] == 250
+    assert b"delivered to aiosmtpd over TLS" in output[0]
+
+
+@pytest_twisted.ensureDeferred
+async def test_smtp_client_against_twisted_esmtp_with_starttls(pki: PKI) -> None:
+    mailbox = Mailbox()
+    upgrade = TLSUpgrade.forServer(f"starttls:0:certificate={pki.server_pem}:dialect=none")
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(
+        esmtpFactory(mailbox, smtp.ESMTP, upgrade.creator)
+    )
+    try:
+        accepted, _ = await sendThroughDialect(pki, port.getHost().port, b"delivered to Twisted over TLS")
+        assert accepted == 1 and b"delivered to Twisted over TLS" in mailbox.messages[0]
+    finally:
+        await port.stopListening()
+
+
+# --- line clients for FTP and IMAP ---------------------------------------------
+
+
+class Conversation(LineOnlyReceiver):
+    """Sends its lines one at a time, each after the previous answer; collects the answers."""
+
+    def __init__(self, lines: list[bytes], last: bytes) -> None:
+        self.lines = lines
+        self.last = last  # an answer starting with this ends a step
+        self.answers: list[bytes] = []
+        self.done: Deferred[list[bytes]] = Deferred()
+
+    def connectionMade(self) -> None:
+        self._next()
+
+    def _next(self) -> None:
+        if self.lines:
+            self.sendLine(self.lines.pop(0))
+
+    def lineReceived(self, line: bytes) -> None:
+        self.answers.append(line)
+        if line.startswith(self.last) or line[3:4] == b" ":
+            self._next()
+
+    def connectionLost(self, reason: Any) -> None:
+        if not self.done.called:
+            self.done.callback(self.answers)
+
+
+@pytest_twisted.ensureDeferred
+async def test_ftp_client_against_pyftpdlib(pki: PKI, tmp_path: Any) -> None:
+    pytest.importorskip("pyftpdlib", reason="pyftpdlib is in the test extra: pip install -e .[test]")
+    port = freePort()
+    args = [sys.executable, "-m", "pyftpdlib", "-i", "127.0.0.1", "-p", str(port), "-d", str(tmp_path)]
+    args += ["--tls", "--certfile", pki.path("server.crt"), "--keyfile", pki.path("server.key")]
+    args += ["--tls-control-required"]
+    async with serverProcess(args, port):
+        endpoint = securesock.clientFromString(
+            reactor, clientDescription(pki, port, "ftp", ":hostname=localhost")
+        )
+        conversation = Conversation([b"USER anonymous", b"PASS guest@example.test", b"PWD", b"QUIT"], b"")
+        await endpoint.connect(Factory.forProtocol(lambda: conversation))
+        assert ISSLTransport.providedBy(conversation.transport)
+        answers = await conversation.done
+    codes = [answer[:3] for answer in answers]
+    # pyftpdlib refuses USER in plaintext (--tls-control-required): 331 here proves TLS.
+    assert codes == [b"331", b"230", b"257", b"221"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_imap_client_against_twisted_imap4_with_starttls(pki: PKI) -> None:
+    upgrade = TLSUpgrade.forServer(f"starttls:0:certificate={pki.server_pem}:dialect=none")
+    factory = Factory.forProtocol(lambda: imap4.IMAP4Server(contextFactory=upgrade.creator))
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+    try:
+        endpoint = securesock.clientFromString(reactor, clientDescription(pki, port.getHost().port, "imap"))
+        conversation = Conversation([b"t1 CAPABILITY", b"t2 LOGOUT"], b"t")
+        await endpoint.connect(Factory.forProtocol(lambda: conversation))
+        answers = await conversation.done
+        assert answers[0].startswith(b"* CAPABILITY IMAP4rev1") and b"STARTTLS" not in answers[0]
+        assert answers[1] == b"t1 OK CAPABILITY completed"
+        assert answers[-1] == b"t2 OK LOGOUT successful"
+    finally:
+        await port.stopListening()
+
+
+# --- PostgreSQL (optional: needs a PostgreSQL server installed) -------------
+
+
+def _postgresCluster(pki: PKI, port: int) -> tuple[str, list[str]]:
+    """initdb a throw-away cluster with ssl=on and only hostssl connections; start it."""
+    root = tempfile.mkdtemp(prefix="securesock-pg-", dir="/tmp")
+    data = os.path.join(root, "data")
+    asUser = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
+    if asUser:
+        shutil.chown(root, "postgres", "postgres")
+    subprocess.run(
+        [*asUser, "initdb", "-D", data, "-A", "trust", "-U", "postgres"],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
+    for name in ("server.crt", "server.key"):
+        shutil.copy(pki.path(name), os.path.join(data, name))
+        os.chmod(os.path.join(data, name), 0o600)
+        if asUser:
+            shutil.chown(os.path.join(data, name), "postgres", "postgres")
+    with open(os.path.join(data, "postgresql.conf"), "a") as conf:
+        conf.write(
+            f"ssl = on\nport = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{root}'\n"
+        )
+    with open(os.path.join(data, "pg_hba.conf"), "w") as hba:
+        hba.write("hostssl all all 127.0.0.1/32 trust\n")
+    subprocess.run(
+        [*asUser, "pg_ctl", "-D", data, "-l", os.path.join(root, "log"), "-w", "-t", "60", "start"],
+        check=True,
+        capture_output=True,
+        timeout=90,
+    )
+    return root, [*asUser, "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]
+
+
+class PostgresQuery(Protocol):
+    """After TLS: StartupMessage, then one query; collects every byte the server sends."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.done: Deferred[bytes] = Deferred()
+        self._asked = False
+
+    def connectionMade(self) -> None:
+        body = struct.pack("!I", 196608) + b"user\0postgres\0database\0postgres\0\0"
+        self.transport.write(struct.pack("!I", 4 + len(body)) + body)  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if not self._asked and b"Z\0\0\0\x05I" in self.received:
+            self._asked = True
+            query = b"select version, ssl from pg_stat_ssl where pid = pg_backend_pid()\0"
+            self.transport.write(b"Q" + struct.pack("!I", 4 + len(query)) + query)  # type: ignore[union-attr]
+        elif self._asked and self.received.endswith(b"Z\0\0\0\x05I"):
+            self.transport.write(b"X\0\0\0\x04")  # type: ignore[union-attr]
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Any) -> None:
+        self.done.callback(self.received)
+
+
+@pytest_twisted.ensureDeferred
+async def test_postgres_client_against_postgresql(pki: PKI) -> None:
+    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
+        pytest.skip(
+            "no PostgreSQL server installed (initdb, pg_ctl): the postgres client dialect is tested against securesock's own server"
+        )
+    if os.geteuid() == 0 and shutil.which("runuser") is None:
+        pytest.skip("running as root without runuser: PostgreSQL refuses to run as root")
+    port = freePort()
+    root, stop = await deferToThread(_postgresCluster, pki, port)
+    try:
+        endpoint = securesock.clientFromString(
+            reactor, clientDescription(pki, port, "postgres", ":hostname=localhost")
+        )
+        query = PostgresQuery()
+        await endpoint.connect(Factory.forProtocol(lambda: query))
+        received = await query.done
+        assert received.startswith(b"R\0\0\0\x08\0\0\0\0")  # AuthenticationOk: hostssl only, so this was TLS
+        assert b"TLSv1.3" in received  # pg_stat_ssl says so too
+    finally:
+        await deferToThread(subprocess.run, stop, capture_output=True, timeout=60)
+        shutil.rmtree(root, ignore_errors=True)
+
+
+# --- wrong mode against real servers: tls: where STARTTLS is spoken ---------
+
+
+@pytest.mark.parametrize(
+    ("module", "words"),
+    [
+        (
+            "aiosmtpd",
+            "looks like an SMTP server's greeting. This port probably expects STARTTLS: connect with starttls:HOST:PORT:dialect=smtp",
+        ),
+        (
+            "pyftpdlib",
+            "looks like an FTP server's greeting. This port probably expects STARTTLS: connect with starttls:HOST:PORT:dialect=ftp",
+        ),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_tls_client_on_a_real_starttls_port(pki: PKI, tmp_path: Any, module: str, words: str) -> None:
+    pytest.importorskip(module, reason=f"{module} is in the test extra: pip install -e .[test]")
+    port = freePort()
+    certificate = ["--tlscert", pki.path("server.crt"), "--tlskey", pki.path("server.key")]
+    args = {
+        "aiosmtpd": [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}", *certificate],
+        "pyftpdlib": [
+            sys.executable,
+            "-m",
+            "pyftpdlib",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-d",
+            str(tmp_path),
+        ],
+    }[module]
+    async with serverProcess(args, port):
+        endpoint = securesock.clientFromString(reactor, f"tls:127.0.0.1:{port}:trustRoots={pki.ca_pem}")
+        with pytest.raises(securesock.TLSHandshakeError) as caught:
+            await endpoint.connect(Factory.forProtocol(Protocol))
+    assert f"127.0.0.1:{port} answered in plaintext, not TLS: it sent '220 " in str(caught.value)
+    assert words in str(caught.value)

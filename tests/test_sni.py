@@ -1,0 +1,159 @@
+"""
+SNI: certificate=a,b answers each client with the certificate it asks for,
+the first to clients that send no name; sniStrict=yes refuses unknown names
+with an unrecognized_name alert.  Checked with Python's ssl module and
+openssl s_client, and for Twisted's tls:DIRECTORY:PORT form.
+"""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet.threads import deferToThread
+
+from securesock._reload import Renewal
+
+from .conftest import requireTool
+from .peers import listen, run
+from .storekit import StoreKit, peerCertificate, sha1
+
+
+@pytest.fixture
+def kit(tmp_path: Path) -> StoreKit:
+    kit = StoreKit(tmp_path / "store")
+    kit.addCA("root-ca.pem")
+    return kit
+
+
+async def subject(port: int, kit: StoreKit, name: str | None) -> str:
+    certificate, _, _ = await deferToThread(peerCertificate, port, kit.caFile, name)
+    return str(certificate.subject.rfc4514_string())
+
+
+async def sClient(port: int, kit: StoreKit, *args: str) -> str:
+    requireTool("openssl")
+    result = await run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", kit.caFile, *args],
+        input=b"",
+        timeout=20,
+    )
+    return (result.stdout + result.stderr).decode(errors="replace")
+
+
+@pytest_twisted.ensureDeferred
+async def test_several_names_python_ssl(kit: StoreKit) -> None:
+    kit.add("a.pem", ["a.example"], commonName="A")
+    kit.add("b.pem", ["b.example", "www.b.example"], commonName="B")
+    kit.add("wild.pem", ["*.wild.example"], commonName="W")
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate=a.example,b,wild:store={kit.root}")
+    number = port.getHost().port
+    try:
+        assert await subject(number, kit, "a.example") == "CN=A"
+        assert await subject(number, kit, "b.example") == "CN=B"
+        assert await subject(number, kit, "WWW.B.example") == "CN=B"
+        assert await subject(number, kit, "x.wild.example") == "CN=W"
+        assert await subject(number, kit, None) == "CN=A"  # no SNI: the first
+        with pytest.raises(ssl.SSLCertVerificationError):  # unknown: the first, which does not fit
+            await subject(number, kit, "c.example")
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_several_names_openssl_s_client(kit: StoreKit) -> None:
+    kit.add("a.pem", ["a.example"], commonName="A")
+    kit.add("b.pem", ["b.example"], commonName="B")
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate=a,b:store={kit.root}")
+    number = port.getHost().port
+    try:
+        for name, expected in (("a.example", "CN=A"), ("b.example", "CN=B")):
+            output = await sClient(number, kit, "-servername", name, "-verify_hostname", name)
+            assert f"subject={expected.replace('=', ' = ')}" in output or f"subject={expected}" in output
+            assert "Verify return code: 0 (ok)" in output
+        output = await sClient(number, kit, "-noservername")
+        assert "CN = A" in output or "CN=A" in output
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_strict_refuses_unknown_names(kit: StoreKit) -> None:
+    kit.add("a.pem", ["a.example"], commonName="A")
+    kit.add("b.pem", ["b.example"], commonName="B")
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate=a,b:sniStrict=yes:store={kit.root}")
+    number = port.getHost().port
+    try:
+        with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+            await subject(number, kit, "c.example")
+        output = await sClient(number, kit, "-servername", "c.example")
+        assert "unrecognized name" in output and "alert number 112" in output
+        assert await subject(number, kit, "b.example") == "CN=B"
+        assert await subject(number, kit, None) == "CN=A"  # no name at all: still the first
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_several_thumbprints(kit: StoreKit) -> None:
+    a = kit.add("a.pem", ["a.example"], commonName="A")
+    b = kit.add("b.pem", ["b.example"], commonName="B")
+    port = await listen(
+        f"tls:0:interface=127.0.0.1:certificateHash={sha1(b.certificate)},{sha1(a.certificate)}:store={kit.root}"
+    )
+    number = port.getHost().port
+    try:
+        assert await subject(number, kit, "a.example") == "CN=A"
+        assert await subject(number, kit, None) == "CN=B"
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_twisted_directory_form_serves_every_entry(
+    kit: StoreKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """tls:DIRECTORY:PORT, as Twisted's own tls: server; new files are served without a restart."""
+    monkeypatch.setattr(Renewal, "interval", 0.0)
+    kit.add("a.pem", ["a.example"], commonName="A")
+    kit.add("b.pem", ["b.example"], commonName="B")
+    kit.add("nokey.pem", ["nokey.example"], key=False)
+    port: Any = await listen(f"tls:{kit.root}:0:interface=127.0.0.1")
+    number = port.getHost().port
+    try:
+        assert await subject(number, kit, "a.example") == "CN=A"
+        assert await subject(number, kit, "b.example") == "CN=B"
+        kit.add("c.pem", ["c.example"], commonName="C")
+        assert await subject(number, kit, "c.example") == "CN=C"
+    finally:
+        await port.stopListening()
+
+
+def test_directory_form_parsing() -> None:
+    from securesock import DescriptionError
+    from securesock._description import parseServer
+
+    options: Any = parseServer("tls:/etc/certs:8443:10:127.0.0.1")
+    assert (options.port, options.backlog, options.interface) == (8443, 10, "127.0.0.1")
+    assert options.policy.store == "/etc/certs" and options.policy.identity.everyEntry
+    named: Any = parseServer("tls:/etc/certs:8443:certificate=a.example,b.example")
+    assert named.policy.store == "/etc/certs" and not named.policy.identity.everyEntry
+    with pytest.raises(DescriptionError, match="already names the certificate store"):
+        parseServer("tls:/etc/certs:8443:store=/other")
+    with pytest.raises(DescriptionError, match="port='eighty'"):
+        parseServer("tls:eighty:certificate=a")
+
+
+def test_directory_without_usable_certificates(kit: StoreKit) -> None:
+    from twisted.internet import reactor
+
+    import securesock
+
+    kit.add("nokey.pem", ["nokey.example"], key=False)
+    with pytest.raises(securesock.CertificateError, match="holds no currently valid certificate"):
+        securesock.serverFromString(reactor, f"tls:{kit.root}:0")
+    with pytest.raises(securesock.CertificateError, match="is not a directory"):
+        securesock.serverFromString(reactor, f"tls:{kit.root / 'missing'}:0")

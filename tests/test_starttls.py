@@ -1,0 +1,568 @@
+"""
+STARTTLS over real loopback connections: the app-driven startTLS, the
+starttls: endpoints of every dialect against each other, the injection rule
+in both directions, servers that do not offer the upgrade, the line mixin
+with Twisted's own mail protocols, and the wrong-mode diagnostics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, serverFromString
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.protocol import Factory
+from twisted.internet.threads import deferToThread
+from twisted.mail import smtp
+from twisted.protocols.basic import LineOnlyReceiver
+
+import securesock
+from securesock import (
+    DescriptionError,
+    StartTLSError,
+    StartTLSInjectionError,
+    StartTLSLineMixin,
+    TLSDetails,
+    TLSHandshakeError,
+    TLSUpgrade,
+)
+from securesock._material import loadCertificates
+from securesock.dialects import NEGOTIATED
+
+from .conftest import PKI
+from .peers import Collect, listen
+from .starttlspeers import (
+    Counting,
+    LogCapture,
+    clientDescription,
+    connectStartTLS,
+    listenStartTLS,
+    rawSession,
+    scriptedServer,
+)
+from .test_dialects import GO_AHEAD, INJECTED, NOT_OFFERED, UPGRADES
+
+# --- descriptions -----------------------------------------------------------
+
+
+def test_starttls_needs_a_dialect(pki: PKI) -> None:
+    with pytest.raises(DescriptionError, match="starttls: needs dialect=.*smtp, imap, pop3, ftp"):
+        securesock.serverFromString(reactor, f"starttls:0:certificate={pki.server_pem}")
+
+
+def test_dialect_only_with_starttls(pki: PKI) -> None:
+    with pytest.raises(DescriptionError, match="dialect=smtp applies only to starttls: descriptions"):
+        securesock.clientFromString(reactor, "tls:localhost:465:dialect=smtp")
+
+
+def test_unknown_dialect(pki: PKI) -> None:
+    with pytest.raises(
+        DescriptionError, match=r"dialect='http': not a dialect securesock speaks; accepted: smtp"
+    ):
+        securesock.serverFromString(reactor, f"starttls:0:certificate={pki.server_pem}:dialect=http")
+
+
+def test_starttls_server_still_needs_a_certificate() -> None:
+    with pytest.raises(DescriptionError, match="a TLS server needs a certificate"):
+        securesock.serverFromString(reactor, "starttls:587:dialect=smtp")
+
+
+def test_plugin_prefix_reaches_securesock(pki: PKI) -> None:
+    endpoint = serverFromString(reactor, f"starttls:0:certificate={pki.server_pem}:dialect=smtp")
+    assert isinstance(endpoint, securesock.StartTLSServerEndpoint)
+    assert endpoint.options.dialect == "smtp"
+
+
+def test_plugin_prefix_for_clients(pki: PKI) -> None:
+    from twisted.internet.endpoints import clientFromString
+
+    endpoint = clientFromString(reactor, f"starttls:localhost:587:trustRoots={pki.ca_pem}:dialect=pop3")
+    assert isinstance(endpoint, securesock.StartTLSClientEndpoint)
+    assert endpoint.options.dialect == "pop3" and endpoint.options.host == "localhost"
+
+
+def test_url_form(pki: PKI) -> None:
+    endpoint = securesock.clientFromString(
+        reactor, f"starttls://127.0.0.1:587?dialect=imap&trustRoots={pki.ca_pem}"
+    )
+    assert isinstance(endpoint, securesock.StartTLSClientEndpoint)
+    assert endpoint.options.dialect == "imap" and endpoint.options.port == 587
+
+
+# --- app-driven startTLS ----------------------------------------------------
+
+
+class UpgradingServer(StartTLSLineMixin, LineOnlyReceiver):
+    """Answers STARTTLS with GO and upgrades; answers other lines in upper case, saying whether TLS is on."""
+
+    def lineReceived(self, line: bytes) -> None:
+        if line == b"STARTTLS":
+            self.sendLine(b"GO")
+            self.factory.details = self.upgradeToTLS(self.factory.upgrade)  # type: ignore[attr-defined]
+            self.factory.details.addErrback(lambda f: f)  # type: ignore[attr-defined]
+        else:
+            secure = b"yes" if ISSLTransport.providedBy(self.transport) else b"no"
+            self.sendLine(line.upper() + b" secure=" + secure)
+
+
+class UpgradingClient(LineOnlyReceiver):
+    def __init__(self, upgrade: TLSUpgrade) -> None:
+        self.upgrade = upgrade
+        self.details: Deferred[TLSDetails] | None = None
+        self.answer: Deferred[bytes] = Deferred()
+
+    def connectionMade(self) -> None:
+        self.sendLine(b"STARTTLS")
+
+    def lineReceived(self, line: bytes) -> None:
+        if line == b"GO":
+            self.details = securesock.startTLS(self.transport, self.upgrade)
+            self.details.addErrback(self._failed)
+            self.sendLine(b"hello")  # held by the TLS layer until the handshake is done
+        elif not self.answer.called:
+            self.answer.callback(line)
+
+    def _failed(self, reason: Any) -> None:
+        if not self.answer.called:
+            self.answer.errback(reason)
+
+    def connectionLost(self, reason: Any) -> None:
+        if not self.answer.called:
+            self.answer.errback(reason)
+
+
+async def upgradeBothSides(pki: PKI, serverSpec: str, clientSpec: str) -> tuple[Any, UpgradingClient, Any]:
+    factory = Factory.forProtocol(UpgradingServer)
+    factory.upgrade = TLSUpgrade.forServer(serverSpec)  # type: ignore[attr-defined]
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+    client = UpgradingClient(TLSUpgrade.forClient(clientSpec))
+    await TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
+        Factory.forProtocol(lambda: client)
+    )
+    return port, client, factory
+
+
+@pytest_twisted.ensureDeferred
+async def test_startTLS_both_sides_reports_what_was_negotiated(pki: PKI) -> None:
+    port, client, factory = await upgradeBothSides(
+        pki,
+        f"starttls:0:certificate={pki.server_pem}:alpn=h2:dialect=none",
+        f"starttls:localhost:25:trustRoots={pki.ca_pem}:alpn=h2:dialect=none",
+    )
+    try:
+        assert await client.answer == b"HELLO secure=yes"
+        assert client.details is not None
+        clientSide = await client.details
+        serverSide = await factory.details
+        assert clientSide.version == serverSide.version == "TLSv1.3"
+        assert clientSide.cipher and clientSide.cipher == serverSide.cipher
+        assert clientSide.alpn == serverSide.alpn == b"h2"
+        assert clientSide.peerCertificate == loadCertificates(pki.server_pem, "certificate")[0]
+        assert serverSide.peerCertificate is None
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_startTLS_client_verifies_the_server(pki: PKI) -> None:
+    port, client, factory = await upgradeBothSides(
+        pki,
+        f"starttls:0:certificate={pki.stranger_pem}:dialect=none",
+        f"tls:localhost:25:trustRoots={pki.ca_pem}",
+    )
+    try:
+        with pytest.raises(TLSHandshakeError, match="did not verify"):
+            await client.answer
+        with pytest.raises(TLSHandshakeError, match="closed the connection during the TLS handshake"):
+            await factory.details
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_startTLS_checks_the_name(pki: PKI) -> None:
+    port, client, factory = await upgradeBothSides(
+        pki,
+        f"starttls:0:certificate={pki.server_pem}:dialect=none",
+        f"tls:mail.example.com:25:trustRoots={pki.ca_pem}",
+    )
+    try:
+        with pytest.raises(TLSHandshakeError, match="not valid for 'mail.example.com'"):
+            await client.answer
+        with pytest.raises(TLSHandshakeError):
+            await factory.details
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_startTLS_refuses_a_connection_that_is_already_tls(pki: PKI) -> None:
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}")
+    try:
+        collect = Collect()
+        endpoint = securesock.clientFromString(
+            reactor, f"tls:127.0.0.1:{port.getHost().port}:trustRoots={pki.ca_pem}"
+        )
+        await endpoint.connect(Factory.forProtocol(lambda: collect))
+        upgrade = TLSUpgrade.forClient(f"tls:localhost:25:trustRoots={pki.ca_pem}")
+        with pytest.raises(StartTLSError, match="is already TLS"):
+            await securesock.startTLS(collect.transport, upgrade)
+        await collect.done
+    finally:
+        await port.stopListening()
+
+
+def test_upgrade_from_a_foreign_description() -> None:
+    with pytest.raises(DescriptionError, match="not a securesock description"):
+        TLSUpgrade.forServer("tcp:25")
+
+
+# --- starttls: endpoints, every dialect, both sides ours ---------------------
+
+
+@pytest.mark.parametrize("dialect", NEGOTIATED)
+@pytest_twisted.ensureDeferred
+async def test_dialect_client_and_server(pki: PKI, dialect: str) -> None:
+    application = Counting()
+    port = await listenStartTLS(pki, dialect, application)
+    try:
+        collect = await connectStartTLS(pki, port.getHost().port, dialect)
+        # connect() fired after the handshake: the application never saw plaintext.
+        assert ISSLTransport.providedBy(collect.transport)
+        assert await collect.done == b"HELLO alpn=none\n"
+        assert len(application.built) == 1
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_dialect_client_verifies(pki: PKI) -> None:
+    port = await listenStartTLS(pki, "smtp")
+    try:
+        with pytest.raises(TLSHandshakeError, match="did not verify"):
+            endpoint = securesock.clientFromString(
+                reactor,
+                f"starttls:127.0.0.1:{port.getHost().port}:trustRoots={pki.path('other-ca.pem')}:dialect=smtp",
+            )
+            await endpoint.connect(Factory.forProtocol(Collect))
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_dialect_none_leaves_the_upgrade_to_the_application(pki: PKI) -> None:
+    server = securesock.serverFromString(
+        reactor, f"starttls:0:interface=127.0.0.1:certificate={pki.server_pem}:dialect=none"
+    )
+    factory = Factory.forProtocol(UpgradingServer)
+    factory.upgrade = server.upgrade  # type: ignore[attr-defined]
+    port = await server.listen(factory)
+    try:
+        endpoint = securesock.clientFromString(reactor, clientDescription(pki, port.getHost().port, "none"))
+        client = UpgradingClient(endpoint.upgrade)  # type: ignore[attr-defined]
+        await endpoint.connect(Factory.forProtocol(lambda: client))
+        assert await client.answer == b"HELLO secure=yes"
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_gives_up_after_its_timeout(pki: PKI) -> None:
+    port = await scriptedServer(b"", [])  # says nothing, ever
+    try:
+        with pytest.raises(StartTLSError, match="no TLS session within 0.5 seconds"):
+            await connectStartTLS(pki, port.getHost().port, "smtp", timeout=0.5)
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_drops_a_client_that_never_upgrades(pki: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("securesock._starttls.SERVER_UPGRADE_TIMEOUT", 0.5)
+    application = Counting()
+    port = await listenStartTLS(pki, "smtp", application)
+    try:
+        with LogCapture() as logs:
+            answers = await deferToThread(rawSession, port.getHost().port, [b"EHLO x\r\n"])
+        assert answers[-1] == b"" and application.built == []
+        assert "no TLS session within 0.5 seconds" in logs.text()
+    finally:
+        await port.stopListening()
+
+
+# --- injection and stripping, client side: a server we script ---------------
+
+
+@pytest.mark.parametrize("dialect", NEGOTIATED)
+@pytest_twisted.ensureDeferred
+async def test_client_aborts_when_the_server_injects_after_its_go_ahead(pki: PKI, dialect: str) -> None:
+    answers = list(GO_AHEAD[dialect])
+    answers[-1] += INJECTED[dialect]
+    greeting = answers.pop(0) if dialect in ("smtp", "imap", "pop3", "ftp") else b""
+    port = await scriptedServer(greeting, answers)
+    try:
+        with pytest.raises(StartTLSInjectionError, match="before TLS started"):
+            await connectStartTLS(pki, port.getHost().port, dialect)
+    finally:
+        await port.stopListening()
+
+
+@pytest.mark.parametrize("dialect", NEGOTIATED)
+@pytest_twisted.ensureDeferred
+async def test_client_refuses_a_server_that_does_not_offer_the_upgrade(pki: PKI, dialect: str) -> None:
+    answers, words = NOT_OFFERED[dialect]
+    answers = list(answers)
+    greeting = answers.pop(0) if dialect in ("smtp", "imap", "pop3", "ftp") else b""
+    port = await scriptedServer(greeting, answers)
+    try:
+        with pytest.raises(StartTLSError, match=words.replace("(", r"\(").replace(")", r"\)")) as caught:
+            await connectStartTLS(pki, port.getHost().port, dialect)
+        assert not isinstance(caught.value, StartTLSInjectionError)
+    finally:
+        await port.stopListening()
+
+
+# --- injection, server side: a client that pipelines after the upgrade ------
+
+
+@pytest.mark.parametrize("dialect", NEGOTIATED)
+@pytest_twisted.ensureDeferred
+async def test_server_closes_when_a_command_is_pipelined_after_the_upgrade(pki: PKI, dialect: str) -> None:
+    application = Counting()
+    port = await listenStartTLS(pki, dialect, application)
+    before, command, pipelined = UPGRADES[dialect]
+    try:
+        with LogCapture() as logs:
+            answers = await deferToThread(rawSession, port.getHost().port, [*before, command + pipelined])
+        # Closed, without the go-ahead and without an answer to the pipelined command.
+        assert answers[-1] == b""
+        assert answers[-2] == b""
+        assert application.built == []
+        assert "closed without processing them" in logs.text()
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_answers_the_protocols_refusal_before_tls(pki: PKI) -> None:
+    port = await listenStartTLS(pki, "smtp")
+    try:
+        answers = await deferToThread(
+            rawSession, port.getHost().port, [b"EHLO x\r\n", b"MAIL FROM:<a@b.test>\r\n", b"QUIT\r\n"]
+        )
+        assert answers[0].startswith(b"220 localhost ESMTP")
+        assert answers[1] == b"250-localhost\r\n250 STARTTLS\r\n"
+        assert answers[2] == b"530 5.7.0 Must issue a STARTTLS command first\r\n"
+        assert answers[3:] == [b"221 2.0.0 Bye\r\n", b""]
+    finally:
+        await port.stopListening()
+
+
+# --- the line mixin with Twisted's mail protocols ---------------------------
+
+
+class CountingESMTP(smtp.ESMTP):
+    """Twisted's ESMTP server, counting the RSETs it answered."""
+
+    def do_RSET(self, rest: bytes) -> None:
+        self.factory.resets += 1  # type: ignore[attr-defined]
+        super().do_RSET(rest)
+
+
+class SafeESMTP(StartTLSLineMixin, CountingESMTP):
+    pass
+
+
+class SafeSender(StartTLSLineMixin, smtp.ESMTPSender):
+    pass
+
+
+async def esmtpServer(pki: PKI, protocol: type[smtp.ESMTP]) -> tuple[Any, Any]:
+    upgrade = TLSUpgrade.forServer(f"starttls:0:certificate={pki.server_pem}:dialect=none")
+    factory = Factory()
+    factory.protocol = lambda: protocol(contextFactory=upgrade.creator)  # type: ignore[assignment,misc]
+    factory.resets = 0  # type: ignore[attr-defined]
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+    return port, factory
+
+
+@pytest_twisted.ensureDeferred
+async def test_twisted_esmtp_alone_processes_a_pipelined_command(pki: PKI) -> None:
+    # The upstream behaviour the mixin exists for (CVE-2011-0411 class).
+    port, factory = await esmtpServer(pki, CountingESMTP)
+    try:
+        await deferToThread(rawSession, port.getHost().port, [b"EHLO x\r\n", b"STARTTLS\r\nRSET\r\n"], 3)
+        assert factory.resets == 1
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_mixin_closes_instead(pki: PKI) -> None:
+    port, factory = await esmtpServer(pki, SafeESMTP)
+    try:
+        with LogCapture() as logs:
+            answers = await deferToThread(
+                rawSession, port.getHost().port, [b"EHLO x\r\n", b"STARTTLS\r\nRSET\r\n"]
+            )
+        assert factory.resets == 0
+        assert answers[-1] == b""
+        assert "plaintext bytes ('RSET\\r\\n') arrived after 'STARTTLS' before TLS started" in logs.text()
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_mixin_lets_a_proper_upgrade_through(pki: PKI) -> None:
+    port, factory = await esmtpServer(pki, SafeESMTP)
+    try:
+        endpoint = securesock.clientFromString(reactor, clientDescription(pki, port.getHost().port, "smtp"))
+        collect = Collect()  # writes "hello": Twisted's ESMTP answers 500
+        await endpoint.connect(Factory.forProtocol(lambda: collect))
+        collect.transport.loseConnection()  # type: ignore[union-attr]
+        await collect.done
+        assert ISSLTransport.providedBy(collect.transport)
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_mixin_protects_twisteds_smtp_client(pki: PKI) -> None:
+    answers = [b"250-mx\r\n250 STARTTLS\r\n", b"220 go ahead\r\n250 injected\r\n"]
+    port = await scriptedServer(b"220 mx ESMTP\r\n", answers)
+    upgrade = TLSUpgrade.forClient(f"tls:localhost:25:trustRoots={pki.ca_pem}")
+    sent: Deferred[Any] = Deferred()
+    factory = smtp.ESMTPSenderFactory(
+        None,
+        None,
+        "a@example.test",
+        ["b@example.test"],
+        _Message(),
+        sent,
+        contextFactory=upgrade.creator,
+        retries=0,
+    )
+    factory.protocol = SafeSender
+    try:
+        with LogCapture() as logs:
+            # Twisted's senders report through ClientFactory hooks: connect with connectTCP.
+            reactor.connectTCP("127.0.0.1", port.getHost().port, factory)  # type: ignore[attr-defined]
+            with pytest.raises(smtp.SMTPConnectError):
+                await sent
+        assert "('250 injected\\r\\n') arrived after '220 go ahead' before TLS started" in logs.text()
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_twisteds_smtp_client_with_the_mixin_sends_over_tls(pki: PKI) -> None:
+    from .interop.test_starttls_python import Mailbox, esmtpFactory
+
+    mailbox = Mailbox()
+    port = await listenStartTLS(pki, "smtp", esmtpFactory(mailbox))
+    upgrade = TLSUpgrade.forClient(f"tls:localhost:25:trustRoots={pki.ca_pem}")
+    sent: Deferred[Any] = Deferred()
+    factory = smtp.ESMTPSenderFactory(
+        None,
+        None,
+        "a@example.test",
+        ["b@example.test"],
+        _Message(b"Subject: x\r\n\r\nmixin\r\n"),
+        sent,
+        contextFactory=upgrade.creator,
+        retries=0,
+        requireAuthentication=False,
+    )
+    factory.protocol = SafeSender
+    try:
+        reactor.connectTCP("127.0.0.1", port.getHost().port, factory)  # type: ignore[attr-defined]
+        accepted, _ = await sent
+        assert accepted == 1 and b"mixin" in mailbox.messages[0]
+    finally:
+        await port.stopListening()
+
+
+class _Message:
+    def __init__(self, data: bytes = b"") -> None:
+        self.data = data
+
+    def read(self, size: int = -1) -> bytes:
+        data, self.data = self.data, b""
+        return data
+
+
+# --- wrong mode -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("dialect", "words"),
+    [
+        (
+            "smtp",
+            "looks like an SMTP server's greeting. This port probably expects STARTTLS: connect with starttls:HOST:PORT:dialect=smtp",
+        ),
+        (
+            "imap",
+            "looks like an IMAP server's greeting. This port probably expects STARTTLS: connect with starttls:HOST:PORT:dialect=imap",
+        ),
+        (
+            "pop3",
+            "looks like a POP3 server's greeting. This port probably expects STARTTLS: connect with starttls:HOST:PORT:dialect=pop3",
+        ),
+        (
+            "ftp",
+            "looks like an FTP server's greeting. This port probably expects STARTTLS: connect with starttls:HOST:PORT:dialect=ftp",
+        ),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_tls_client_on_a_starttls_port_is_told_what_to_write(
+    pki: PKI, dialect: str, words: str
+) -> None:
+    port = await listenStartTLS(pki, dialect)
+    try:
+        endpoint = securesock.clientFromString(
+            reactor, f"tls:127.0.0.1:{port.getHost().port}:trustRoots={pki.ca_pem}"
+        )
+        with pytest.raises(TLSHandshakeError) as caught:
+            await endpoint.connect(Factory.forProtocol(Collect))
+        message = str(caught.value)
+        assert f"127.0.0.1:{port.getHost().port} answered in plaintext, not TLS: it sent '" in message
+        assert words in message
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_server_answers_plain_http_with_400(pki: PKI) -> None:
+    application = Counting()
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}", application)
+    try:
+        with LogCapture() as logs:
+            answers = await deferToThread(
+                rawSession, port.getHost().port, [b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"]
+            )
+        assert answers[1].startswith(b"HTTP/1.1 400 Bad Request\r\n")
+        assert answers[1].endswith(
+            b"a plain HTTP request was sent to a port that speaks TLS (use https://).\n"
+        )
+        assert answers[-1] == b""
+        assert "sent a plain HTTP request ('GET / HTTP/1.1') to this TLS port" in logs.text()
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_tls_server_logs_other_plaintext(pki: PKI) -> None:
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}")
+    try:
+        with LogCapture() as logs:
+            answers = await deferToThread(rawSession, port.getHost().port, [b"a1 CAPABILITY\r\n"])
+        assert answers[1:] == [b"", b""]
+        assert "sent plaintext ('a1 CAPABILITY'), not a TLS ClientHello" in logs.text()
+    finally:
+        await port.stopListening()
