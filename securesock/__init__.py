@@ -73,7 +73,17 @@ def _twistedParse(parse: Any, reactor: Any, description: str) -> Any:
         return parse(reactor, description)
     except DescriptionError:
         raise
-    except (ValueError, TypeError, KeyError, IndexError) as e:
+    except (KeyError, IndexError) as e:
+        if description.strip().lower().startswith("systemd:"):
+            raise DescriptionError(
+                f"{description!r}: systemd passed this process no such socket ({type(e).__name__}: {e}); "
+                "start it from a .socket unit (Twisted reads LISTEN_PID, LISTEN_FDS and "
+                "LISTEN_FDNAMES) and name the socket with index=N or name=FileDescriptorName",
+                option="endpoint",
+                value=description,
+            ) from None
+        raise DescriptionError(f"{description!r}: Twisted cannot parse this description: {e}") from None
+    except (ValueError, TypeError) as e:
         raise DescriptionError(f"{description!r}: Twisted cannot parse this description: {e}") from None
 
 

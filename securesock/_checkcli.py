@@ -19,7 +19,7 @@ from cryptography import x509
 from OpenSSL import SSL
 
 from ._cli import CommandError
-from ._description import parseClient, parseServer
+from ._description import Description, parseClient, parseServer, splitDescription
 from ._errors import DescriptionError, TLSHandshakeError
 from ._hashes import spaced
 from ._material import fingerprint
@@ -27,7 +27,7 @@ from ._options import ClientOptions, ServerOptions
 from ._protocols import opensslBuild
 from ._sessioninfo import TLSDetails, sslConnection
 from ._storecli import _table
-from ._versions import formatProtocols
+from ._versions import TLSVersion, formatProtocols
 
 __all__ = ["addCheckCommands"]
 
@@ -63,8 +63,16 @@ def certificateRows(certificates: Sequence[x509.Certificate]) -> list[str]:
     return _table(rows)
 
 
-def _ciphers(context: SSL.Context) -> str:
-    return ", ".join(SSL.Connection(context, None).get_cipher_list())
+def _ciphers(context: SSL.Context, protocols: frozenset[TLSVersion]) -> str:
+    """The suites the context would offer, less those its protocol versions cannot use."""
+    tls13 = TLSVersion.TLS1_3 in protocols
+    older = any(version != TLSVersion.TLS1_3 for version in protocols)
+    usable = [
+        name
+        for name in SSL.Connection(context, None).get_cipher_list()
+        if (tls13 if name.startswith("TLS_") else older)
+    ]
+    return ", ".join(usable) or "(none usable with these protocols)"
 
 
 def _side(description: str, forced: str | None) -> tuple[str, ServerOptions | ClientOptions | str]:
@@ -73,6 +81,10 @@ def _side(description: str, forced: str | None) -> tuple[str, ServerOptions | Cl
         return "server", parseServer(description)
     if forced == "client":
         return "client", parseClient(description)
+    split = None if "://" in description else splitDescription(description, "client")
+    if isinstance(split, Description) and split.args and not split.args[0].strip().isdigit():
+        return "client", parseClient(description)  # tls:HOST:PORT; a server's first argument is its port
+    # URLs (and the rest) are tried as a server first: tls://[::1]:8443?certificate=... listens.
     try:
         return "server", parseServer(description)
     except DescriptionError as serverError:
@@ -115,7 +127,7 @@ def _checkServer(reactor: Any, description: str, options: ServerOptions) -> None
         for extra in identity.chain:
             _out(f"    chain: {extra.subject.rfc4514_string()} [sha1 {spaced(fingerprint(extra, 'sha1'))}]")
     if served:
-        _out(f"  ciphers: {_ciphers(served[0].context)}")
+        _out(f"  ciphers: {_ciphers(served[0].context, options.policy.protocols)}")
     _out(f"  ALPN: {','.join(p.decode() for p in options.policy.alpn) or '(the application decides)'}")
     client = options.verifyClient.value
     _out(f"  client certificates: {client}" + (f" (CA: {options.caCerts})" if options.caCerts else ""))
@@ -154,7 +166,7 @@ def _checkClient(reactor: Any, description: str, options: ClientOptions) -> None
         _out("  client certificate: none")
     context = getattr(getattr(endpoint, "creator", None), "_context", None)
     if isinstance(context, SSL.Context):
-        _out(f"  ciphers: {_ciphers(context)}")
+        _out(f"  ciphers: {_ciphers(context, options.policy.protocols)}")
     _out(f"  ALPN offered: {','.join(p.decode() for p in options.policy.alpn) or '(none)'}")
 
 

@@ -51,6 +51,9 @@ class LoggedProtocol(Protocol):
     _ready = False
     bytesIn = 0
     bytesOut = 0
+    # Why the connection was ended, when this side ended it for a reason of its
+    # own (a relay whose backend is unreachable); logged instead of the transport's.
+    closeNote: str | None = None
 
     def connectionMade(self) -> None:
         self._started = time.monotonic()
@@ -92,7 +95,7 @@ class LoggedProtocol(Protocol):
             bytesIn=self.bytesIn,
             bytesOut=self.bytesOut,
             duration=time.monotonic() - self._started,
-            reason=closeReason(reason),
+            reason=self.closeNote or closeReason(reason),
         )
 
     def __repr__(self) -> str:

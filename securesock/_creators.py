@@ -134,7 +134,13 @@ class ServerCreator:
 
 @implementer(IOpenSSLClientConnectionCreator)
 class ClientCreator:
-    """Connections for a client endpoint, verifying the server as configured."""
+    """
+    Connections for a client endpoint, verifying the server as configured.
+
+    It remembers the last resumable session per (host, port, SNI), so a
+    reused endpoint resumes instead of paying a full handshake; sessions
+    come only from handshakes that passed this endpoint's verification.
+    """
 
     def __init__(self, context: SSL.Context, options: ClientOptions) -> None:
         self._context = context
@@ -147,11 +153,24 @@ class ClientCreator:
                 self._sni = idna.encode(name, uts46=True)
             except idna.IDNAError:
                 self._sni = name.encode("ascii", "replace")
+        self._sessions: dict[tuple[str, int, bytes | None], SSL.Session] = {}
+
+    def _sessionKey(self) -> tuple[str, int, bytes | None]:
+        return (self._options.host, self._options.port, self._sni)
+
+    def rememberSession(self, connection: SSL.Connection) -> None:
+        """Keep C{connection}'s session (called by the TLS layer once it is resumable)."""
+        session = connection.get_session()
+        if session is not None:
+            self._sessions[self._sessionKey()] = session
 
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         connection = SSL.Connection(self._context, None)
         if self._sni is not None:
             connection.set_tlsext_host_name(self._sni)
+        session = self._sessions.get(self._sessionKey())
+        if session is not None:
+            connection.set_session(session)
         alpn = acceptableProtocols(tlsProtocol, self._options.policy.alpn)
         if alpn:
             connection.set_alpn_protos(alpn)

@@ -81,7 +81,9 @@ class Description:
 # --- tokenizing -------------------------------------------------------------
 
 # In these options a colon right after a source word belongs to the value.
-_SCHEMED_VALUES = {"passphrase": r"(env|file)", "pin": r"(sha256|sha1)"}
+# For pin=, any digest name keeps its colon, so that pin=md5:... is told which
+# digests are accepted instead of being split into a stray positional argument.
+_SCHEMED_VALUES = {"passphrase": r"(env|file)", "pin": r"(sha[0-9a-z_-]*|md[0-9]+|blake[0-9a-z]*)"}
 
 
 def _keepsColon(segment: str) -> bool:
@@ -373,10 +375,13 @@ def serverOptions(description: Description) -> ServerOptions:
             )
         values["store"] = directory
     if "port" not in values:
-        raise DescriptionError(
-            f"{description.prefix}: has no port; write {description.prefix}:8443:... (0 picks a free port)",
-            option="port",
-        )
+        if "endpoint" in values:
+            values["port"] = 0  # the wrapped endpoint says where to listen
+        else:
+            raise DescriptionError(
+                f"{description.prefix}: has no port; write {description.prefix}:8443:... (0 picks a free port)",
+                option="port",
+            )
     policy = _policy(description, values)
     if directory is not None and not policy.identity.given:
         policy = replace(policy, identity=replace(policy.identity, everyEntry=True))
@@ -441,6 +446,8 @@ def clientOptions(description: Description) -> ClientOptions:
     given = {name.strip().lower() for name, _ in description.kwargs}
     names = [n for n in ("host", "port") if n not in given]
     values = _convert(CLIENT, [*_positional(description, names, "client"), *description.kwargs])
+    if "endpoint" in values:
+        values.setdefault("port", 0)  # the wrapped endpoint says where to connect; host is still verified
     for required, example in (("host", "host=example.com"), ("port", "port=443")):
         if required not in values:
             raise DescriptionError(
@@ -448,7 +455,7 @@ def clientOptions(description: Description) -> ClientOptions:
                 f"{description.prefix}:example.com:443 or {example}",
                 option=required,
             )
-    if values["port"] == 0:
+    if values["port"] == 0 and "endpoint" not in values:
         raise DescriptionError(
             "port=0: a client needs the server's port; accepted: 1..65535",
             option="port",

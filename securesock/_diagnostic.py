@@ -3,6 +3,8 @@ The built-in diagnostic responder of ``twistd securesock`` (no ``--connect``),
 like ``openssl s_server -www``: an HTTP request gets a small page, any other
 client a text summary of what was negotiated.  A client that sends nothing
 gets the summary after a short wait, so ``openssl s_client`` shows it too.
+An HTTP/2 client (possible only when the listener's ``alpn=`` offers h2) is
+told HTTP/1.1 is required.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import html
 import os
 import re
+import struct
 from typing import Any
 
 from twisted.internet.interfaces import IDelayedCall, IProtocolNegotiationFactory
@@ -23,6 +26,13 @@ __all__ = ["DiagnosticFactory", "DiagnosticProtocol"]
 
 _REQUEST_LINE = re.compile(rb"^[A-Z]{3,10} \S+ HTTP/\d\.\d\r?\n")
 _MAX_REQUEST = 16384
+_H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+_HTTP_1_1_REQUIRED = 0xD
+
+
+def _h2Frame(kind: int, payload: bytes) -> bytes:
+    """An HTTP/2 frame on stream 0 (SETTINGS = 4, GOAWAY = 7)."""
+    return struct.pack(">I", len(payload))[1:] + bytes([kind, 0]) + struct.pack(">I", 0) + payload
 
 
 class DiagnosticProtocol(LoggedProtocol):
@@ -44,11 +54,32 @@ class DiagnosticProtocol(LoggedProtocol):
         if self._answered:
             return
         self._buffer += data
+        if _H2_PREFACE.startswith(self._buffer[: len(_H2_PREFACE)]):
+            if len(self._buffer) >= len(_H2_PREFACE):
+                self._refuseHTTP2()
+            return
         if _REQUEST_LINE.match(self._buffer):
             if b"\r\n\r\n" in self._buffer or b"\n\n" in self._buffer or len(self._buffer) > _MAX_REQUEST:
                 self._answer(True)
         elif b"\n" in self._buffer or len(self._buffer) > _MAX_REQUEST:
             self._answer(False)
+
+    def _refuseHTTP2(self) -> None:
+        """
+        An HTTP/2 client (the listener's alpn= offered h2): the page is HTTP/1.1
+        only, so answer as RFC 9113 says, with HTTP_1_1_REQUIRED and a reason
+        (curl -v shows it), rather than with bytes the client cannot read.
+        """
+        if self.transport is None:
+            return
+        self._answered = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        reason = b"the securesock diagnostic responder speaks HTTP/1.1 only (curl --http1.1)"
+        payload = _h2Frame(4, b"") + _h2Frame(7, struct.pack(">II", 0, _HTTP_1_1_REQUIRED) + reason)
+        self.countOut(payload)
+        self.transport.write(payload)
+        self.transport.loseConnection()
 
     def summary(self) -> list[str]:
         lines = ["securesock diagnostic responder"]

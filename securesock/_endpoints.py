@@ -94,7 +94,8 @@ class TLSClientEndpoint:
         self.options = options
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
-        peer = f"{self.options.host}:{self.options.port}"
+        options = self.options
+        peer = f"{options.host}:{options.port}" if options.endpoint is None else f"{options.host} ({options.endpoint})"
         gates = HandshakeGateFactory(protocolFactory, peer, formatProtocols(self.options.policy.protocols))
         connected = self.inner.connect(TLSFactory(self.creator, True, gates, self.options.policy.noDelay))
 
@@ -104,6 +105,8 @@ class TLSClientEndpoint:
         return connected.addCallback(handshakeDone)
 
     def __repr__(self) -> str:
+        if self.options.endpoint is not None:
+            return f"<TLSClientEndpoint {self.options.serverName} over {self.options.endpoint}>"
         return f"<TLSClientEndpoint {self.options.host}:{self.options.port}>"
 
 

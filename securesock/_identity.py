@@ -22,7 +22,7 @@ from cryptography.hazmat.primitives import hashes
 from twisted.logger import Logger
 
 from ._errors import CertificateError
-from ._hashes import CertificateHash, spaced
+from ._hashes import CertificateHash, looksLikeHash, spaced
 from ._material import Identity, _orderChain, loadCertificates, loadIdentity, readPassphrase
 from ._options import IdentitySpec
 from ._store import (
@@ -216,6 +216,8 @@ def _entryForName(store: Store, name: str, secret: bytes | None) -> Entry:
         if store.locked
         else ""
     )
+    if looksLikeHash(name):
+        hint = f"it looks like a thumbprint: give it as certificateHash= instead; {hint}"
     raise CertificateError(
         f"certificate={name!r}: no certificate in the store {store.path} has this name "
         f"(friendlyName, file stem, subject CN or DNS name), and no such file exists; {hint}{locked}",

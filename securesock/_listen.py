@@ -6,7 +6,9 @@ start if anything holds the address, WinDev's C{SocketNoReuseAddress}).
 
 The socket is made here and handed to the reactor with
 C{IReactorSocket.adoptStreamPort}, Twisted's public way to listen on a socket
-made elsewhere.
+made elsewhere.  Twisted's own C{tcp:} descriptions get the two options here
+too (L{plainTCPServer}), so C{twistd securesock --workers} can share a
+plaintext port as well.
 """
 
 from __future__ import annotations
@@ -15,12 +17,17 @@ import errno
 import socket
 from typing import Any
 
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred, fail, succeed
 from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from zope.interface import implementer
 
-__all__ = ["SocketOptionServerEndpoint"]
+from ._errors import DescriptionError
+
+__all__ = ["SocketOptionServerEndpoint", "plainTCPServer"]
+
+_SOCKET_OPTIONS = ("reuseport", "exclusive")
 
 
 @implementer(IStreamServerEndpoint)
@@ -36,6 +43,11 @@ class SocketOptionServerEndpoint:
         self._backlog = backlog
         self._reusePort = reusePort
         self._exclusive = exclusive
+
+    @property
+    def port(self) -> int:
+        """The port asked for (0: any free one)."""
+        return self._port
 
     def _socket(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self._interface else socket.AF_INET
@@ -68,3 +80,82 @@ class SocketOptionServerEndpoint:
         finally:
             sock.close()  # the reactor listens on its own duplicate
         return succeed(port)
+
+
+def _yesNo(name: str, value: str) -> bool:
+    word = value.strip().lower()
+    if word in ("yes", "true", "on", "1"):
+        return True
+    if word in ("no", "false", "off", "0"):
+        return False
+    raise DescriptionError(
+        f"{name}={value!r}: not a yes/no value; accepted: yes, no (or true/false, on/off, 1/0)",
+        option=name,
+        value=value,
+    )
+
+
+def _number(name: str, value: str, low: int, high: int) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        number = -1
+    if not low <= number <= high:
+        raise DescriptionError(
+            f"{name}={value!r}: accepted: a whole number from {low} to {high}", option=name, value=value
+        )
+    return number
+
+
+def plainTCPServer(reactor: Any, description: str) -> SocketOptionServerEndpoint | None:
+    """
+    Twisted's C{tcp:PORT[:interface=IP][:backlog=N]} with C{reusePort=} or
+    C{exclusive=} added; None for any other description (Twisted parses it).
+    """
+    from ._description import _fromTwistedForm, splitDescription
+
+    split = splitDescription(description, "server")
+    if not isinstance(split, str):
+        return None
+    description = split  # a tcp:// URL is now in Twisted's form
+    if not description.lower().startswith(("tcp:", "tcp6:")) or not any(
+        f"{name}=" in description.lower() for name in _SOCKET_OPTIONS
+    ):
+        return None
+    parsed = _fromTwistedForm(description)
+    values = {name.strip(): value for name, value in parsed.kwargs}
+    accepted = {"port", "interface", "backlog", "reusePort", "exclusive"}
+    for name in values:
+        if name not in accepted:
+            raise DescriptionError(
+                f"{description!r}: option {name!r} is not one of {', '.join(sorted(accepted))} "
+                "(what tcp: accepts with reusePort= or exclusive=)",
+                option=name,
+            )
+    if len(parsed.args) > 1 or (parsed.args and "port" in values):
+        raise DescriptionError(f"{description!r}: give the port once, as tcp:PORT", option="port")
+    port = parsed.args[0] if parsed.args else values.get("port")
+    if port is None:
+        raise DescriptionError(f"{description!r}: no port; write tcp:PORT", option="port")
+    default = "::" if parsed.prefix == "tcp6" else "0.0.0.0"
+    interface = values.get("interface", default).strip("[]") or default
+    if not (isIPAddress(interface) or isIPv6Address(interface)):
+        raise DescriptionError(
+            f"interface={interface!r}: reusePort= and exclusive= need an IP address to listen on",
+            option="interface",
+            value=interface,
+        )
+    reusePort = _yesNo("reusePort", values.get("reusePort", "no"))
+    exclusive = _yesNo("exclusive", values.get("exclusive", "no"))
+    if reusePort and exclusive:
+        raise DescriptionError(
+            "reusePort=yes and exclusive=yes contradict each other: choose one", option="exclusive"
+        )
+    return SocketOptionServerEndpoint(
+        reactor,
+        interface,
+        _number("port", port, 0, 65535),
+        _number("backlog", values.get("backlog", "50"), 1, 65535),
+        reusePort=reusePort,
+        exclusive=exclusive,
+    )

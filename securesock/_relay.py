@@ -13,17 +13,30 @@ from typing import Any
 
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from ._connlog import LoggedProtocol, closeReason
 
-__all__ = ["RelayFactory", "RelayServer"]
-
-log = Logger(namespace="securesock.relay")
+__all__ = ["RelayFactory", "RelayServer", "greetingFor"]
 
 
 _GREETING_LIMIT = 8192
+
+# A C{starttls:} --connect reads the backend's greeting during its upgrade, so
+# the relayed client, which speaks plaintext to us, is greeted here instead.
+# Dialects whose client speaks first (ldap, postgres, xmpp) need nothing.
+_GREETINGS = {
+    "smtp": b"220 %s ESMTP relayed by securesock (STARTTLS to the backend)\r\n",
+    "ftp": b"220 %s FTP relayed by securesock (AUTH TLS to the backend)\r\n",
+    "pop3": b"+OK %s POP3 relayed by securesock (STLS to the backend)\r\n",
+    "imap": b"* OK %s IMAP4rev1 relayed by securesock (STARTTLS to the backend)\r\n",
+}
+
+
+def greetingFor(dialect: str | None, host: str) -> bytes | None:
+    """What to greet a relayed client with when the backend was upgraded with C{dialect}."""
+    template = _GREETINGS.get(dialect or "")
+    return None if template is None else template % host.encode("ascii", "replace")
 
 
 class _GreetingDropper:
@@ -51,6 +64,18 @@ class _GreetingDropper:
         return self._withoutGreeting(lines) + tail, True
 
 
+def _close(transport: Any) -> None:
+    """
+    Close a side that back-pressure may have paused: a TLS transport only
+    closes once the peer's close_notify is read, so reading must resume (what
+    still arrives is dropped).
+    """
+    resume = getattr(transport, "resumeProducing", None)
+    if resume is not None:
+        resume()
+    transport.loseConnection()
+
+
 class _RelayClient(Protocol):
     """The connection towards the backend."""
 
@@ -61,6 +86,8 @@ class _RelayClient(Protocol):
         self.server.backendConnected(self)
 
     def dataReceived(self, data: bytes) -> None:
+        if self.server._closing:
+            return  # the client is gone or going: nobody to give it to
         if self.greeting is not None:
             data, done = self.greeting.feed(data)
             if done:
@@ -77,11 +104,15 @@ class _RelayClient(Protocol):
 class RelayServer(LoggedProtocol):
     """The accepted connection; connects to the backend once it is usable."""
 
-    def __init__(self, backend: IStreamClientEndpoint, description: str) -> None:
+    def __init__(
+        self, backend: IStreamClientEndpoint, description: str, greeting: bytes | None = None
+    ) -> None:
         self._backend = backend
         self._description = description
+        self._greeting = greeting
         self._client: _RelayClient | None = None
         self._closing = False
+        self._backendGone = False
         # Bytes that arrived with the handshake, before the backend answered;
         # reading is paused meanwhile, so this holds at most one read's worth.
         self._early: list[bytes] = []
@@ -104,9 +135,10 @@ class RelayServer(LoggedProtocol):
         connecting.addErrback(self._backendFailed)
 
     def _backendFailed(self, reason: Failure) -> None:
-        log.warn("cannot reach {backend}: {reason}", backend=self._description, reason=closeReason(reason))
+        # Said once, in the connection's own log line.
+        self.closeNote = f"cannot reach {self._description}: {closeReason(reason)}"
         if self.transport is not None:
-            self.transport.loseConnection()
+            _close(self.transport)
 
     def backendConnected(self, client: _RelayClient) -> None:
         self._client = client
@@ -117,6 +149,9 @@ class RelayServer(LoggedProtocol):
         # Back-pressure both ways.
         self.transport.registerProducer(client.transport, True)  # type: ignore[attr-defined]
         client.transport.registerProducer(self.transport, True)  # type: ignore[attr-defined]
+        if self._greeting is not None:
+            self.countOut(self._greeting)
+            self.transport.write(self._greeting)
         early, self._early = self._early, []
         if early:
             client.transport.writeSequence(early)
@@ -130,25 +165,31 @@ class RelayServer(LoggedProtocol):
             self._early.append(data)
 
     def backendLost(self) -> None:
+        self._backendGone = True
         if self.transport is not None and not self._closing:
             self._closing = True
             self.transport.unregisterProducer()  # type: ignore[attr-defined]
-            self.transport.loseConnection()
+            _close(self.transport)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closing = True
-        if self._client is not None and self._client.transport is not None:
+        # Once the backend is gone its transport must not be touched (an upgraded
+        # TCP transport has dropped its protocol by then).
+        if self._client is not None and self._client.transport is not None and not self._backendGone:
             self._client.transport.unregisterProducer()  # type: ignore[attr-defined]
-            self._client.transport.loseConnection()
+            _close(self._client.transport)
         super().connectionLost(reason)
 
 
 class RelayFactory(Factory):
     """Builds relays towards one client endpoint."""
 
-    def __init__(self, backend: IStreamClientEndpoint, description: str) -> None:
+    def __init__(
+        self, backend: IStreamClientEndpoint, description: str, greeting: bytes | None = None
+    ) -> None:
         self._backend = backend
         self._description = description
+        self._greeting = greeting
 
     def buildProtocol(self, addr: Any) -> RelayServer:
-        return RelayServer(self._backend, self._description)
+        return RelayServer(self._backend, self._description, self._greeting)

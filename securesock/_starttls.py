@@ -17,6 +17,7 @@ options.
 from __future__ import annotations
 
 import socket
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -42,11 +43,13 @@ from zope.interface import implementer
 from ._description import parseClient, parseServer
 from ._endpoints import NestedParser, TLSClientEndpoint, TLSServerEndpoint, buildClient, buildServer
 from ._errors import DescriptionError, StartTLSError, StartTLSInjectionError
+from ._guard import HandshakeGuard
 from ._handshake import handshakeError
 from ._options import ClientOptions, ServerOptions
 from ._sessioninfo import TLSDetails
 from ._versions import formatProtocols
-from .dialects import Dialect, Outcome, Reader, ServerDialect, dialectClasses
+from ._wrongmode import isTLSRecord
+from .dialects import Dialect, Outcome, Reader, ServerDialect, dialectClasses, quoted
 
 __all__ = [
     "TLSDetails",
@@ -83,23 +86,71 @@ class _Gate(Protocol):
     """
 
     def __init__(
-        self, transport: Any, previous: IProtocol, receiver: IProtocol, peer: str, protocols: str
+        self,
+        transport: Any,
+        previous: IProtocol,
+        receiver: IProtocol | Callable[[], IProtocol | None],
+        peer: str,
+        protocols: str,
     ) -> None:
         self._transport = transport
         self._previous = previous
+        # A protocol, or what builds one once the handshake is done (so that an
+        # application's factory is never asked for a protocol it will not connect).
         self._receiver = receiver
+        self.receiver: IProtocol | None = None
         self._peer = peer
         self._protocols = protocols
         self.done: Deferred[TLSDetails] = Deferred(lambda _: transport.abortConnection())
 
+    def watchFirstChunk(self, tls: Any) -> None:
+        """
+        Look at the first chunk the TLS layer receives, once: plaintext there
+        (a reply or command sent after the go-ahead, in a later segment) is
+        said in words rather than as OpenSSL's "wrong version number".
+        """
+
+        def first(data: bytes) -> None:
+            del tls.dataReceived  # back to the class's method: one look per connection
+            if not isTLSRecord(data) and not self.done.called:
+                self.done.errback(
+                    Failure(
+                        StartTLSInjectionError(
+                            f"{self._peer} sent {len(data)} plaintext bytes ({quoted(data)}) after the "
+                            "upgrade, where its TLS handshake should be; closed without processing them "
+                            "(STARTTLS injection, CVE-2011-0411 class, or a peer that did not wait for TLS)"
+                        )
+                    )
+                )
+                self._transport.abortConnection()
+                return
+            tls.dataReceived(data)
+
+        tls.dataReceived = first
+
+    def _resolve(self) -> IProtocol | None:
+        if self.receiver is None:
+            made = self._receiver
+            self.receiver = made if IProtocol.providedBy(made) else made()  # type: ignore[operator]
+        return self.receiver
+
     def handshakeCompleted(self) -> None:
-        self._transport.protocol.wrappedProtocol = self._receiver
+        receiver = self._resolve()
+        if receiver is None:
+            self.done.errback(
+                Failure(StartTLSError(f"the application refused the connection with {self._peer}"))
+            )
+            self._transport.abortConnection()
+            return
+        self._transport.protocol.wrappedProtocol = receiver
         self.done.callback(TLSDetails.fromConnection(self._transport.getHandle()))
-        if IHandshakeListener.providedBy(self._receiver):
-            self._receiver.handshakeCompleted()  # type: ignore[attr-defined]
+        if IHandshakeListener.providedBy(receiver):
+            receiver.handshakeCompleted()  # type: ignore[attr-defined]
 
     def dataReceived(self, data: bytes) -> None:
-        self._receiver.dataReceived(data)
+        receiver = self._resolve()
+        if receiver is not None:
+            receiver.dataReceived(data)
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         if not self.done.called:
@@ -152,10 +203,13 @@ class TLSUpgrade:
             raise DescriptionError(f"{parsed!r} is not a securesock description (tls:, starttls:, ...)")
         return cls.fromClientEndpoint(buildClient(_reactor(), replace(parsed, endpoint=None), _noNesting))
 
-    def start(self, transport: Any, receiver: IProtocol | None = None) -> Deferred[TLSDetails]:
+    def start(
+        self, transport: Any, receiver: IProtocol | Callable[[], IProtocol | None] | None = None
+    ) -> Deferred[TLSDetails]:
         """
         Start TLS on C{transport} now.  What arrives after the handshake goes
-        to C{receiver} (default: the transport's protocol, unchanged).
+        to C{receiver} (default: the transport's protocol, unchanged), or to
+        the protocol C{receiver()} builds once the handshake is done.
         """
         if ISSLTransport.providedBy(transport):
             return fail(StartTLSError(f"the connection with {peerName(transport)} is already TLS"))
@@ -178,6 +232,7 @@ class TLSUpgrade:
         except Exception as e:
             tcp.protocol = previous
             return fail(StartTLSError(f"cannot start TLS with {peerName(transport)}: {e}"))
+        gate.watchFirstChunk(tcp.protocol)
         return gate.done
 
 
@@ -247,6 +302,11 @@ class _Upgrading(Protocol):
     dialect: Dialect
     _timer: IDelayedCall | None = None
     _upgrading = False
+    _heard = False  # any byte from the peer yet
+    _spokeFirst = False  # this side opened the conversation
+    _handshaking = False  # the timer is the handshake's (handshakeTimeout=), no longer the exchange's
+    _reported = False  # failed() was called: once per connection
+    _counted = False  # holds a place under the server's maxHandshakes
 
     def __init__(self, factory: _DialectFactory, addr: Any) -> None:
         self.factory = factory
@@ -256,11 +316,23 @@ class _Upgrading(Protocol):
         factory = self.factory
         if factory.noDelay and ITCPTransport.providedBy(self.transport):
             self.transport.setTcpNoDelay(True)  # type: ignore[attr-defined]
+        if factory.guard is not None:
+            factory.guard.inProgress += 1
+            self._counted = True
         self._timer = factory.reactor.callLater(factory.timeout, self._expire)
         self._reader = Reader(self.dialect)
-        self._act(self._reader.start())
+        opening = self._reader.start()
+        self._spokeFirst = bool(opening.send)
+        self._act(opening)
 
     def dataReceived(self, data: bytes) -> None:
+        if not self._heard:
+            self._heard = True
+            if isTLSRecord(data):
+                # TLS where the dialect's plaintext belongs: a peer set up for implicit TLS.
+                self._reader.finished = True
+                self._act(Outcome(close=self.tlsAtOnce()))
+                return
         self._act(self._reader.feed(data))
 
     def _act(self, outcome: Outcome) -> None:
@@ -275,22 +347,44 @@ class _Upgrading(Protocol):
             else:
                 transport.loseConnection()
         elif outcome.upgrade:
-            application = self.factory.wrappedFactory.buildProtocol(self._addr)
-            if application is None:
-                self._stopTimer()
-                transport.loseConnection()
-                return
+            # The application's protocol is built only once TLS is up: a factory
+            # that counts or tracks what it builds never sees a connection that
+            # failed its handshake.
             self._upgrading = True
-            upgraded = self.factory.upgrade.start(transport, application)
-            upgraded.addCallbacks(self._upgraded, self._failed, callbackArgs=(application,))
+            built: list[IProtocol] = []
+
+            def build() -> IProtocol | None:
+                application: IProtocol | None = self.factory.wrappedFactory.buildProtocol(self._addr)
+                if application is not None:
+                    built.append(application)
+                return application
+
+            handshakeTimeout = self.factory.handshakeTimeout
+            if handshakeTimeout is not None and self._timer is not None and self._timer.active():
+                self._timer.reset(handshakeTimeout)
+                self._handshaking = True
+            upgraded = self.factory.upgrade.start(transport, build)
+            upgraded.addCallbacks(lambda details: self._upgraded(details, built[0]), self._failed)
 
     def _upgraded(self, details: TLSDetails, application: IProtocol) -> None:
         self._stopTimer()
+        self._release()
         self.secured(application, details)
 
     def _failed(self, reason: Failure) -> None:
         self._stopTimer()
-        self.failed(reason)
+        self._report(reason)
+
+    def _report(self, reason: Failure) -> None:
+        if not self._reported:
+            self._reported = True
+            self.failed(reason)
+
+    def _release(self) -> None:
+        """Give back this connection's place under maxHandshakes (once)."""
+        if self._counted and self.factory.guard is not None:
+            self._counted = False
+            self.factory.guard.inProgress -= 1
 
     def _stopTimer(self) -> None:
         if self._timer is not None and self._timer.active():
@@ -299,26 +393,38 @@ class _Upgrading(Protocol):
 
     def _expire(self) -> None:
         self._timer = None
-        self.failed(
-            Failure(
-                StartTLSError(
-                    f"{peerName(self.transport)}: no TLS session within {self.factory.timeout:g} seconds"
-                )
+        peer = peerName(self.transport)
+        if self._handshaking:
+            limit = self.factory.handshakeTimeout
+            why = (
+                f"{peer}: no complete TLS handshake within {limit:g} s of the {self.dialect.name} "
+                f"upgrade (handshakeTimeout={limit:g})"
             )
-        )
+        else:
+            why = f"{peer}: no TLS session within {self.factory.timeout:g} seconds" + self.silenceHint()
+        self._report(Failure(StartTLSError(why)))
         self.transport.abortConnection()  # type: ignore[union-attr]
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._stopTimer()
+        self._release()
         if not self._upgrading and not self._reader.finished:
-            self.failed(
+            self._report(
                 Failure(
                     StartTLSError(
                         f"{peerName(self.transport)} closed the connection during the plaintext "
-                        f"{self.dialect.name} exchange, before TLS"
+                        f"{self.dialect.name} exchange, before TLS" + self.silenceHint()
                     )
                 )
             )
+
+    def silenceHint(self) -> str:
+        """Words for a peer that never said anything: a client may have reached an implicit-TLS port."""
+        return ""
+
+    def tlsAtOnce(self) -> str:
+        """Why the connection closes when the peer's first bytes are TLS."""
+        raise NotImplementedError
 
     # Overridden by each side.
     def refused(self, reason: str, injected: bool) -> None:
@@ -337,6 +443,13 @@ class _ServerSide(_Upgrading):
     def connectionMade(self) -> None:
         self.dialect = self.factory.makeServer(self.factory.name)
         super().connectionMade()
+
+    def tlsAtOnce(self) -> str:
+        return (
+            f"the client started TLS at once (implicit TLS, like ports 465, 993 and 995), but this "
+            f"port speaks STARTTLS (starttls:...:dialect={self.dialect.name}): point the client at "
+            "the implicit-TLS port, or make it use STARTTLS"
+        )
 
     def refused(self, reason: str, injected: bool) -> None:
         if injected:
@@ -372,9 +485,24 @@ class _ClientSide(_Upgrading):
         self.dialect = self.factory.makeClient(self.factory.name, local)
         super().connectionMade()
 
+    def tlsAtOnce(self) -> str:
+        return (
+            f"the server answered with TLS where the plaintext {self.dialect.name} exchange belongs: "
+            "this port speaks TLS from the first byte (implicit TLS); connect with tls:HOST:PORT"
+        )
+
+    def silenceHint(self) -> str:
+        if self._heard:
+            return ""
+        said = "sent nothing" if not self._spokeFirst else "did not answer"
+        return (
+            f" (the server {said}: a port that speaks TLS from the first byte, like 465, 993 "
+            "or 995, waits for a ClientHello; for such a port connect with tls:HOST:PORT)"
+        )
+
     def refused(self, reason: str, injected: bool) -> None:
         error = StartTLSInjectionError if injected else StartTLSError
-        self.failed(Failure(error(f"{peerName(self.transport)}: {reason}")))
+        self._report(Failure(error(f"{peerName(self.transport)}: {reason}")))
 
     def secured(self, application: IProtocol, details: TLSDetails) -> None:
         transport: Any = self.transport
@@ -402,14 +530,21 @@ class _DialectFactory(Factory):
         noDelay: bool,
         timeout: float,
         reactor: Any,
+        handshakeTimeout: float | None = None,
+        maxHandshakes: int | None = None,
     ) -> None:
         self.wrappedFactory = wrappedFactory
         self.side = side
+        self.dialect = dialect
         self.makeServer, self.makeClient = dialectClasses(dialect)
         self.name = name
         self.upgrade = upgrade
         self.noDelay = noDelay
         self.timeout = timeout
+        self.handshakeTimeout = handshakeTimeout
+        # Connections not yet secured (plaintext exchange and handshake) count
+        # against maxHandshakes, as handshakes do on a tls: server.
+        self.guard = None if maxHandshakes is None else HandshakeGuard(timeout, maxHandshakes, reactor)
         self.reactor = reactor
 
     def doStart(self) -> None:
@@ -418,8 +553,16 @@ class _DialectFactory(Factory):
     def doStop(self) -> None:
         self.wrappedFactory.doStop()
 
-    def buildProtocol(self, addr: Any) -> _Upgrading:
+    def buildProtocol(self, addr: Any) -> _Upgrading | None:
+        if self.guard is not None and not self.guard.admit(addr):
+            return None  # over maxHandshakes: the port closes the connection at once
         return self.side(self, addr)
+
+    def logPrefix(self) -> str:
+        """Ports log "PREFIX starting on PORT": name the application's factory, not this wrapper."""
+        inner = getattr(self.wrappedFactory, "logPrefix", None)
+        name = inner() if callable(inner) else type(self.wrappedFactory).__name__
+        return f"{name} (starttls, dialect={self.dialect})"
 
 
 def _serverName(endpoint: TLSServerEndpoint) -> str:
@@ -465,6 +608,8 @@ class StartTLSServerEndpoint:
             self.options.policy.noDelay,
             SERVER_UPGRADE_TIMEOUT,
             self._reactor,
+            handshakeTimeout=self.options.handshakeTimeout,
+            maxHandshakes=self.options.maxHandshakes,
         )
         return self.inner.listen(factory)
 

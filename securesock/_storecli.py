@@ -46,7 +46,13 @@ def _out(text: str = "") -> None:
 
 
 def _storeDir(args: argparse.Namespace) -> str:
-    return os.path.expanduser(args.store) if getattr(args, "store", None) else defaultStorePath()
+    path = os.path.expanduser(args.store) if getattr(args, "store", None) else defaultStorePath()
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise CommandError(
+            f"the certificate store {path} is not a directory (give --store DIR, or set "
+            "$SECURESOCK_STORE to a directory)"
+        )
+    return path
 
 
 def _openExisting(args: argparse.Namespace) -> Store:
@@ -76,7 +82,7 @@ def _secret(args: argparse.Namespace) -> bytes | None:
 
 def _find(store: Store, ident: str) -> Entry:
     """The one entry C{ident} (a name or a thumbprint) names."""
-    if looksLikeHash(ident):
+    if looksLikeHash(ident) and not store.byName(ident):
         thumbprint = parseCertificateHash(ident, "ID")
         entries = store.byHash(thumbprint)
         what = f"thumbprint {spaced(thumbprint.digest)}"
@@ -230,20 +236,29 @@ def _sha1() -> Any:
 # --- import / remove / export ---------------------------------------------------
 
 
-def _checkName(name: str) -> str:
+def _checkName(name: str, label: str = "--name") -> str:
     if not _NAME.fullmatch(name):
         raise CommandError(
-            f"--name {name!r}: a store name is a file name: letters, digits and . _ @ + -, "
+            f"{label} {name!r}: a store name is a file name: letters, digits and . _ @ + -, "
             "not starting with a dot or dash, at most 128 characters"
         )
     return name
 
 
 def _newFile(store: str, filename: str) -> Path:
-    os.makedirs(store, mode=0o700, exist_ok=True)
+    """A new file of the store; refused when its name already names an entry (another suffix)."""
     target = Path(store) / filename
     if target.exists():
         raise CommandError(f"{target} already exists; remove it first or choose another --name")
+    if os.path.isdir(store):
+        name = target.stem
+        taken = [e for e in openStore(store).byName(name) if e.main and name in (e.stem, e.friendlyName)]
+        if taken:
+            raise CommandError(
+                f"the name {name!r} is already used in the store by {describeEntry(taken[0])}; "
+                "remove it first or choose another --name"
+            )
+    os.makedirs(store, mode=0o700, exist_ok=True)
     return target
 
 
@@ -366,6 +381,9 @@ def _remove(args: argparse.Namespace) -> int:
             "own certificate instead (it takes the whole file)"
         )
     files = [entry.file] + ([entry.keyFile] if entry.keyFile and entry.keyFile != entry.file else [])
+    devcaKey = Path(store.path) / DEVCA_KEY
+    if Path(entry.file) == Path(store.path) / DEVCA_CERTIFICATE and devcaKey.exists():
+        files.append(str(devcaKey))  # the pair goes together; 'store new' makes a fresh CA
     for path in files:
         os.remove(path)
         _out(f"removed {path}")
@@ -391,6 +409,11 @@ def _export(args: argparse.Namespace) -> int:
                 )
             )
         except CertificateError as e:
+            if e.option == "passphrase" and passphrase is None:
+                raise CommandError(
+                    f"--key: the private key of {describeEntry(entry)} is encrypted: give "
+                    "--passphrase env:VARIABLE or --passphrase file:PATH"
+                ) from None
             if "expired" in e.message or "not valid yet" in e.message:
                 raise CommandError(f"--key: {e.message}") from None
             raise
@@ -464,7 +487,7 @@ def _trustHint(caFile: Path) -> str:
 
 def _new(args: argparse.Namespace) -> int:
     store = _storeDir(args)
-    name = _checkName(args.name)
+    name = _checkName(args.name, "NAME")
     if not 1 <= args.days <= 3650:
         raise CommandError(f"--days {args.days}: accepted: 1..3650")
     sans = _subjectAltNames(name, args.san)

@@ -27,6 +27,7 @@ from twisted.python.failure import Failure
 
 import securesock
 
+from ._description import TLS_PREFIXES
 from ._errors import DescriptionError
 
 __all__ = ["Options", "makeService", "SecuresockService"]
@@ -84,12 +85,13 @@ class Options(usage.Options):
             if self["workers"] > 1:
                 description = _withReusePort(description)
             try:
-                self["endpoints"].append((description, securesock.serverFromString(reactor, description)))
+                self["endpoints"].append((description, _serverEndpoint(reactor, description)))
             except DescriptionError as e:
                 raise usage.UsageError(f"--listen {description!r}: {e}") from None
         if self["workers"] > 1:
             for description, endpoint in self["endpoints"]:
-                if getattr(getattr(endpoint, "options", None), "port", None) == 0:
+                port = getattr(endpoint, "port", getattr(getattr(endpoint, "options", None), "port", None))
+                if port == 0:
                     raise usage.UsageError(
                         f"--listen {description!r}: --workers needs a fixed port (port 0 would give "
                         "each worker a different one)"
@@ -100,6 +102,13 @@ class Options(usage.Options):
                 self["backend"] = securesock.clientFromString(reactor, self["connect"])
             except DescriptionError as e:
                 raise usage.UsageError(f"--connect {self['connect']!r}: {e}") from None
+
+
+def _serverEndpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
+    """securesock's descriptions, and Twisted's tcp: with reusePort=/exclusive= too."""
+    from ._listen import plainTCPServer
+
+    return plainTCPServer(reactor, description) or securesock.serverFromString(reactor, description)
 
 
 def defaultListen() -> str:
@@ -120,10 +129,20 @@ def _escape(value: str) -> str:
     return value.replace("\\", "\\\\").replace(":", "\\:")
 
 
+# Prefixes whose listeners take reusePort=yes (securesock's own, and tcp: through _listen).
+_SHAREABLE = frozenset(TLS_PREFIXES) | {"tcp", "tcp6"}
+
+
 def _withReusePort(description: str) -> str:
     """Workers share ports through SO_REUSEPORT."""
     if "reuseport=" in description.lower():
         return description
+    prefix = re.split(r"[:?]", description, maxsplit=1)[0].lower()
+    if prefix not in _SHAREABLE:
+        raise usage.UsageError(
+            f"--listen {description!r}: --workers shares ports with SO_REUSEPORT, which {prefix}: "
+            f"listeners cannot do; use one of {', '.join(p + ':' for p in sorted(_SHAREABLE))} or --workers 1"
+        )
     if re.match(r"[A-Za-z][A-Za-z0-9+.\-]*://", description):
         return description + ("&" if "?" in description else "?") + "reusePort=yes"
     return description + ":reusePort=yes"
@@ -189,10 +208,21 @@ class _ListenService(Service):
         self.endpoint = endpoint
         self.factory = factory
         self.port: IListeningPort | None = None
+        self._listening: Deferred[IListeningPort] | None = None
+
+    def privilegedStartService(self) -> None:
+        # Before twistd drops privileges (--uid/--gid), as stunnel binds before setuid.
+        super().privilegedStartService()
+        self._listen()
 
     def startService(self) -> None:
         super().startService()
-        d = self.endpoint.listen(self.factory)
+        self._listen()
+
+    def _listen(self) -> None:
+        if self._listening is not None:
+            return
+        self._listening = d = self.endpoint.listen(self.factory)
 
         def listening(port: IListeningPort) -> None:
             self.port = port
@@ -212,6 +242,7 @@ class _ListenService(Service):
 
     def stopService(self) -> Deferred[Any] | None:  # type: ignore[override]
         super().stopService()
+        self._listening = None
         if self.port is not None:
             port, self.port = self.port, None
             return port.stopListening()  # type: ignore[return-value]
@@ -231,6 +262,17 @@ def _stopWithFailure() -> None:
     reactor.callWhenRunning(reactor.stop)  # type: ignore[attr-defined]
 
 
+def _backendGreeting(connect: str) -> bytes | None:
+    """The greeting relayed clients get when --connect is a starttls: description."""
+    from ._description import parseClient
+    from ._relay import greetingFor
+
+    options = parseClient(connect)
+    if isinstance(options, str):
+        return None
+    return greetingFor(options.dialect, options.serverName or options.host)
+
+
 class SecuresockService(MultiService):
     """Listeners, the relay or responder behind them, reload and drain."""
 
@@ -246,7 +288,9 @@ class SecuresockService(MultiService):
         self.tracker = _Tracker()
         self.endpoints = [endpoint for _, endpoint in endpoints]
         application: IProtocolFactory = (
-            DiagnosticFactory(reactor) if backend is None else RelayFactory(backend, connect or "")
+            DiagnosticFactory(reactor)
+            if backend is None
+            else RelayFactory(backend, connect or "", _backendGreeting(connect or ""))
         )
         for description, endpoint in endpoints:
             _ListenService(
@@ -300,7 +344,11 @@ def makeService(options: Options) -> MultiService:
     service = SecuresockService(
         options["reactor"], options["endpoints"], options["backend"], options["connect"], options["grace"]
     )
-    if options["workers"] > 1 and not options["worker"]:
+    if options["worker"]:
+        from ._workers import ParentWatch
+
+        ParentWatch(options["reactor"]).setServiceParent(service)
+    elif options["workers"] > 1:
         from ._workers import WorkerPool
 
         WorkerPool(options["reactor"], _workerArguments(options), options["workers"] - 1).setServiceParent(
@@ -311,7 +359,12 @@ def makeService(options: Options) -> MultiService:
 
 def _workerArguments(options: Options) -> list[str]:
     args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-    args += ["-n", "--pidfile=", "securesock", "--worker", "--grace", str(options["grace"])]
+    args += ["-n", "--pidfile="]
+    twistdOptions = getattr(options, "parent", None) or {}
+    for name in ("uid", "gid"):  # each worker binds as the parent did, then drops privileges itself
+        if twistdOptions.get(name) is not None:
+            args.append(f"--{name}={twistdOptions[name]}")
+    args += ["securesock", "--worker", "--grace", str(options["grace"])]
     for description, _ in options["endpoints"]:
         args += ["--listen", description]
     if options["connect"] is not None:

@@ -17,7 +17,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-__all__ = ["WorkerPool"]
+__all__ = ["WorkerPool", "ParentWatch"]
 
 log = Logger(namespace="securesock.workers")
 
@@ -53,9 +53,23 @@ class WorkerPool(Service):
         self._count = count
         self._workers: dict[int, tuple[_Worker, Any]] = {}
         self._restarts = 0
+        self._started = False
+
+    def privilegedStartService(self) -> None:
+        # Before twistd drops privileges: each worker binds its own sockets (the
+        # kernel shares a port only between sockets of one user) and drops them
+        # itself with the --uid/--gid it is given.
+        super().privilegedStartService()
+        self._startWorkers()
 
     def startService(self) -> None:
         super().startService()
+        self._startWorkers()
+
+    def _startWorkers(self) -> None:
+        if self._started:
+            return
+        self._started = True
         for number in range(1, self._count + 1):
             self._spawn(number)
 
@@ -94,6 +108,37 @@ class WorkerPool(Service):
 
     def stopService(self) -> Deferred[Any]:  # type: ignore[override]
         super().stopService()
+        self._started = False
         ended = [worker.ended for worker, _ in self._workers.values()]
         self.signalAll("TERM")
         return DeferredList(ended)  # type: ignore[return-value]
+
+
+class ParentWatch(Service):
+    """In a worker: stop when the parent process is gone (even killed with SIGKILL)."""
+
+    interval = 1.0
+
+    def __init__(self, reactor: Any) -> None:
+        self._reactor = reactor
+        self._parent = os.getppid()
+        self._loop: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        from twisted.internet.task import LoopingCall
+
+        self._loop = LoopingCall(self._check)
+        self._loop.clock = self._reactor
+        self._loop.start(self.interval, now=False)
+
+    def _check(self) -> None:
+        if os.getppid() != self._parent:
+            log.warn("the parent process {pid} is gone; this worker stops", pid=self._parent)
+            self._loop.stop()
+            self._reactor.stop()
+
+    def stopService(self) -> None:  # type: ignore[override]
+        super().stopService()
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()

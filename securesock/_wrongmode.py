@@ -76,17 +76,63 @@ def plaintextFromServer(data: bytes, peer: str) -> str | None:
     return f"{text}. This port does not speak TLS from the start"
 
 
+# (pattern of a client's first bytes, what they look like, dialect= to suggest)
+_CLIENT_OPENINGS: tuple[tuple[re.Pattern[bytes], str, str | None], ...] = (
+    (re.compile(rb"^(EHLO|HELO|LHLO)\b", re.IGNORECASE), "an SMTP client's EHLO", "smtp"),
+    (re.compile(rb"^(STARTTLS|MAIL FROM:|RCPT TO:)", re.IGNORECASE), "an SMTP command", "smtp"),
+    (
+        re.compile(
+            rb"^[^\s(){%*\"\\\]]+ (CAPABILITY|LOGIN|AUTHENTICATE|STARTTLS|NOOP|LOGOUT|ID)\b", re.IGNORECASE
+        ),
+        "an IMAP client's tagged command",
+        "imap",
+    ),
+    (re.compile(rb"^(CAPA|STLS|APOP)\b", re.IGNORECASE), "a POP3 client's command", "pop3"),
+    (re.compile(rb"^(AUTH (TLS|SSL)|FEAT|SYST)\b", re.IGNORECASE), "an FTP client's command", "ftp"),
+    (re.compile(rb"^USER\b", re.IGNORECASE), "a POP3 or FTP client's USER command", None),
+    (re.compile(rb"^(<\?xml|<stream:stream)"), "an XMPP stream header", "xmpp"),
+)
+_LDAP_STARTTLS = b"1.3.6.1.4.1.1466.20037"
+_POSTGRES_SSLREQUEST = b"\x00\x00\x00\x08\x04\xd2\x16\x2f"
+
+
+def _clientOpening(data: bytes) -> tuple[str, str | None] | None:
+    """What a plaintext client's first bytes look like, and the dialect that would serve it."""
+    if data.startswith(_POSTGRES_SSLREQUEST):
+        return "a PostgreSQL SSLRequest", "postgres"
+    if data[:1] == b"\x30" and _LDAP_STARTTLS in data[:64]:
+        return "an LDAP StartTLS request", "ldap"
+    if data[:1] == b"\x30" and len(data) > 2 and data[2:3] == b"\x02":
+        return "an LDAP request", "ldap"
+    line = _firstLine(data)
+    return next(
+        ((what, dialect) for pattern, what, dialect in _CLIENT_OPENINGS if pattern.search(line)), None
+    )
+
+
+def _shown(data: bytes) -> str:
+    """A client's first bytes for a message: its first line if it is text, else the bytes."""
+    first = data[:1]
+    return quoted(_firstLine(data)) if first.isalnum() or first == b"<" else quoted(data[:24])
+
+
 def plaintextFromClient(data: bytes, peer: str) -> str:
     """What a server logs when a client's first bytes are not a TLS ClientHello."""
-    line = _firstLine(data)
     if isHTTPRequest(data):
-        return f"{peer} sent a plain HTTP request ({quoted(line)}) to this TLS port; answered 400 and closed"
-    if data.startswith(b"\x00\x00\x00\x08\x04\xd2\x16\x2f"):
         return (
-            f"{peer} sent a PostgreSQL SSLRequest to this TLS port, which starts TLS at once: "
-            "listen with starttls:...:dialect=postgres for such clients; closed"
+            f"{peer} sent a plain HTTP request ({quoted(_firstLine(data))}) to this TLS port; "
+            "answered 400 and closed"
         )
+    opening = _clientOpening(data)
+    if opening is None:
+        return (
+            f"{peer} sent plaintext ({_shown(data)}), not a TLS ClientHello: it may expect plain TCP "
+            "or a STARTTLS port (starttls:...:dialect=...); closed"
+        )
+    what, dialect = opening
+    suggestion = f"dialect={dialect}" if dialect is not None else "dialect=pop3 or dialect=ftp"
     return (
-        f"{peer} sent plaintext ({quoted(line)}), not a TLS ClientHello: it may expect plain TCP "
-        "or a STARTTLS port (starttls:...:dialect=...); closed"
+        f"{peer} sent plaintext ({_shown(data)}), which looks like {what}, not a TLS ClientHello: "
+        "this port speaks TLS from the first byte; for clients that upgrade with STARTTLS, "
+        f"listen with starttls:...:{suggestion}; closed"
     )

@@ -27,6 +27,7 @@ from urllib.parse import quote
 
 from hypothesis import strategies as st
 from twisted.internet.interfaces import IStreamClientEndpoint, IStreamServerEndpoint
+from twisted.logger import formatEvent, globalLogPublisher
 
 import securesock
 from securesock._description import TLS_PREFIXES
@@ -514,20 +515,31 @@ class _Writes:
 def build(reactor: Any, side: str, description: str | bytes, scanner: LeakScanner) -> str:
     """
     Build one description; "endpoint" or "error".  Raises AssertionError when
-    the property fails, or the unexpected exception itself.
+    the property fails, or the unexpected exception itself.  What it logged
+    on the way is checked for secrets like the error and the endpoint.
     """
     parse = securesock.serverFromString if side == SERVER else securesock.clientFromString
     interface = IStreamServerEndpoint if side == SERVER else IStreamClientEndpoint
-    with _Writes.watch() as writes:
-        try:
-            endpoint = parse(reactor, description)  # type: ignore[arg-type]
-        except securesock.DescriptionError as e:
-            texts = [str(e), repr(e), str(e.value), str(e.option)]
-            outcome = "error"
-        else:
-            assert interface.providedBy(endpoint), f"{description!r} built {endpoint!r}"
-            texts = [repr(endpoint), repr(getattr(endpoint, "options", None))]
-            outcome = "endpoint"
+    logged: list[str] = []  # what building it logged (a readable key file's warning, say)
+
+    def observe(event: dict[str, Any]) -> None:
+        logged.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    try:
+        with _Writes.watch() as writes:
+            try:
+                endpoint = parse(reactor, description)  # type: ignore[arg-type]
+            except securesock.DescriptionError as e:
+                texts = [str(e), repr(e), str(e.value), str(e.option)]
+                outcome = "error"
+            else:
+                assert interface.providedBy(endpoint), f"{description!r} built {endpoint!r}"
+                texts = [repr(endpoint), repr(getattr(endpoint, "options", None))]
+                outcome = "endpoint"
+    finally:
+        globalLogPublisher.removeObserver(observe)
+    texts += logged
     assert not writes, f"{description!r} wrote to the file system: {writes}"
     # A secret the description shows outside a passphrase= value (random text
     # can be anything, hypothesis even draws constants from the source) may

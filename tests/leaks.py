@@ -4,7 +4,8 @@ passphrases.
 
 A key leaks when a text holds 16 consecutive characters of one of its
 private numbers (hex or decimal), or of the base64 of the DER stretches
-made of those numbers, as a PEM body shows them.  Only private parts count:
+made of those numbers, as a PEM body shows them (windows of fewer than five
+distinct characters, such as the zero padding of a number, do not count).  Only private parts count:
 a key's DER also holds public data (algorithm identifiers, the public key)
 that every certificate shows.  A passphrase leaks when 10 consecutive
 characters of it appear.  So a partial echo is caught too.
@@ -29,6 +30,10 @@ _PASSPHRASE_WINDOW = 10
 _PEM_KEY = re.compile(rb"-----BEGIN ([A-Z0-9 ]*)PRIVATE KEY-----(.*?)-----END \1PRIVATE KEY-----", re.DOTALL)
 _RUN = re.compile(rf"[A-Za-z0-9+/]{{{_WINDOW},}}")  # base64, hex and decimal runs alike
 _MAX_FILE = 1 << 20
+# A window with fewer distinct characters says nothing about a key: a number
+# padded to the key size starts with zero bytes ("AAAA..." in base64), as
+# does the address ::1 in a certificate.  Random text of a key has 8 to 14.
+_MIN_DISTINCT = 5
 
 
 def _windows(text: str, size: int) -> set[str]:
@@ -120,7 +125,8 @@ class LeakScanner:
         self.keys += 1
         for text in texts:
             for window in _windows(text, _WINDOW):
-                self._keyWindows[window] = label
+                if len(set(window)) >= _MIN_DISTINCT:
+                    self._keyWindows[window] = label
 
     def addKeyFile(self, path: Path, passphrases: Iterable[bytes] = ()) -> None:
         """Every private key in a PEM or PKCS#12 file (tried with each passphrase)."""

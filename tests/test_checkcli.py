@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+import socket
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from .conftest import PKI, requireTool
 from .peers import Background, freePort
@@ -101,3 +105,163 @@ def test_probe_connection_refused() -> None:
     result = securesock("probe", f"tls:127.0.0.1:{freePort()}:verify=no", timeout=60)
     assert result.returncode == 1
     assert "could not probe 127.0.0.1:" in result.stderr and "refused" in result.stderr
+
+
+def _sServer(openssl: str, tmp_path: Path, *args: str) -> tuple[Background, str]:
+    server = Background(
+        [openssl, "s_server", "-accept", "127.0.0.1:0", "-www", *args], str(tmp_path / "s_server.log")
+    )
+    return server, server.waitFor(r"^ACCEPT .*:(\d+)$").group(1)
+
+
+def test_probe_chain_in_the_form_of_store_list(pki: PKI, tmp_path: Path) -> None:
+    """The leaf's row in probe's table carries the hashes store list shows for the same file."""
+    openssl = requireTool("openssl")
+    server, port = _sServer(
+        openssl, tmp_path, "-cert", pki.chained_crt, "-key", pki.chained_key, "-cert_chain", pki.intermediate_pem
+    )
+    try:
+        probe = securesock("probe", f"tls:localhost:{port}:trustRoots={pki.ca_pem}:alpn=h2,http/1.1")
+        assert probe.returncode == 0, probe.stderr
+    finally:
+        server.stop()
+    store = tmp_path / "store"
+    assert securesock("--store", str(store), "store", "import", pki.chained_pem).returncode == 0
+    listing = securesock("--store", str(store), "store", "list")
+    assert listing.returncode == 0, listing.stderr
+    header = listing.stdout.splitlines()[0].split()
+    assert header[:5] == ["NAMES", "SUBJECT", "SHA-1", "SHA-256", "VALID"]
+    probeRows = probe.stdout.split("peer chain:\n", 1)[1]
+    assert probeRows.splitlines()[0].split()[:5] == header[:5]
+    hashes = re.compile(r"((?:[0-9a-f]{2} ){19}[0-9a-f]{2})\s+([0-9a-f]{64})\s+(\d{4}-\d\d-\d\d)")
+    listed = hashes.findall(listing.stdout)
+    probed = hashes.findall(probeRows)
+    assert len(listed) == 2 and len(probed) == 2  # leaf and intermediate
+    assert set(listed) == set(probed)
+
+
+@pytest.mark.parametrize(
+    "options, reason",
+    [
+        ("hostname=example.com", "is not valid for 'example.com'"),
+        ("protocols=TLS1_2", "we offered TLS1_2; the peer accepts none of them"),
+        (f"verify=no:pin=sha256:{'ab' * 32}", "which matches none of pin=sha256:"),
+        ("", "did not verify: the issuer is not in the trust roots"),
+    ],
+)
+def test_probe_says_why_it_failed(pki: PKI, tmp_path: Path, options: str, reason: str) -> None:
+    openssl = requireTool("openssl")
+    server, port = _sServer(openssl, tmp_path, "-cert", pki.server_crt, "-key", pki.server_key, "-tls1_3")
+    try:
+        trust = "" if options.startswith("verify=no") or not options else f":trustRoots={pki.ca_pem}"
+        result = securesock("probe", f"tls:localhost:{port}{trust}" + (f":{options}" if options else ""))
+    finally:
+        server.stop()
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert reason in result.stderr and result.stderr.count("\n") == 1, result.stderr
+
+
+def test_probe_without_verification_says_so(pki: PKI, tmp_path: Path) -> None:
+    openssl = requireTool("openssl")
+    server, port = _sServer(openssl, tmp_path, "-cert", pki.server_crt, "-key", pki.server_key)
+    try:
+        result = securesock("probe", f"tls:localhost:{port}:verify=no")
+    finally:
+        server.stop()
+    assert result.returncode == 0, result.stderr
+    assert f"connected to localhost:{port} (NOT verified: verify=no)" in result.stdout
+    assert "Protocol version: TLSv1.3" in result.stdout
+
+
+def test_probe_times_out_on_a_silent_server() -> None:
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)  # accepts at the kernel level, never answers the ClientHello
+        port = silent.getsockname()[1]
+        result = securesock("probe", f"tls:127.0.0.1:{port}:verify=no", "--timeout", "1")
+    assert result.returncode == 1
+    assert f"could not probe 127.0.0.1:{port}: timed out" in result.stderr
+
+
+def test_check_refuses_what_it_cannot_check(pki: PKI) -> None:
+    result = securesock("check", "tcp:8080")
+    assert result.returncode == 1
+    assert "'tcp:8080' is not a securesock description" in result.stderr
+    result = securesock("check", "tls:8443")
+    assert result.returncode == 1 and "a TLS server needs a certificate" in result.stderr
+    result = securesock("check", "--client", f"tls:localhost:443:verify=no:pin=sha256:{'ab' * 32}")
+    assert result.returncode == 0, result.stderr
+    assert "verification: OFF (verify=no); pins still checked" in result.stdout
+
+
+def test_check_lists_only_ciphers_the_protocols_can_use(pki: PKI) -> None:
+    only12 = securesock("check", f"tls:8443:certificate={pki.server_pem}:protocols=TLS1_2")
+    only13 = securesock("check", f"tls:8443:certificate={pki.server_pem}:protocols=TLS1_3")
+    assert only12.returncode == 0 and only13.returncode == 0, only12.stderr + only13.stderr
+    ciphers12 = re.search(r"^  ciphers: (.*)$", only12.stdout, re.MULTILINE)
+    ciphers13 = re.search(r"^  ciphers: (.*)$", only13.stdout, re.MULTILINE)
+    assert ciphers12 is not None and ciphers13 is not None
+    assert "ECDHE-ECDSA-AES128-GCM-SHA256" in ciphers12.group(1) and "TLS_AES" not in ciphers12.group(1)
+    assert "TLS_AES_128_GCM_SHA256" in ciphers13.group(1) and "ECDHE" not in ciphers13.group(1)
+
+
+@pytest.mark.parametrize(
+    "description, side",
+    [
+        ("tls:localhost:443:protocols=TLS1_3", "client: tls:"),
+        ("tls://example.com:443?alpn=h2", "client: tls:"),
+        ("starttls:localhost:25:dialect=smtp", "client: starttls:"),
+        ("tls://[::1]:8443?certificate={server}", "server: tls:"),
+        ("tls:8443:certificate={server}", "server: tls:"),
+    ],
+)
+def test_check_tells_servers_from_clients(pki: PKI, description: str, side: str) -> None:
+    result = securesock("check", description.format(server=pki.server_pem))
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.startswith(side)
+
+
+# The right column of docs/twistd.md's stunnel table, with the test PKI's files.
+STUNNEL_ROWS = [
+    "tls:443:interface=0.0.0.0:certificate={server_pem}",
+    "tls:443:interface=127.0.0.1:certificate={server_pem}",
+    "tls:443:certificate={server_crt}:privateKey={server_key}",
+    "tls:host.example:465:certificate={client_pem}:trustRoots={ca_pem}",
+    "tls:443:certificate={server_pem}:verifyClient=require:caCerts={ca_pem}",
+    "tls:443:certificate={server_pem}:verifyClient=require:caCerts={cadir}",
+    "tls:10.0.0.5:443:trustRoots={ca_pem}:hostname=h.example",
+    f"tls:10.0.0.5:443:verify=no:pin=sha256:{'ab' * 32}",
+    "tls:443:certificate={server_pem}:protocols=TLS1_2",
+    "tls:443:certificate={server_pem}:protocols=TLS1_2+TLS1_3",
+    "tls:443:certificate={server_pem}:ciphers=ECDHE-ECDSA-AES128-GCM-SHA256,ECDHE-ECDSA-CHACHA20-POLY1305",
+    "tls:443:certificate={server_pem}:ciphers=ECDHE-ECDSA-AES128-GCM-SHA256\\:ECDHE-ECDSA-CHACHA20-POLY1305",
+    "tls:443:certificate={server_pem}:protocols=TLS1+TLS1_2",
+    "starttls:587:certificate={server_pem}:dialect=smtp",
+    "starttls:mail.example:587:dialect=smtp",
+    "tls:443:certificate={server_pem},{chained_pem}:sniStrict=yes",
+    "tls:mail.example:465:hostname=name.example",
+    "tls:443:certificate={server_pem}:reusePort=yes",
+    "tls:443:certificate={server_pem}:exclusive=yes",
+]
+
+
+@pytest.mark.parametrize("row", STUNNEL_ROWS)
+def test_stunnel_table_descriptions_are_valid(pki: PKI, row: str) -> None:
+    description = row.format(
+        server_pem=pki.server_pem,
+        server_crt=pki.server_crt,
+        server_key=pki.server_key,
+        client_pem=pki.client_pem,
+        chained_pem=pki.chained_pem,
+        ca_pem=pki.ca_pem,
+        cadir=pki.path("cadir"),
+    )
+    result = securesock("check", description)
+    assert result.returncode == 0, result.stderr
+    if ":protocols=TLS1+TLS1_2" in row:
+        assert "protocols: TLS1+TLS1_2 " in result.stdout  # the hole is kept
+    if "ciphers=" in row:
+        ciphers = re.search(r"^  ciphers: (.*)$", result.stdout, re.MULTILINE)
+        assert ciphers is not None
+        assert "ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-ECDSA-CHACHA20-POLY1305" in ciphers.group(1)

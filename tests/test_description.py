@@ -178,6 +178,10 @@ def test_client_positional_and_keywords() -> None:
         ("tls://h:1?alpn", "client", ["has no '='"]),
         ("", "server", ["the description is empty"]),
         ("tls:1:certificate=a\0", "server", ["NUL"]),
+        ("tls:h:1:pin=md5:00", "client", ["pin='md5:00'", "does not start with sha256: or sha1:"]),
+        ("tls:h:1:pin=sha512:00", "client", ["pin='sha512:00'", "sha256:HEX (64 hex digits)"]),
+        ("tls:certificate=a", "server", ["has no port"]),
+        ("tls:host=h", "client", ["has no port"]),
     ],
 )
 def test_errors_name_option_value_and_accepted(text: str, side: str, fragments: list[str]) -> None:
@@ -201,3 +205,11 @@ def test_options_are_immutable() -> None:
     options = server("tls:1:certificate=a")
     with pytest.raises(AttributeError):
         options.port = 2  # type: ignore[misc]
+
+
+def test_wrapped_endpoint_needs_no_port() -> None:
+    # endpoint= says where to listen or connect; host is still the name verified.
+    assert server("tls:endpoint=unix\\:/run/app.sock:certificate=a").endpoint == "unix:/run/app.sock"
+    options = client("tls:host=api.internal:endpoint=unix\\:/run/app.sock")
+    assert (options.serverName, options.endpoint) == ("api.internal", "unix:/run/app.sock")
+    assert str(error("tls:h:0", "client")).startswith("port=0: a client needs the server's port")

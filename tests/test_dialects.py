@@ -9,6 +9,8 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from securesock.dialects import NEGOTIATED, FramingError, NumericReply, Reader, dialectClasses, lines
 from securesock.dialects.ldap import STARTTLS_OID, ber, elements, result, startTLSRequest, tlv
@@ -330,3 +332,47 @@ def test_ldap_long_lengths() -> None:
 )
 def test_application_greeting_is_dropped(name: str, written: bytes, sent: bytes) -> None:
     assert dialectClasses(name)[0]("x").withoutGreeting(written) == sent
+
+
+# --- whatever a peer sends, a dialect answers or closes: it never raises -----
+
+
+_CHUNKS = st.lists(
+    st.one_of(
+        st.binary(max_size=64),
+        st.sampled_from(
+            [
+                b"\r\n",
+                b"EHLO x\r\n",
+                b"STARTTLS\r\n",
+                b"a1 STARTTLS\r\n",
+                b"STLS\r\n",
+                b"AUTH TLS\r\n",
+                b"<",
+                b">",
+            ]
+            + [b"\x30\x84\xff\xff\xff\xff", b"\x30\x05\x02\x01", SSL_REQUEST, XMPP_HEADER, XMPP_STARTTLS]
+        ),
+    ),
+    max_size=12,
+)
+
+
+@pytest.mark.parametrize("side", ["server", "client"])
+@pytest.mark.parametrize("name", NEGOTIATED)
+def test_any_bytes_get_an_outcome_never_an_exception(name: str, side: str) -> None:
+    # @given inside the test, as in test_fuzz.py: pytest-twisted runs the outer test.
+    @settings(max_examples=100, deadline=None, database=None)
+    @given(chunks=_CHUNKS)
+    def feed(chunks: list[bytes]) -> None:
+        reader = server(name) if side == "server" else client(name)
+        reader.start()
+        for chunk in chunks:
+            outcome = reader.feed(chunk)
+            assert isinstance(outcome.send, bytes)
+            assert not (outcome.upgrade and outcome.close is not None)
+            if outcome.upgrade or outcome.close is not None:
+                assert reader.finished and reader.pending == b""
+                break
+
+    feed()

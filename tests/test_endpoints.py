@@ -338,6 +338,28 @@ async def test_endpoint_option_wraps_unix_socket(pki: PKI, tmp_path: os.PathLike
 
 
 @pytest_twisted.ensureDeferred
+async def test_wrapped_endpoint_without_port(pki: PKI, tmp_path: os.PathLike[str]) -> None:
+    path = os.path.join(str(tmp_path), "noport.sock")
+    port = await listen(f"tls:endpoint=unix\\:{path}:certificate={pki.server_pem}")
+    try:
+        reply = await clientReply(f"tls:host=localhost:endpoint=unix\\:{path}:trustRoots={pki.ca_pem}")
+        assert reply == b"HELLO alpn=none\n"
+    finally:
+        await port.stopListening()
+
+
+def test_systemd_socket_not_passed_is_explained(pki: PKI) -> None:
+    from twisted.internet import reactor
+
+    with pytest.raises(securesock.DescriptionError) as caught:
+        securesock.serverFromString(
+            reactor, f"tls:endpoint=systemd\\:domain=INET\\:index=7:certificate={pki.server_pem}"
+        )
+    assert "systemd passed this process no such socket" in str(caught.value)
+    assert caught.value.option == "endpoint"
+
+
+@pytest_twisted.ensureDeferred
 async def test_verify_no_connects_and_warns(pki: PKI) -> None:
     from twisted.logger import globalLogPublisher
 

@@ -48,7 +48,7 @@ def test_fuzzed_descriptions_build_or_raise_description_error(pki: PKI, tmp_path
 
 
 def test_the_property_catches_what_it_should(pki: PKI, tmp_path: Path) -> None:
-    """build() fails on a leak and on a write (so a green fuzz run means something)."""
+    """build() fails on a leak (in an error, or logged) and on a write (so a green fuzz run means something)."""
     import pytest
 
     files = FuzzFiles(Path(pki.root))
@@ -65,6 +65,16 @@ def test_the_property_catches_what_it_should(pki: PKI, tmp_path: Path) -> None:
     original = securesock.serverFromString
     try:
         securesock.serverFromString = Leaky().serverFromString  # type: ignore[method-assign]
+        with pytest.raises(AssertionError, match="this test's secret"):
+            build(reactor, "server", "tls:1", scanner)
+
+        def logging(reactor: object, description: str) -> object:
+            from twisted.logger import Logger
+
+            Logger().warn("loading with {secret}", secret=secret)
+            return original(reactor, f"tls:0:certificate={files.path('server.pem')}")
+
+        securesock.serverFromString = logging  # type: ignore[assignment]
         with pytest.raises(AssertionError, match="this test's secret"):
             build(reactor, "server", "tls:1", scanner)
 

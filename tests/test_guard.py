@@ -120,13 +120,15 @@ async def test_500_stalled_handshakes_are_dropped_and_others_served(pki: PKI, lo
         try:
             allOpen = time.monotonic()
             await until(lambda: guard.inProgress == STALLED)
-            # A normal client is served promptly while the 500 hang on.
+            # A normal client is served while the 500 hang on: not after the
+            # deadline has cleared them away (an order, not a speed).
             seconds, reply = await deferToThread(rawclients.normalClient, number, pki.ca_pem)
             assert reply == b"HELLO alpn=none\n"
-            assert seconds < 1.0, f"a normal client waited {seconds:.2f} s behind {STALLED} stalled ones"
-            # None of the 500 was dropped early ...
+            # None of the 500 was dropped early, nor before the normal client was served ...
             assert time.monotonic() - allOpen < TIMEOUT - 0.5, "setup too slow to check before the deadline"
-            assert all(await deferToThread(rawclients.stillOpen, stalled))
+            assert all(await deferToThread(rawclients.stillOpen, stalled)), (
+                f"the normal client ({seconds:.2f} s) was served only once stalled connections were dropped"
+            )
             # ... and every one of them is dropped by the deadline.
             closedAt = await deferToThread(rawclients.waitClosed, stalled, TIMEOUT + 10)
             assert None not in closedAt, f"{closedAt.count(None)} stalled connections were never closed"
@@ -202,11 +204,10 @@ async def test_connections_beyond_the_cap_are_closed_at_once(pki: PKI, logLines:
         try:
             await until(lambda: guard.inProgress == 5)
             extra = await deferToThread(rawclients.openMany, "127.0.0.1", number, 3, lambda i: b"")
-            started = time.monotonic()
-            closedAt = await deferToThread(rawclients.waitClosed, extra, 2)
+            # Closed by the cap, not by the deadline (handshakeTimeout=30): well before it.
+            closedAt = await deferToThread(rawclients.waitClosed, extra, 10)
             rawclients.closeAll(extra)
             assert None not in closedAt, "a connection beyond maxHandshakes was kept"
-            assert max(t for t in closedAt if t is not None) - started < 1.0
             assert all(await deferToThread(rawclients.stillOpen, held)), "the admitted ones must stay"
             with pytest.raises(OSError):
                 await deferToThread(rawclients.normalClient, number, pki.ca_pem)

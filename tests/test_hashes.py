@@ -53,6 +53,21 @@ def test_letter_o_typed_for_zero_is_named_as_a_letter() -> None:
     assert mistyped[52] == "o"  # position 53, counted from 1
 
 
+def test_seed_typed_with_of_for_0f() -> None:
+    """The seed as typed by hand, '45 of 24' for '45 de 24'-style pairs: the 'o' and where it is."""
+    mistyped = SEED.replace("45 de 24", "45 of 24")
+    assert mistyped.endswith("06 45 of 24")
+    text = error(mistyped)
+    assert f"certificateHash={mistyped!r}: character 55 is the letter 'o', not a hexadecimal digit" in text
+    assert mistyped[54] == "o"
+    assert "the digit 0 was probably meant" in text
+    assert "40" in text and "64" in text  # says what is accepted
+    # the same in a description; without the spaces it is character 37
+    with pytest.raises(DescriptionError, match="character 55 is the letter 'o'"):
+        parseServer(f"tls:1:certificateHash={mistyped}")
+    assert "character 37 is the letter 'o'" in error(mistyped.replace(" ", ""))
+
+
 def test_capital_o_and_other_characters() -> None:
     assert "character 1 is the letter 'O'" in error("O" + SEED[1:])
     assert "character 3 is the character '-'" in error("9d-a4" + SEED[5:])

@@ -277,3 +277,188 @@ async def test_client_certificate_by_thumbprint_is_required(kit: StoreKit) -> No
         assert await protocol.done == b""
     finally:
         await port.stopListening()
+
+
+def test_thumbprint_given_as_a_name_points_to_certificate_hash(kit: StoreKit) -> None:
+    web = kit.add("web.pem", ["web.example"])
+    text = failure(f"tls:0:certificate={sha1(web.certificate)}:store={kit.root}")
+    assert "it looks like a thumbprint: give it as certificateHash= instead" in text
+
+
+def test_pkcs12_friendly_name_with_passphrase_file_and_its_chain(kit: StoreKit, tmp_path: Path) -> None:
+    """A PKCS#12 carrying the intermediate: found by friendlyName once passphrase=file: opens it."""
+    from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+
+    assert kit.intermediate is not None
+    (kit.root / "intermediate.pem").unlink()  # the chain comes from the PKCS#12 alone
+    leaf = kit.leaf(["p12.example"], underIntermediate=True)
+    (kit.root / "bundle.pfx").write_bytes(
+        pkcs12.serialize_key_and_certificates(
+            b"Friendly Bundle",
+            leaf.key,  # type: ignore[arg-type]
+            leaf.certificate,
+            [kit.intermediate.certificate],
+            BestAvailableEncryption(b"pfx secret"),
+        )
+    )
+    secret = tmp_path / "pfx-pass.txt"
+    secret.write_text("pfx secret\n")
+    assert "could not be searched: add passphrase=" in failure(
+        f"tls:0:certificate=Friendly Bundle:store={kit.root}"
+    )
+    endpoint = build(f"tls:0:certificate=Friendly Bundle:passphrase=file:{secret}:store={kit.root}")
+    assert endpoint.identity.certificate == leaf.certificate
+    assert endpoint.identity.chain == (kit.intermediate.certificate,)
+    wrong = tmp_path / "wrong.txt"
+    wrong.write_text("not it\n")
+    text = failure(f"tls:0:certificate=Friendly Bundle:passphrase=file:{wrong}:store={kit.root}")
+    assert f"passphrase=file:{wrong} does not open the PKCS#12 file" in text
+
+
+def test_default_store_is_the_xdg_data_directory(
+    kit: StoreKit, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No store= and no $SECURESOCK_STORE: $XDG_DATA_HOME/securesock/store, else ~/.local/share/..."""
+    web = kit.add("web.pem", ["web.example"])
+    monkeypatch.delenv("SECURESOCK_STORE", raising=False)
+    data = tmp_path / "xdg"
+    (data / "securesock").mkdir(parents=True)
+    shutil.copytree(kit.root, data / "securesock" / "store")
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    assert served("tls:0:certificate=web") == web.certificate
+    monkeypatch.delenv("XDG_DATA_HOME")
+    home = tmp_path / "home"
+    (home / ".local" / "share" / "securesock").mkdir(parents=True)
+    shutil.copytree(kit.root, home / ".local" / "share" / "securesock" / "store")
+    monkeypatch.setenv("HOME", str(home))
+    assert served("tls:0:certificate=web.example") == web.certificate
+    monkeypatch.setenv("SECURESOCK_STORE", str(tmp_path / "elsewhere"))  # wins over both
+    assert str(tmp_path / "elsewhere") in failure("tls:0:certificate=web")
+
+
+def test_index_is_built_once_per_process_and_rechecked_by_size_and_mtime(
+    kit: StoreKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import os
+
+    from securesock import _store
+
+    kit.add("web.pem", ["web.example"])
+    kit.add("api.pem", ["api.example"])
+    assert served(f"tls:0:certificate=web:store={kit.root}") is not None  # indexes the store
+    parsed: list[str] = []
+    original = _store._parseFile
+
+    def counting(path: str, *args: Any) -> Any:
+        parsed.append(Path(path).name)
+        return original(path, *args)
+
+    monkeypatch.setattr(_store, "_parseFile", counting)
+    for _ in range(3):
+        served(f"tls:0:certificate=api:store={kit.root}")
+    assert parsed == []  # the index of this process, re-checked without reading a file
+    web = kit.root / "web.pem"
+    stat = web.stat()
+    os.utime(web, ns=(stat.st_atime_ns, stat.st_mtime_ns + 5_000_000_000))  # same bytes, new mtime
+    served(f"tls:0:certificate=api:store={kit.root}")
+    assert parsed == ["web.pem"]
+
+
+@pytest_twisted.ensureDeferred
+async def test_openssl_showcerts_sees_the_intermediate_from_the_store(kit: StoreKit) -> None:
+    """openssl s_client, trusting only the root, verifies: leaf then intermediate sent, root not."""
+    from .conftest import requireTool
+    from .peers import run
+
+    requireTool("openssl")
+    kit.add("chained.pem", ["localhost"], underIntermediate=True)
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate=chained:store={kit.root}")
+    try:
+        result = await run(
+            [
+                "openssl", "s_client", "-connect", f"127.0.0.1:{port.getHost().port}",
+                "-servername", "localhost", "-CAfile", kit.caFile, "-verify_hostname", "localhost",
+                "-verify_return_error", "-showcerts",
+            ],
+            timeout=20,
+        )  # fmt: skip
+    finally:
+        await port.stopListening()
+    output = result.stdout.decode(errors="replace")
+    assert result.returncode == 0, output + result.stderr.decode(errors="replace")
+    assert "Verification: OK" in output
+    chain = [line.strip() for line in output.splitlines() if line.lstrip()[:2] in ("0 ", "1 ", "2 ")]
+    assert chain == ["0 s:CN = localhost", "1 s:CN = kit intermediate CA"]
+    assert output.count("-----BEGIN CERTIFICATE-----") == 2
+
+
+@pytest_twisted.ensureDeferred
+async def test_caCerts_store_against_openssl_s_client_with_a_client_certificate(kit: StoreKit) -> None:
+    """openssl s_client presents a certificate the store's CA issued: accepted; without one: refused."""
+    from .conftest import requireTool
+    from .peers import run
+
+    openssl = requireTool("openssl")
+    kit.add("server.pem", ["localhost"])
+    kit.add("client.pem", ["client.example"], commonName="test client")
+    port = await listen(
+        f"tls:0:interface=127.0.0.1:certificate=server:verifyClient=require:caCerts=store:store={kit.root}"
+    )
+    base = [openssl, "s_client", "-connect", f"127.0.0.1:{port.getHost().port}", "-servername", "localhost"]
+    base += ["-CAfile", kit.caFile, "-verify_return_error", "-tls1_3", "-ign_eof"]
+    try:
+        accepted = await run([*base, "-cert", str(kit.root / "client.pem")], input=b"hello\n", timeout=20)
+        refused = await run(base, input=b"hello\n", timeout=20)
+    finally:
+        await port.stopListening()
+    assert b"HELLO alpn=none" in accepted.stdout, accepted.stdout + accepted.stderr
+    assert b"HELLO" not in refused.stdout
+    assert b"alert certificate required" in refused.stderr, refused.stderr
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_certificate_from_the_store_against_openssl_s_server(
+    kit: StoreKit, tmp_path: Path
+) -> None:
+    """A securesock client presents certificate=NAME from the store to openssl s_server -Verify."""
+    from twisted.internet.protocol import Protocol
+
+    from .conftest import requireTool
+    from .peers import Background
+
+    openssl = requireTool("openssl")
+    kit.add("server.pem", ["localhost"])
+    kit.add("client.pem", ["client.example"], commonName="test client")
+    server = Background(
+        [openssl, "s_server", "-accept", "127.0.0.1:0", "-cert", str(kit.root / "server.pem")]
+        + ["-Verify", "1", "-CAfile", kit.caFile, "-verify_return_error", "-www"],
+        str(tmp_path / "s_server.out"),
+    )
+
+    class Get(Protocol):
+        def __init__(self) -> None:
+            self.received = b""
+            self.done: Any = None
+
+        def connectionMade(self) -> None:
+            self.transport.write(b"GET / HTTP/1.0\r\n\r\n")  # type: ignore[union-attr]
+
+        def dataReceived(self, data: bytes) -> None:
+            self.received += data
+
+        def connectionLost(self, reason: Any) -> None:
+            self.done.callback(self.received)
+
+    try:
+        number = (await deferToThread(server.waitFor, r"^ACCEPT .*:(\d+)$")).group(1)
+        from twisted.internet.defer import Deferred
+
+        protocol = Get()
+        protocol.done = Deferred()
+        description = f"tls:127.0.0.1:{number}:hostname=localhost:trustRoots=store:certificate=test client:store={kit.root}"
+        await securesock.clientFromString(reactor, description).connect(Factory.forProtocol(lambda: protocol))
+        page = await protocol.done
+        assert page.startswith(b"HTTP/1.0 200 ok"), page[:200]
+        await deferToThread(server.waitFor, r"^depth=0 CN = test client$")
+    finally:
+        server.stop()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from securesock._optiontable import OPTIONS
-from securesock._reference import BEGIN, END, renderReference
+from securesock._reference import BAD_VALUES, BEGIN, END, renderReference
 
 REFERENCE = Path(__file__).resolve().parent.parent / "docs" / "reference.md"
 
@@ -20,3 +20,8 @@ def test_every_option_appears() -> None:
     text = REFERENCE.read_text()
     for option in OPTIONS:
         assert f"| `{option.name}` |" in text
+
+
+def test_bad_value_examples_name_real_options() -> None:
+    """Every option has an example of a bad value, and every example is of a current option."""
+    assert set(BAD_VALUES) == {option.name for option in OPTIONS}

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import pytest_twisted
+from cryptography import x509
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
@@ -194,5 +195,73 @@ async def test_each_sni_certificate_renews_on_its_own(kit: StoreKit, immediate: 
         certificate, _, _ = await deferToThread(peerCertificate, number, kit.caFile, "b.example")
         assert sha1(certificate) == sha1(b2.certificate)
         assert (await served(number, kit))[0] == sha1(a.certificate)
+    finally:
+        await port.stopListening()
+
+
+@pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
+@pytest_twisted.ensureDeferred
+async def test_openssl_s_client_sees_the_renewal_and_resumes(
+    kit: StoreKit, immediate: None, tmp_path: Path, version: str
+) -> None:
+    """openssl s_client: a session saved before the renewal is resumed after it; a new one sees the new hash."""
+    from .conftest import requireTool
+    from .peers import run
+
+    openssl = requireTool("openssl")
+    kit.addCA("root-ca.pem")
+    old = kit.add("web.pem", ["localhost"])
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate=web:store={kit.root}")
+    session = tmp_path / "session.pem"
+    base = [openssl, "s_client", "-connect", f"127.0.0.1:{port.getHost().port}", "-servername", "localhost"]
+    base += ["-CAfile", kit.caFile, "-verify_hostname", "localhost", "-verify_return_error", version, "-ign_eof"]
+
+    async def handshake(*extra: str) -> tuple[str, str]:
+        done = await run([*base, *extra], input=b"hello\n", timeout=20)
+        output = done.stdout.decode(errors="replace")
+        assert done.returncode == 0, output + done.stderr.decode(errors="replace")
+        pem = output[
+            output.index("-----BEGIN CERTIFICATE-----") : output.index("-----END CERTIFICATE-----") + 25
+        ]
+        return sha1(x509.load_pem_x509_certificate(pem.encode())), output
+
+    try:
+        first, output = await handshake("-sess_out", str(session))
+        assert first == sha1(old.certificate) and "\nNew, TLSv1." in output
+        new = kit.add("web.pem", ["localhost"])
+        _, output = await handshake("-sess_in", str(session))
+        assert "\nReused, TLSv1." in output, "the session from before the renewal was not resumed"
+        renewed, output = await handshake()
+        assert renewed == sha1(new.certificate) != first and "\nNew, TLSv1." in output
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_renewal_by_atomic_rename_and_by_symlink(kit: StoreKit, immediate: None) -> None:
+    """The ways deploy tools renew: write elsewhere and rename over the file, or repoint a symlink."""
+    import os
+
+    from securesock._devca import certificatePEM, keyPEM
+
+    kit.addCA("root-ca.pem")
+    first = kit.leaf(["localhost"])
+    releases = kit.root.parent / "releases"
+    releases.mkdir()
+    (releases / "one.pem").write_bytes(certificatePEM(first.certificate) + keyPEM(first.key))
+    (kit.root / "web.pem").symlink_to(releases / "one.pem")
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate=web:store={kit.root}")
+    number = port.getHost().port
+    try:
+        assert (await served(number, kit))[0] == sha1(first.certificate)
+        second = kit.leaf(["localhost"])
+        (releases / "two.pem").write_bytes(certificatePEM(second.certificate) + keyPEM(second.key))
+        (kit.root / "next").symlink_to(releases / "two.pem")
+        os.replace(kit.root / "next", kit.root / "web.pem")  # repoint the symlink atomically
+        assert (await served(number, kit))[0] == sha1(second.certificate)
+        third = kit.leaf(["localhost"])
+        (releases / "three.tmp").write_bytes(certificatePEM(third.certificate) + keyPEM(third.key))
+        os.replace(releases / "three.tmp", releases / "two.pem")  # rename over the target
+        assert (await served(number, kit))[0] == sha1(third.certificate)
     finally:
         await port.stopListening()

@@ -10,6 +10,7 @@ import logging
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -63,6 +64,24 @@ def test_readable_key_files_are_named_in_a_warning(
     ]
 
 
+@pytest.mark.parametrize("select", ["certificate=localhost", "certificateHash={sha1}"])
+def test_readable_key_files_in_a_store_are_named_too(
+    pki: PKI, tmp_path: Path, logLines: LogLines, select: str
+) -> None:
+    """A certificate chosen from a store by name or hash: the same warning, naming the store's file."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    store = tmp_path / "store"
+    store.mkdir()
+    path = _copy(pki.server_pem, store / "site.pem", 0o644)
+    sha1 = x509.load_pem_x509_certificate(path.read_bytes()).fingerprint(hashes.SHA1()).hex()
+    securesock.serverFromString(reactor, f"tls:0:{select.format(sha1=sha1)}:store={store}")
+    assert logLines.matching("can be read by group or others") == [
+        f"private key file {path} can be read by group or others (mode 0o644); chmod 600 it"
+    ]
+
+
 def test_private_key_files_give_no_warning(pki: PKI, tmp_path: Path, logLines: LogLines) -> None:
     path = _copy(pki.server_p12, tmp_path / "bundle.p12", 0o600)
     os.environ["SECURESOCK_TEST_PASSPHRASE"] = PASSPHRASE.decode()
@@ -105,6 +124,7 @@ def test_scanner_finds_each_form_of_a_key(pki: PKI, scanner: LeakScanner) -> Non
         found = scanner.find(leaking)
         assert len(found) == 1 and found[0].startswith("the private key in server."), (leaking, found)
     assert scanner.find(body[-40:]) == []  # the end of an EC key's body is its public key
+    assert scanner.find("A" * 64 + "0" * 64) == []  # zero padding of a number is no key's
     assert scanner.find("the passphrase is " + PASSPHRASE.decode()[5:20]) == ["the test passphrase"]
     assert scanner.find(Path(pki.ca_pem).read_text()) == []  # certificates are public
     assert scanner.find("127.0.0.1:4433: TLS handshake failed: no shared cipher") == []
@@ -135,50 +155,101 @@ def test_reprs_and_messages_hold_no_secret(
     assert leaks == {}
 
 
-def test_the_session_check_is_collecting() -> None:
+def test_the_session_check_is_collecting(tmp_path: Path) -> None:
     marker = "secrets-check-marker-" + os.urandom(4).hex()
     Logger().info("twisted {marker}", marker=marker)
     logging.getLogger("some.library").debug("python %s", marker)
     with pytest.raises(DescriptionError):
         securesock.serverFromString(reactor, f"tls:{marker}")
+    subprocess.run(
+        [sys.executable, "-c", f"import sys; print('out {marker}'); print('err {marker}', file=sys.stderr)"],
+        capture_output=True,
+        timeout=60,
+    )
     origins = {origin for origin, text in secrets_check.COLLECTED.texts if marker in text}
-    assert origins == {"Twisted log", "Python log some.library", "DescriptionError"}
+    assert origins == {
+        "Twisted log",
+        "Python log some.library",
+        "DescriptionError",
+        f"{Path(sys.executable).name} stdout",
+        f"{Path(sys.executable).name} stderr",
+    }
+    (tmp_path / "nested").mkdir()
+    (tmp_path / "nested" / "twistd.out").write_text(f"a child's log {marker}\n")
+    (tmp_path / "server.pem.txt").write_text(f"not a log {marker}\n")
+    files = dict(secrets_check.logFiles(tmp_path))
+    assert files == {f"log file {Path('nested', 'twistd.out')}": f"a child's log {marker}\n"}
 
 
 _LEAKING_TEST = """
 import logging
+import subprocess
+import sys
+import warnings
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from twisted.logger import Logger
 
-def test_leaks(tmp_path):
+def key(tmp_path, name):
     key = ec.generate_private_key(ec.SECP256R1())
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
-    (tmp_path / "leaked.key").write_bytes(pem)
-    Logger().info("loaded {pem}", pem=pem.decode())
+    (tmp_path / name).write_bytes(pem)
+    return pem.decode()
+
+def test_leaks(tmp_path):
+    Logger().info("loaded {pem}", pem=key(tmp_path, "leaked.key"))
     logging.getLogger("app").warning("passphrase was %s", "correct horse battery staple")
+    # A child process that logs a key to stderr, another whose log file holds one.
+    pem = key(tmp_path, "child.key")
+    subprocess.run([sys.executable, "-c", "import sys; sys.stderr.write(sys.argv[1])", pem],
+                   capture_output=True, timeout=60)
+    pem = key(tmp_path, "logged.key")
+    subprocess.run([sys.executable, "-c", "import sys; print('key: ' + ''.join(sys.argv[1].splitlines()[1:-1]))", pem],
+                   stdout=open(tmp_path / "twistd.log", "w"), timeout=60)
+    warnings.warn("careful: " + key(tmp_path, "warned.key")[28:150])
+
+def test_exports(tmp_path):
+    # A whole PEM key on a child's stdout is an export, not a leak.
+    pem = key(tmp_path, "exported.key")
+    done = subprocess.run([sys.executable, "-c", "import sys; print(sys.argv[1])", pem],
+                          capture_output=True, timeout=60)
+    assert done.stdout.decode().strip() == pem.strip()
 """
 
 
-def test_a_session_that_logs_a_key_fails(tmp_path: Path) -> None:
-    (tmp_path / "test_leaking.py").write_text(_LEAKING_TEST)
-    done = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "tests.secrets_check", "-p", "no:cacheprovider"]
-        + [
-            "--rootdir",
-            str(tmp_path),
-            "--basetemp",
-            str(tmp_path / "base"),
-            str(tmp_path / "test_leaking.py"),
-        ],
-        capture_output=True,
-        cwd=tmp_path,
-        env={**os.environ, "PYTHONPATH": str(ROOT)},
-        timeout=120,
-    )
-    output = done.stdout.decode(errors="replace")
-    assert "1 passed" in output, output
+def test_a_session_that_logs_a_key_fails() -> None:
+    # Outside this session's temporary directory, its output in a file: the
+    # leaks of the inner session are on purpose and must not fail this one.
+    with tempfile.TemporaryDirectory(prefix="securesock-leaking-") as directory:
+        where = Path(directory)
+        (where / "test_leaking.py").write_text(_LEAKING_TEST)
+        with open(where / "report.txt", "wb") as report:
+            done = subprocess.run(
+                [sys.executable, "-m", "pytest", "-q", "-p", "tests.secrets_check", "-p", "no:cacheprovider"]
+                + [
+                    "--rootdir",
+                    str(where),
+                    "--basetemp",
+                    str(where / "base"),
+                    str(where / "test_leaking.py"),
+                ],
+                stdout=report,
+                stderr=subprocess.STDOUT,
+                cwd=where,
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                timeout=120,
+            )
+        output = (where / "report.txt").read_text(errors="replace")
+    assert "2 passed" in output, output
     assert done.returncode == pytest.ExitCode.TESTS_FAILED, output
     assert "secrets check: FAILED" in output
-    assert "Twisted log: the private key in leaked.key" in output
-    assert "Python log app: the test passphrase" in output
+    python = Path(sys.executable).name
+    leaks = {line for line in output.splitlines() if " appears in a text starting " in line}
+    sources = {line.split(" appears in ")[0] for line in leaks}
+    assert sources == {
+        "Twisted log: the private key in leaked.key",
+        "Python log app: the test passphrase",
+        f"{python} stderr: the private key in child.key",
+        f"log file {Path('test_leaks0', 'twistd.log')}: the private key in logged.key",
+        "warning: the private key in warned.key",
+    }, output

@@ -17,7 +17,7 @@ from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, s
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThread
-from twisted.mail import smtp
+from twisted.mail import imap4, smtp
 from twisted.protocols.basic import LineOnlyReceiver
 
 import securesock
@@ -31,10 +31,12 @@ from securesock import (
     TLSUpgrade,
 )
 from securesock._material import loadCertificates
-from securesock.dialects import NEGOTIATED
+from securesock.dialects import NEGOTIATED, quoted
 
+from . import rawclients
 from .conftest import PKI
 from .peers import Collect, listen
+from .rawclients import clientHello
 from .starttlspeers import (
     Counting,
     LogCapture,
@@ -43,6 +45,7 @@ from .starttlspeers import (
     listenStartTLS,
     rawSession,
     scriptedServer,
+    sleep,
 )
 from .test_dialects import GO_AHEAD, INJECTED, NOT_OFFERED, UPGRADES
 
@@ -216,6 +219,27 @@ async def test_startTLS_refuses_a_connection_that_is_already_tls(pki: PKI) -> No
         await port.stopListening()
 
 
+@pytest.mark.parametrize("pipelined", [b"hello\r\n", b"hel", b"\r\n"])
+@pytest_twisted.ensureDeferred
+async def test_upgradeToTLS_refuses_while_plaintext_is_buffered(pki: PKI, pipelined: bytes) -> None:
+    # Whole line, part of a line, an empty line: anything received after STARTTLS is refused.
+    factory = Factory.forProtocol(UpgradingServer)
+    factory.upgrade = TLSUpgrade.forServer(  # type: ignore[attr-defined]
+        f"starttls:0:certificate={pki.server_pem}:dialect=none"
+    )
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+    try:
+        with LogCapture() as logs:
+            answers = await deferToThread(rawSession, port.getHost().port, [b"STARTTLS\r\n" + pipelined])
+        with pytest.raises(StartTLSInjectionError, match="before TLS started"):
+            await factory.details  # type: ignore[attr-defined]
+        assert b"secure=" not in b"".join(answers)  # the pipelined line was never answered
+        assert answers[-1] == b""
+        assert f"{len(pipelined)} plaintext bytes" in logs.text()
+    finally:
+        await port.stopListening()
+
+
 def test_upgrade_from_a_foreign_description() -> None:
     with pytest.raises(DescriptionError, match="not a securesock description"):
         TLSUpgrade.forServer("tcp:25")
@@ -249,6 +273,32 @@ async def test_dialect_client_verifies(pki: PKI) -> None:
                 f"starttls:127.0.0.1:{port.getHost().port}:trustRoots={pki.path('other-ca.pem')}:dialect=smtp",
             )
             await endpoint.connect(Factory.forProtocol(Collect))
+    finally:
+        await port.stopListening()
+
+
+@pytest.mark.parametrize("dialect", ["smtp", "postgres"])
+@pytest_twisted.ensureDeferred
+async def test_applications_are_built_only_after_the_handshake(pki: PKI, dialect: str) -> None:
+    # A failed handshake (the client does not trust the server) builds no protocol on either
+    # side: factories that count or track what they build never see such a connection.
+    serverApplication = Counting()
+    port = await listenStartTLS(pki, dialect, serverApplication)
+    clientApplication = Counting(Collect)
+    try:
+        endpoint = securesock.clientFromString(
+            reactor,
+            f"starttls:127.0.0.1:{port.getHost().port}:trustRoots={pki.path('other-ca.pem')}:dialect={dialect}",
+        )
+        with LogCapture() as logs:
+            with pytest.raises(TLSHandshakeError, match="did not verify"):
+                await endpoint.connect(clientApplication)
+            for _ in range(50):  # the server's side of the failed handshake, logged when it sees the close
+                if "no TLS after" in logs.text():
+                    break
+                await sleep(0.05)
+        assert clientApplication.built == [] and serverApplication.built == []
+        assert f"no TLS after {dialect} STARTTLS" in logs.text()
     finally:
         await port.stopListening()
 
@@ -290,6 +340,52 @@ async def test_server_drops_a_client_that_never_upgrades(pki: PKI, monkeypatch: 
             answers = await deferToThread(rawSession, port.getHost().port, [b"EHLO x\r\n"])
         assert answers[-1] == b"" and application.built == []
         assert "no TLS session within 0.5 seconds" in logs.text()
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_applies_handshake_timeout_after_the_upgrade(pki: PKI) -> None:
+    application = Counting()
+    port = await listenStartTLS(pki, "smtp", application, ":handshakeTimeout=0.5")
+    try:
+        with LogCapture() as logs:
+            # EHLO, STARTTLS, then no ClientHello: closed by handshakeTimeout (not the 300 s of the exchange).
+            answers = await deferToThread(
+                rawSession, port.getHost().port, [b"EHLO x\r\n", b"STARTTLS\r\n", b""]
+            )
+        assert answers[2] == b"220 2.0.0 Ready to start TLS\r\n"
+        assert answers[-1] == b"" and application.built == []
+        assert (
+            "no complete TLS handshake within 0.5 s of the smtp upgrade (handshakeTimeout=0.5)" in logs.text()
+        )
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_caps_connections_not_yet_secured(pki: PKI) -> None:
+    port = await listenStartTLS(pki, "smtp", Counting(), ":maxHandshakes=1")
+    number = port.getHost().port
+
+    def greeting(raw: Any) -> bytes:
+        return bytes(raw.recv(1024))
+
+    try:
+        with LogCapture() as logs:
+            first = await deferToThread(rawclients.connect, "127.0.0.1", number)
+            try:
+                assert (await deferToThread(greeting, first)).startswith(b"220 ")
+                # A second plaintext connection while the first holds the only place: closed at once.
+                assert await deferToThread(rawSession, number, []) == [b"", b""]
+            finally:
+                first.close()
+            for _ in range(50):  # the server sees the first one leave
+                answers = await deferToThread(rawSession, number, [b"QUIT\r\n"])
+                if answers[0]:
+                    break
+            assert answers[0].startswith(b"220 ") and answers[1] == b"221 2.0.0 Bye\r\n"
+        assert "maxHandshakes=1 reached" in logs.text()
     finally:
         await port.stopListening()
 
@@ -358,6 +454,72 @@ async def test_server_answers_the_protocols_refusal_before_tls(pki: PKI) -> None
         assert answers[1] == b"250-localhost\r\n250 STARTTLS\r\n"
         assert answers[2] == b"530 5.7.0 Must issue a STARTTLS command first\r\n"
         assert answers[3:] == [b"221 2.0.0 Bye\r\n", b""]
+    finally:
+        await port.stopListening()
+
+
+@pytest.mark.parametrize("dialect", NEGOTIATED)
+@pytest_twisted.ensureDeferred
+async def test_server_closes_on_plaintext_sent_after_the_go_ahead(pki: PKI, dialect: str) -> None:
+    # The same command, sent in its own segment after the go-ahead arrived: the TLS layer
+    # gets plaintext where the ClientHello belongs, and nothing of it reaches the application.
+    application = Counting()
+    port = await listenStartTLS(pki, dialect, application)
+    before, command, pipelined = UPGRADES[dialect]
+    try:
+        with LogCapture() as logs:
+            answers = await deferToThread(rawSession, port.getHost().port, [*before, command, pipelined])
+        assert answers[-1] == b"" and answers[-2] == b""  # closed, no answer to the plaintext
+        assert answers[-3] != b""  # the go-ahead came
+        assert application.built == []
+        assert "plaintext bytes" in logs.text() and "where its TLS handshake should be" in logs.text()
+    finally:
+        await port.stopListening()
+
+
+@pytest.mark.parametrize("dialect", NEGOTIATED)
+@pytest_twisted.ensureDeferred
+async def test_client_aborts_on_plaintext_sent_after_the_go_ahead(pki: PKI, dialect: str) -> None:
+    # The injected reply in its own segment: the server sends it when the ClientHello arrives.
+    answers = [*GO_AHEAD[dialect], INJECTED[dialect]]
+    greeting = answers.pop(0) if dialect in ("smtp", "imap", "pop3", "ftp") else b""
+    port = await scriptedServer(greeting, answers)
+    try:
+        with pytest.raises(StartTLSInjectionError) as caught:
+            await connectStartTLS(pki, port.getHost().port, dialect)
+        injected = INJECTED[dialect]
+        assert f"sent {len(injected)} plaintext bytes ({quoted(injected)}) after the upgrade" in str(
+            caught.value
+        )
+    finally:
+        await port.stopListening()
+
+
+@pytest.mark.parametrize("dialect", NEGOTIATED)
+@pytest_twisted.ensureDeferred
+async def test_starttls_client_on_an_implicit_tls_port_is_told_what_to_write(pki: PKI, dialect: str) -> None:
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}")
+    try:
+        with pytest.raises(StartTLSError) as caught:
+            await connectStartTLS(pki, port.getHost().port, dialect, timeout=1)
+        message = str(caught.value)
+        assert "a port that speaks TLS from the first byte" in message
+        assert "connect with tls:HOST:PORT" in message
+    finally:
+        await port.stopListening()
+
+
+@pytest.mark.parametrize("dialect", NEGOTIATED)
+@pytest_twisted.ensureDeferred
+async def test_starttls_server_logs_a_client_that_starts_tls_at_once(pki: PKI, dialect: str) -> None:
+    application = Counting()
+    port = await listenStartTLS(pki, dialect, application)
+    try:
+        with LogCapture() as logs:
+            answers = await deferToThread(rawSession, port.getHost().port, [clientHello()])
+        assert answers[-1] == b"" and application.built == []
+        assert "the client started TLS at once (implicit TLS" in logs.text()
+        assert f"this port speaks STARTTLS (starttls:...:dialect={dialect})" in logs.text()
     finally:
         await port.stopListening()
 
@@ -486,6 +648,76 @@ async def test_twisteds_smtp_client_with_the_mixin_sends_over_tls(pki: PKI) -> N
         await port.stopListening()
 
 
+class CountingIMAP4(imap4.IMAP4Server):
+    """Twisted's IMAP server, counting the NOOPs it answered."""
+
+    def do_NOOP(self, tag: bytes) -> None:
+        self.factory.noops += 1  # type: ignore[attr-defined]
+        super().do_NOOP(tag)
+
+    unauth_NOOP = (do_NOOP,)
+    auth_NOOP = (do_NOOP,)
+
+
+class SafeIMAP4(StartTLSLineMixin, CountingIMAP4):
+    pass
+
+
+async def imapServer(pki: PKI, protocol: type[imap4.IMAP4Server]) -> tuple[Any, Any]:
+    upgrade = TLSUpgrade.forServer(f"starttls:0:certificate={pki.server_pem}:dialect=none")
+    factory = Factory()
+    factory.protocol = lambda: protocol(contextFactory=upgrade.creator)  # type: ignore[assignment,misc]
+    factory.noops = 0  # type: ignore[attr-defined]
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+    return port, factory
+
+
+@pytest_twisted.ensureDeferred
+async def test_twisted_imap4_alone_processes_a_pipelined_command(pki: PKI) -> None:
+    # The same upstream flaw in IMAP4Server's STARTTLS (a LineReceiver).
+    port, factory = await imapServer(pki, CountingIMAP4)
+    try:
+        await deferToThread(rawSession, port.getHost().port, [b"a1 STARTTLS\r\na2 NOOP\r\n"], 3)
+        assert factory.noops == 1
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_mixin_closes_twisted_imap4_instead(pki: PKI) -> None:
+    port, factory = await imapServer(pki, SafeIMAP4)
+    try:
+        with LogCapture() as logs:
+            answers = await deferToThread(rawSession, port.getHost().port, [b"a1 STARTTLS\r\na2 NOOP\r\n"])
+        assert factory.noops == 0
+        assert answers[-1] == b""
+        assert "('a2 NOOP\\r\\n') arrived after 'a1 STARTTLS' before TLS started" in logs.text()
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_imaplib_through_twisted_imap4_with_the_mixin(pki: PKI) -> None:
+    import imaplib
+    import ssl
+
+    port, factory = await imapServer(pki, SafeIMAP4)
+
+    def session() -> tuple[str, str]:
+        client = imaplib.IMAP4("127.0.0.1", port.getHost().port, timeout=10)
+        try:
+            client.starttls(ssl_context=ssl.create_default_context(cafile=pki.ca_pem))
+            return client.sock.version() or "", client.noop()[0]  # type: ignore[attr-defined]
+        finally:
+            client.logout()
+
+    try:
+        version, noop = await deferToThread(session)
+        assert (version, noop) == ("TLSv1.3", "OK") and factory.noops == 1
+    finally:
+        await port.stopListening()
+
+
 class _Message:
     def __init__(self, data: bytes = b"") -> None:
         self.data = data
@@ -563,6 +795,10 @@ async def test_tls_server_logs_other_plaintext(pki: PKI) -> None:
         with LogCapture() as logs:
             answers = await deferToThread(rawSession, port.getHost().port, [b"a1 CAPABILITY\r\n"])
         assert answers[1:] == [b"", b""]
-        assert "sent plaintext ('a1 CAPABILITY'), not a TLS ClientHello" in logs.text()
+        assert (
+            "sent plaintext ('a1 CAPABILITY'), which looks like an IMAP client's tagged command"
+            in logs.text()
+        )
+        assert "listen with starttls:...:dialect=imap" in logs.text()
     finally:
         await port.stopListening()

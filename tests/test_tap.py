@@ -6,9 +6,13 @@ clients (curl, openssl s_client, Python's ssl).
 
 from __future__ import annotations
 
+import asyncio
 import http.server
 import os
 import re
+import select
+import shlex
+import shutil
 import signal
 import socket
 import socketserver
@@ -24,7 +28,7 @@ from typing import Any
 
 import pytest
 
-from .conftest import PKI, requireTool
+from .conftest import HAVE_IPV6, PKI, requireTool
 from .peers import freePort
 
 TWISTD = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
@@ -52,12 +56,20 @@ class Twistd:
 
 
 @contextmanager
-def twistd(tmp_path: Path, *args: str, expectRunning: bool = True) -> Iterator[Twistd]:
+def twistd(
+    tmp_path: Path,
+    *args: str,
+    expectRunning: bool = True,
+    command: list[str] | None = None,
+    environ: dict[str, str] | None = None,
+) -> Iterator[Twistd]:
+    """Run twistd (by default C{twistd -n --pidfile= securesock ARGS}) until the block ends."""
     log = tmp_path / f"twistd-{time.monotonic_ns()}.log"
-    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    base = os.environ if environ is None else environ
+    env = dict(base, PYTHONPATH=str(ROOT) + os.pathsep + base.get("PYTHONPATH", ""))
     with open(log, "wb") as out:
         process = subprocess.Popen(
-            [*TWISTD, "-n", "--pidfile=", "securesock", *args],
+            command or [*TWISTD, "-n", "--pidfile=", "securesock", *args],
             stdout=out,
             stderr=subprocess.STDOUT,
             cwd=tmp_path,
@@ -76,6 +88,8 @@ def twistd(tmp_path: Path, *args: str, expectRunning: bool = True) -> Iterator[T
             except subprocess.TimeoutExpired:
                 process.kill()
                 process.wait(5)
+    # nothing securesock did raised where nobody handled it
+    assert "Traceback" not in running.log and "Unhandled Error" not in running.log, running.log
 
 
 class _Echo(socketserver.BaseRequestHandler):
@@ -103,21 +117,39 @@ class _ThreadingTCP(socketserver.ThreadingTCPServer):
     allow_reuse_address = True
 
 
-def tlsExchange(port: int, ca: str, payload: bytes, *, expect: int) -> bytes:
-    context = ssl.create_default_context(cafile=ca)
-    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
-        with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            # Write while reading: an echo through any bounded relay deadlocks otherwise.
-            writer = threading.Thread(target=tls.sendall, args=(payload,), daemon=True)
-            writer.start()
-            received = b""
+def tlsExchange(port: int, ca: str, payload: bytes, *, expect: int, timeout: float = 60) -> bytes:
+    """
+    Send C{payload} while reading up to C{expect} bytes (or to the end).  Writing
+    and reading at once is needed (an echo through a bounded relay deadlocks
+    otherwise); asyncio does both on one TLS connection in one thread, which an
+    C{ssl.SSLSocket} shared by two threads cannot do safely.
+    """
+
+    async def exchange() -> bytes:
+        context = ssl.create_default_context(cafile=ca)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", port, ssl=context, server_hostname="localhost"
+        )
+
+        async def send() -> None:
+            writer.write(payload)
+            await writer.drain()
+
+        sending = asyncio.ensure_future(send())
+        received = bytearray()
+        try:
             while len(received) < expect:
-                chunk = tls.recv(65536)
+                chunk = await reader.read(1 << 16)
                 if not chunk:
                     break
                 received += chunk
-            writer.join(10)
-            return received
+            await sending
+        finally:
+            sending.cancel()
+            writer.close()
+        return bytes(received)
+
+    return asyncio.run(asyncio.wait_for(exchange(), timeout))
 
 
 def listen(pki: PKI, port: int, extra: str = "") -> str:
@@ -405,28 +437,21 @@ def test_sigterm_lets_open_connections_finish(pki: PKI, tmp_path: Path) -> None:
 
 
 def test_default_listen_uses_development_certificate(tmp_path: Path) -> None:
+    """With $SECURESOCK_STORE set, the development certificate is made there."""
     curl = requireTool("curl")
     store = tmp_path / "store"
-    port = 8443
-    try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    if _portBusy(8443):
         pytest.skip("port 8443 is busy on this machine; the default listener needs it")
-    except OSError:
-        pass
-    env = dict(os.environ, SECURESOCK_STORE=str(store))
-    old = os.environ.copy()
-    os.environ.update(env)
-    try:
-        with twistd(tmp_path) as server:
-            assert "no --listen given" in server.log and str(store / "devca.crt") in server.log
-            result = subprocess.run(
-                [curl, "-sS", "--cacert", str(store / "devca.crt"), "https://localhost:8443/"], capture_output=True, timeout=20
-            )
-            assert result.returncode == 0, result.stderr
-            assert b"Server certificate: CN=localhost" in result.stdout
-    finally:
-        os.environ.clear()
-        os.environ.update(old)
+    environ = dict(os.environ, SECURESOCK_STORE=str(store))
+    with twistd(tmp_path, environ=environ) as server:
+        assert "no --listen given" in server.log and str(store / "devca.crt") in server.log
+        result = subprocess.run(
+            [curl, "-sS", "--cacert", str(store / "devca.crt"), "https://localhost:8443/"],
+            capture_output=True,
+            timeout=20,
+        )
+        assert result.returncode == 0, result.stderr
+        assert b"Server certificate: CN=localhost" in result.stdout
     assert oct((store / "localhost.pem").stat().st_mode & 0o777) == "0o600"
 
 
@@ -503,3 +528,528 @@ def test_starttls_listener_relays_to_plain_smtp(pki: PKI, tmp_path: Path) -> Non
         assert b"via smtplib" in subjects and b"via swaks" in subjects
     finally:
         controller.stop()
+
+
+# --- README's main command, the diagnostic page with a client certificate ----------
+
+
+def _portBusy(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+def test_readme_main_command_with_fresh_home(tmp_path: Path) -> None:
+    """
+    C{twistd -n securesock} exactly as README shows it, for a user with an empty
+    home: no $SECURESOCK_STORE, no $XDG_DATA_HOME, the default port, a pid file.
+    The CA file is taken from the log line, and its curl command is run as written.
+    """
+    curl = requireTool("curl")
+    if _portBusy(8443):
+        pytest.skip("port 8443 is busy on this machine; the default listener needs it")
+    home = tmp_path / "home"
+    home.mkdir()
+    environ = {k: v for k, v in os.environ.items() if k not in ("SECURESOCK_STORE", "XDG_DATA_HOME")}
+    environ["HOME"] = str(home)
+    script = shutil.which("twistd")
+    command = [script] if script is not None else list(TWISTD)
+    with twistd(tmp_path, command=[*command, "-n", "securesock"], environ=environ) as server:
+        store = home / ".local" / "share" / "securesock" / "store"
+        match = re.search(r"trust it with: (curl --cacert (\S+) https://localhost:8443/)", server.log)
+        assert match is not None, server.log
+        assert match.group(2) == str(store / "devca.crt")
+        assert "serving tls:8443 on 127.0.0.1" in server.log
+        assert (tmp_path / "twistd.pid").read_text().strip() == str(server.process.pid)
+        result = subprocess.run(
+            [curl, "-sS", *shlex.split(match.group(1))[1:]], capture_output=True, timeout=20
+        )
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.startswith(b"<!DOCTYPE html>")
+        assert b"Server certificate: CN=localhost" in result.stdout
+        assert b"issuer: CN=securesock development CA" in result.stdout
+        # loopback only: the default listener is not reachable on another address
+        for family, address in ((socket.AF_INET, _otherAddress()), (socket.AF_INET6, "::1")):
+            if address is None:
+                continue
+            with socket.socket(family) as probe, pytest.raises(OSError):
+                probe.settimeout(2)
+                probe.connect((address, 8443))
+    assert oct((store / "localhost.pem").stat().st_mode & 0o777) == "0o600"
+    assert not (tmp_path / "twistd.pid").exists()
+    # second start: the same certificate, not a new one
+    before = (store / "localhost.pem").read_bytes()
+    with twistd(tmp_path, command=[*command, "-n", "securesock"], environ=environ):
+        pass
+    assert (store / "localhost.pem").read_bytes() == before
+
+
+def _otherAddress() -> str | None:
+    """A non-loopback IPv4 address of this machine, if it has one."""
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.connect(("192.0.2.1", 9))  # TEST-NET: nothing is sent
+            address = str(s.getsockname()[0])
+    except OSError:
+        return None
+    return None if address.startswith("127.") else address
+
+
+def _hashes(pem: str) -> tuple[str, str, str]:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    certificate = x509.load_pem_x509_certificate(Path(pem).read_bytes())
+    sha1 = " ".join(f"{b:02x}" for b in certificate.fingerprint(hashes.SHA1()))
+    return certificate.subject.rfc4514_string(), sha1, certificate.fingerprint(hashes.SHA256()).hex()
+
+
+def test_diagnostic_shows_client_certificate_and_hashes(pki: PKI, tmp_path: Path) -> None:
+    curl = requireTool("curl")
+    openssl = requireTool("openssl")
+    port = freePort()
+    clientSubject, clientSHA1, clientSHA256 = _hashes(pki.client_pem)
+    serverSubject, serverSHA1, serverSHA256 = _hashes(pki.server_pem)
+    extra = f":verifyClient=optional:caCerts={pki.ca_pem}:alpn=h2,http/1.1"
+    with twistd(tmp_path, "--listen", listen(pki, port, extra)) as server:
+        where = ["--cacert", pki.ca_pem, "--cert", pki.client_pem, f"https://localhost:{port}/"]
+        page = subprocess.run([curl, "-sS", "--http1.1", *where], capture_output=True, timeout=20)
+        assert page.returncode == 0, page.stderr
+        html = page.stdout.decode()
+        assert html.startswith("<!DOCTYPE html>") and "ALPN: http/1.1" in html
+        # alpn= offers h2 here: an HTTP/2 client is told HTTP/1.1 is required, not left hanging
+        h2 = subprocess.run([curl, "-sS", "-v", *where], capture_output=True, timeout=20)
+        assert h2.returncode == 16 and b"GOAWAY, error=13" in h2.stderr, h2.stderr
+        text = subprocess.run(
+            [
+                openssl, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+                "-CAfile", pki.ca_pem, "-verify_return_error", "-quiet",
+                "-cert", pki.client_pem, "-tls1_2", "-alpn", "h2",
+            ],
+            input=b"hello\n",
+            capture_output=True,
+            timeout=20,
+        )
+        summary = text.stdout.decode()
+        assert summary.startswith("securesock diagnostic responder"), summary + text.stderr.decode()
+        assert "<html" not in summary
+        assert "Protocol version: TLSv1.2" in summary and "ALPN: h2" in summary
+        for output in (html, summary):
+            assert "SNI: localhost" in output
+            assert f"Client certificate: {clientSubject}" in output
+            assert f"SHA-1: {clientSHA1}" in output and f"SHA-256: {clientSHA256}" in output
+            assert f"Server certificate: {serverSubject}" in output
+            assert f"SHA-1: {serverSHA1}" in output and f"SHA-256: {serverSHA256}" in output
+        # without a certificate, optional lets the client in and says so
+        anonymous = subprocess.run(
+            [curl, "-sS", "--http1.1", "--cacert", pki.ca_pem, f"https://localhost:{port}/"],
+            capture_output=True,
+            timeout=20,
+        )
+        assert b"Client certificate: (none)" in anonymous.stdout, anonymous.stderr
+        server.waitFor(r"sni=localhost TLSv1\.2 ECDHE-\S+ in=6 out=\d+ ")
+
+
+def test_client_rejecting_the_server_is_logged_with_its_alert(pki: PKI, tmp_path: Path) -> None:
+    curl = requireTool("curl")
+    port = freePort()
+    with twistd(tmp_path, "--listen", listen(pki, port)) as server:
+        result = subprocess.run(
+            [curl, "-sS", "--cacert", pki.path("other-ca.pem"), f"https://localhost:{port}/"],
+            capture_output=True,
+            timeout=20,
+        )
+        assert result.returncode == 60, result.stderr
+        server.waitFor(r"127\.0\.0\.1:\d+ handshake failed: TLS error: .*alert unknown ca")
+        assert "PRIVATE KEY" not in server.log and "BEGIN" not in server.log
+
+
+# --- relays ----------------------------------------------------------------------
+
+
+def test_terminating_relay_to_echo_with_s_client(pki: PKI, tmp_path: Path) -> None:
+    openssl = requireTool("openssl")
+    with serving(_ThreadingTCP(("127.0.0.1", 0), _Echo)) as echo:
+        port = freePort()
+        with twistd(tmp_path, "--listen", listen(pki, port), "--connect", f"tcp:127.0.0.1:{echo}") as server:
+            client = subprocess.Popen(
+                [
+                    openssl, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
+                    "-CAfile", pki.ca_pem, "-verify_return_error", "-quiet",
+                ],
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.DEVNULL,
+            )
+            try:
+                assert client.stdin is not None and client.stdout is not None
+                lines = [f"line {n} through the relay\n".encode() for n in range(20)]
+                client.stdin.write(b"".join(lines))
+                client.stdin.flush()
+                received = b""
+                deadline = time.monotonic() + 20
+                while len(received) < sum(map(len, lines)) and time.monotonic() < deadline:
+                    if select.select([client.stdout], [], [], 1)[0]:
+                        chunk = os.read(client.stdout.fileno(), 65536)
+                        if not chunk:
+                            break
+                        received += chunk
+                assert received == b"".join(lines)
+            finally:
+                client.kill()
+                client.wait(10)
+            server.waitFor(rf"sni=localhost TLSv1\.3 \S+ in={len(received)} out={len(received)} ")
+
+
+def test_listen_repeated(pki: PKI, tmp_path: Path) -> None:
+    """Three listeners in one process: TLS on IPv4, TLS on IPv6, plain TCP."""
+    first, plain = freePort(), freePort()
+    args = ["--listen", listen(pki, first), "--listen", f"tcp:{plain}:interface=127.0.0.1"]
+    if HAVE_IPV6:
+        second = freePort("::1")
+        args += ["--listen", f"tls://[::1]:{second}?certificate={pki.server_pem}"]
+    with twistd(tmp_path, *args) as server:
+        server.waitFor(r"listening: ", count=len(args) // 2)
+        assert b"Protocol version: TLSv1.3" in tlsExchange(first, pki.ca_pem, b"x\n", expect=10**6)
+        with socket.create_connection(("127.0.0.1", plain), timeout=10) as s:
+            s.sendall(b"hello\n")
+            reply = _readAll(s)
+        assert b"Protocol version: plaintext (no TLS on this listener)" in reply
+        if HAVE_IPV6:
+            context = ssl.create_default_context(cafile=pki.ca_pem)
+            with socket.create_connection(("::1", second), timeout=10) as raw:
+                with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                    tls.sendall(b"x\n")
+                    assert b"Client: ::1:" in _readAll(tls)
+
+
+def _readAll(sock: socket.socket) -> bytes:
+    data = b""
+    for _ in range(1000):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+class _SlowSink(socketserver.BaseRequestHandler):
+    """Reads 16 KiB every 20 ms for two seconds, then everything; records the total."""
+
+    totals: list[int] = []
+
+    def handle(self) -> None:
+        total = 0
+        slowUntil = time.monotonic() + 2.0
+        self.request.settimeout(30)
+        try:
+            for _ in range(100000):
+                chunk = self.request.recv(16384 if time.monotonic() < slowUntil else 1 << 20)
+                if not chunk:
+                    break
+                total += len(chunk)
+                if time.monotonic() < slowUntil:
+                    time.sleep(0.02)
+        finally:
+            type(self).totals.append(total)
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc to read memory use")
+def test_fast_client_slow_backend_keeps_memory_bounded(pki: PKI, tmp_path: Path) -> None:
+    """The other direction: the client uploads 200 MiB, the backend reads slowly."""
+    size = 200 * 1024 * 1024
+    _SlowSink.totals = []
+    with serving(_ThreadingTCP(("127.0.0.1", 0), _SlowSink)) as sink:
+        port = freePort()
+        with twistd(tmp_path, "--listen", listen(pki, port), "--connect", f"tcp:127.0.0.1:{sink}") as server:
+            before = _rss(server.process.pid)
+            context = ssl.create_default_context(cafile=pki.ca_pem)
+            with socket.create_connection(("127.0.0.1", port), timeout=60) as raw:
+                with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                    # the only thread using this socket: it only writes
+                    sender = threading.Thread(target=tls.sendall, args=(b"y" * size,), daemon=True)
+                    sender.start()
+                    peak = before
+                    deadline = time.monotonic() + 1.8
+                    while time.monotonic() < deadline:  # while the backend reads slowly
+                        peak = max(peak, _rss(server.process.pid))
+                        time.sleep(0.05)
+                    assert peak - before < 40 * 1024 * 1024, (before, peak)
+                    sender.join(60)
+                    assert not sender.is_alive()
+                    # close_notify, then wait for the relay's: closing with its session
+                    # tickets unread would reset the connection and lose the tail
+                    tls.unwrap()
+            server.waitFor(rf"in={size} out=0 ", timeout=60)
+        deadline = time.monotonic() + 30
+        while not _SlowSink.totals and time.monotonic() < deadline:
+            time.sleep(0.05)
+    assert _SlowSink.totals == [size]
+
+
+# --- sockets: reusePort, exclusive, workers ----------------------------------------
+
+
+def _pidsServing(port: int, ca: str, want: int, attempts: int = 80) -> set[bytes]:
+    pids: set[bytes] = set()
+    for _ in range(attempts):
+        reply = tlsExchange(port, ca, b"who\n", expect=10**6)
+        pids.update(re.findall(rb"Served by: pid (\d+)", reply))
+        if len(pids) >= want:
+            break
+    return pids
+
+
+def test_reuse_port_lets_two_processes_share_a_port(pki: PKI, tmp_path: Path) -> None:
+    port = freePort()
+    shared = listen(pki, port, ":reusePort=yes")
+    with twistd(tmp_path, "--listen", shared) as one, twistd(tmp_path, "--listen", shared) as two:
+        pids = _pidsServing(port, pki.ca_pem, 2)
+        assert pids == {str(one.process.pid).encode(), str(two.process.pid).encode()}
+        # without reusePort a third cannot join, and says why
+        with twistd(tmp_path, "--listen", listen(pki, port), expectRunning=False) as third:
+            assert third.process.wait(20) == 1
+            assert "Address already in use" in third.log
+
+
+def test_plain_tcp_takes_reuse_port_too(tmp_path: Path) -> None:
+    port = freePort()
+    shared = f"tcp:{port}:interface=127.0.0.1:reusePort=yes"
+    with twistd(tmp_path, "--listen", shared), twistd(tmp_path, "--listen", shared) as two:
+        assert "listening: " in two.log and "cannot listen" not in two.log
+
+
+@pytest.mark.parametrize(
+    "description, fragment",
+    [
+        ("tcp:8080:reusePort=maybe", "reusePort='maybe': not a yes/no value"),
+        ("tcp:8080:interface=localhost:reusePort=yes", "need an IP address"),
+        ("tcp:99999:reusePort=yes", "port='99999': accepted: a whole number from 0 to 65535"),
+        ("tcp:8080:reusePort=yes:exclusive=yes", "contradict"),
+        ("tcp:8080:reusePort=yes:colour=blue", "option 'colour' is not one of"),
+    ],
+)
+def test_plain_tcp_socket_option_errors(description: str, fragment: str) -> None:
+    from twisted.internet import reactor
+
+    from securesock import DescriptionError
+    from securesock._listen import plainTCPServer
+
+    with pytest.raises(DescriptionError) as caught:
+        plainTCPServer(reactor, description)
+    assert fragment in str(caught.value)
+
+
+def test_workers_refuse_a_listener_that_cannot_share(tmp_path: Path) -> None:
+    with twistd(
+        tmp_path, "--workers", "2", "--listen", f"unix:{tmp_path / 's.sock'}", expectRunning=False
+    ) as server:
+        assert server.process.wait(20) != 0
+        assert "--workers shares ports with SO_REUSEPORT, which unix: listeners cannot do" in server.log
+
+
+def test_workers_on_plain_tcp_both_serve(tmp_path: Path) -> None:
+    port = freePort()
+    with twistd(tmp_path, "--workers", "2", "--listen", f"tcp:{port}:interface=127.0.0.1") as server:
+        server.waitFor(r"worker 1: .*listening: ", timeout=30)
+        pids: set[bytes] = set()
+        for _ in range(80):
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                s.sendall(b"who\n")
+                pids.update(re.findall(rb"Served by: pid (\d+)", _readAll(s)))
+            if len(pids) == 2:
+                break
+        assert len(pids) == 2 and str(server.process.pid).encode() in pids, pids
+
+
+def test_worker_stops_when_its_parent_is_killed(pki: PKI, tmp_path: Path) -> None:
+    port = freePort()
+    with twistd(tmp_path, "--listen", listen(pki, port), "--workers", "2") as server:
+        server.waitFor(r"worker 1: .*listening: ", timeout=30)
+        match = re.search(r"started worker 1 \(pid (\d+)\)", server.log)
+        assert match is not None
+        worker = int(match.group(1))
+        server.process.kill()
+        server.process.wait(10)
+        deadline = time.monotonic() + 15
+        while Path(f"/proc/{worker}").exists() and time.monotonic() < deadline:
+            try:  # reap it if it became our child (it is re-parented to init or a subreaper)
+                os.waitpid(worker, os.WNOHANG)
+            except ChildProcessError:
+                pass
+            time.sleep(0.1)
+        alive = Path(f"/proc/{worker}/status").exists() and "State:\tZ" not in Path(
+            f"/proc/{worker}/status"
+        ).read_text()
+        if alive:
+            os.kill(worker, signal.SIGKILL)
+        assert not alive, "the orphaned worker kept running"
+
+
+def _privilegedPort() -> int:
+    for candidate in range(900, 1000):
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", candidate))
+            except OSError:
+                continue
+            return candidate
+    pytest.skip("no free port below 1024 on 127.0.0.1")
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="binding below 1024 needs root")
+def test_privileged_port_then_uid_with_workers(pki: PKI, tmp_path: Path) -> None:
+    """stunnel's setuid: bind as root, then serve as nobody; the workers too."""
+    import pwd
+
+    nobody = pwd.getpwnam("nobody").pw_uid
+    port = _privilegedPort()
+    tmp_path.chmod(0o777)  # twistd (as nobody) keeps its working directory
+    command = [*TWISTD, "-n", "--pidfile=", f"--uid={nobody}", "securesock", "--workers", "2"]
+    with twistd(tmp_path, command=[*command, "--listen", listen(pki, port)]) as server:
+        server.waitFor(r"worker 1: .*listening: ", timeout=30)
+        pids = _pidsServing(port, pki.ca_pem, 2)
+        assert len(pids) == 2, pids
+        for pid in pids:
+            status = Path(f"/proc/{int(pid)}/status").read_text()
+            uids = re.search(r"^Uid:\s+(\d+)\s+(\d+)", status, re.MULTILINE)
+            assert uids is not None and int(uids.group(1)) == nobody and int(uids.group(2)) == nobody, status
+
+
+# --- signals -------------------------------------------------------------------------
+
+
+def test_sigterm_cuts_connections_after_grace(pki: PKI, tmp_path: Path) -> None:
+    with serving(_ThreadingTCP(("127.0.0.1", 0), _Echo)) as echo:
+        port = freePort()
+        with twistd(
+            tmp_path, "--listen", listen(pki, port), "--connect", f"tcp:127.0.0.1:{echo}", "--grace", "1"
+        ) as server:
+            context = ssl.create_default_context(cafile=pki.ca_pem)
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
+                with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                    tls.sendall(b"ping\n")
+                    assert tls.recv(100) == b"ping\n"
+                    server.process.send_signal(signal.SIGTERM)  # the client stays idle
+                    assert server.process.wait(20) in (0, -signal.SIGTERM)
+                    try:
+                        rest = tls.recv(100)
+                    except OSError:
+                        rest = b""
+                    assert rest == b""
+            assert "1 open connection(s) may finish for 1.0 s" in server.log
+            assert re.search(r"in=5 out=5 [\d.]+s closed: ", server.log), server.log
+
+
+def test_sighup_reaches_the_workers(pki: PKI, tmp_path: Path) -> None:
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    served = tmp_path / "site.pem"
+    served.write_bytes(Path(pki.server_pem).read_bytes())
+    served.chmod(0o600)
+    renewed = Path(pki.rsa_pem).read_bytes()
+    port = freePort()
+    description = listen(pki, port).replace(pki.server_pem, str(served))
+    with twistd(tmp_path, "--listen", description, "--workers", "2") as server:
+        server.waitFor(r"worker 1: .*listening: ", timeout=30)
+        time.sleep(1.1)  # a new modification time
+        served.write_bytes(renewed)
+        server.process.send_signal(signal.SIGHUP)
+        server.waitFor(r"certificate .* renewed: now serving", count=2, timeout=20)
+        want = x509.load_pem_x509_certificate(renewed).fingerprint(hashes.SHA256()).hex()
+        seen: dict[bytes, bytes] = {}
+        for _ in range(80):
+            reply = tlsExchange(port, pki.ca_pem, b"who\n", expect=10**6)
+            pid = re.search(rb"Served by: pid (\d+)", reply)
+            served256 = re.search(rb"Server certificate: .*\n.*\n.*\n  SHA-256: ([0-9a-f]+)", reply)
+            assert pid is not None and served256 is not None, reply
+            seen[pid.group(1)] = served256.group(1)
+            if len(seen) == 2:
+                break
+        assert len(seen) == 2 and set(seen.values()) == {want.encode()}, seen
+
+
+def test_plain_smtp_client_relayed_through_starttls_to_the_backend(pki: PKI, tmp_path: Path) -> None:
+    """--connect starttls:...:dialect=smtp: the client is greeted, the backend only sees TLS."""
+    import smtplib
+
+    pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd (test extra) is not installed")
+    from aiosmtpd.controller import Controller
+
+    class Handler:
+        messages: list[tuple[bool, bytes]] = []
+
+        async def handle_DATA(self, server: object, session: Any, envelope: Any) -> str:
+            Handler.messages.append((session.ssl is not None, envelope.content))
+            return "250 OK"
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki.server_pem)
+    controller = Controller(
+        Handler(), hostname="127.0.0.1", port=freePort(), tls_context=context, require_starttls=True
+    )
+    controller.start()
+    try:
+        port = freePort()
+        backend = f"starttls:localhost:{controller.port}:dialect=smtp:trustRoots={pki.ca_pem}"
+        with twistd(tmp_path, "--listen", f"tcp:{port}:interface=127.0.0.1", "--connect", backend) as server:
+            with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=20) as smtp:
+                assert smtp.docmd("NOOP")[0] == 250  # smtplib read our greeting on connect
+                smtp.sendmail("a@example.test", ["b@example.test"], b"Subject: upgraded\r\n\r\nhello\r\n")
+            server.waitFor(r"sni=- plaintext - in=\d+ out=\d+ [\d.]+s closed")
+    finally:
+        controller.stop()
+    assert [(secured, b"Subject: upgraded" in body) for secured, body in Handler.messages] == [(True, True)]
+
+
+# --- the command line, parsed in-process ---------------------------------------------
+
+
+def _options(*argv: str) -> Any:
+    from securesock._tap import Options
+
+    options = Options()
+    options.parseOptions(list(argv))
+    return options
+
+
+def test_workers_auto_is_the_cpu_count(pki: PKI) -> None:
+    options = _options("--workers", "auto", "--listen", listen(pki, 8443))
+    assert options["workers"] == (os.cpu_count() or 1)
+    if options["workers"] > 1:  # the listeners were given reusePort=yes
+        assert options["endpoints"][0][0].endswith(":reusePort=yes")
+
+
+@pytest.mark.parametrize(
+    "argv, fragment",
+    [
+        (["--workers", "0"], "--workers='0': give 1..256 or auto"),
+        (["--workers", "many"], "--workers='many': give a number of processes or auto"),
+        (["--grace", "soon"], "--grace='soon': give a number of seconds"),
+        (["--connect", "tls:example.com:443:verfy=no"], "--connect 'tls:example.com:443:verfy=no': "),
+        (["--listen", "tls:8443:protocols=TLS12"], "unknown protocol flag 'TLS12' (did you mean TLS1_2?)"),
+    ],
+)
+def test_command_line_errors_are_usage_errors(pki: PKI, argv: list[str], fragment: str) -> None:
+    from twisted.python.usage import UsageError
+
+    extra = [] if "--listen" in argv else ["--listen", listen(pki, 8443)]
+    with pytest.raises(UsageError) as caught:
+        _options(*argv, *extra)
+    assert fragment in str(caught.value)
+
+
+def test_unreachable_backend_is_one_log_line_and_the_server_keeps_serving(pki: PKI, tmp_path: Path) -> None:
+    closed = freePort()  # nothing listens there
+    port = freePort()
+    with twistd(tmp_path, "--listen", listen(pki, port), "--connect", f"tcp:127.0.0.1:{closed}") as server:
+        for _ in range(2):
+            assert tlsExchange(port, pki.ca_pem, b"hello\n", expect=10**6) == b""
+        server.waitFor(rf"closed: cannot reach tcp:127\.0\.0\.1:{closed}: ConnectionRefusedError", count=2)
+        assert server.process.poll() is None
+        connectionLines = [line for line in server.log.splitlines() if "securesock.connection" in line]
+        assert len(connectionLines) == 2, server.log
+        assert "securesock.relay" not in server.log

@@ -15,11 +15,19 @@ from __future__ import annotations
 
 import json
 import re
+import socket
+import ssl
 from pathlib import Path
 from typing import Any
 
 import pytest
 import pytest_twisted
+from OpenSSL import SSL
+from twisted.internet import reactor
+from twisted.internet.threads import deferToThread
+
+import securesock
+from securesock._context import INTERMEDIATE_CIPHERS
 
 from ..conftest import PKI, REQUIRE_INTEROP, requireTool
 from ..peers import listen, run
@@ -48,6 +56,71 @@ def requireSslyze() -> str:
             pytest.fail(f"{message}, and SECURESOCK_REQUIRE_INTEROP=1 requires it")
         pytest.skip(message)
     return str(SSLYZE)
+
+
+# --- the defaults, read from the context and seen by a client ------------------------
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_default_server_context_is_mozilla_intermediate(pki: PKI) -> None:
+    """What a server built from a bare description asks OpenSSL for (docs/hardening.md's table)."""
+    endpoint = securesock.serverFromString(reactor, serverDescription(pki))
+    context = endpoint.creator.context  # type: ignore[attr-defined]
+    options = context.set_options(0)  # adds nothing; returns the options in force
+    for name in ("OP_NO_COMPRESSION", "OP_NO_RENEGOTIATION", "OP_CIPHER_SERVER_PREFERENCE"):
+        assert options & getattr(SSL, name), f"{name} is not set"
+    assert not options & getattr(SSL, "OP_ALLOW_UNSAFE_LEGACY_RENEGOTIATION", 0)
+    suites = SSL.Connection(context).get_cipher_list()
+    tls12 = [s for s in suites if not s.startswith("TLS_")]
+    assert tls12 and all(_TLS12_GOOD_OPENSSL.match(s) for s in tls12), tls12
+    assert {s for s in suites if s.startswith("TLS_")} == _TLS13_GOOD
+
+
+def test_docs_table_says_what_the_code_does() -> None:
+    """Each row of the Mozilla table in docs/hardening.md: (setting, our default, Mozilla's value)."""
+    text = (ROOT / "docs" / "hardening.md").read_text()
+    rows = {
+        cells[0]: cells[1:]
+        for line in text.splitlines()
+        if line.startswith("| ") and len(cells := [c.strip() for c in line.strip("|").split(" | ")]) == 3
+    }
+    assert rows["setting"] == ["securesock default", "Mozilla intermediate 5.7"]
+    assert rows["protocol versions"][0].startswith("TLS 1.2, TLS 1.3 (`protocols=TLS1_2+TLS1_3`)")
+    assert rows["protocol versions"][1] == "TLS 1.2, TLS 1.3"
+    assert "all forward secret and AEAD" in rows["TLS 1.2 cipher suites"][0]
+    assert len(INTERMEDIATE_CIPHERS.split(":")) == 9 and "nine" in rows["TLS 1.2 cipher suites"][1]
+    assert rows["TLS compression"][0].startswith("off (`OP_NO_COMPRESSION`")
+    assert rows["cipher order"][0].startswith("the server's (`OP_CIPHER_SERVER_PREFERENCE`)")
+    assert "`OP_NO_RENEGOTIATION`" in rows["renegotiation"][0]
+    assert rows["legacy (insecure) renegotiation"] == [
+        "never (OpenSSL 3+ refuses it unless explicitly allowed)",
+        "never",
+    ]
+
+
+def _tls12With(port: int, cafile: str, ciphers: str) -> tuple[str, str, int] | None:
+    context = ssl.create_default_context(cafile=cafile)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(ciphers)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            return tls.cipher()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_server_chooses_the_suite(pki: PKI) -> None:
+    """
+    OP_CIPHER_SERVER_PREFERENCE, seen by a client: offered AES-256 first, the
+    server still picks its own first choice, AES-128 (INTERMEDIATE_CIPHERS).
+    """
+    port = await listen(serverDescription(pki))
+    try:
+        offered = "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256"
+        chosen = await deferToThread(_tls12With, port.getHost().port, pki.ca_pem, offered)
+        assert chosen is not None and chosen[0] == "ECDHE-ECDSA-AES128-GCM-SHA256", chosen
+    finally:
+        await port.stopListening()
 
 
 # --- sslyze ------------------------------------------------------------------------

@@ -10,8 +10,11 @@ from __future__ import annotations
 import ftplib
 import imaplib
 import poplib
+import re
 import smtplib
+import socket
 import ssl
+import time
 from typing import Any
 
 import pytest
@@ -227,5 +230,95 @@ async def test_ftplib_against_the_ftp_dialect(pki: PKI, tmp_path: Any) -> None:
         assert welcome == "220 localhost FTP ready; AUTH TLS required"
         assert version == "TLSv1.3"
         assert login.startswith("230") and directory == "/"
+    finally:
+        await port.stopListening()
+
+
+# --- one greeting: the application's own is not sent again after TLS --------
+
+
+def _readUntil(sock: Any, done: re.Pattern[bytes], timeout: float = 10) -> bytes:
+    """Bytes from C{sock} until they match C{done} (bounded in time and size)."""
+    data = b""
+    deadline = time.monotonic() + timeout
+    while done.search(data) is None:
+        if time.monotonic() > deadline or len(data) > 65536:
+            raise AssertionError(f"no complete reply within {timeout} s: {data!r}")
+        chunk = sock.recv(4096)
+        if not chunk:
+            raise AssertionError(f"closed after {data!r}")
+        data += chunk
+    return data
+
+
+def upgradedExchange(
+    pki: PKI, port: int, exchange: list[tuple[bytes, bytes]], after: bytes, reply: bytes
+) -> tuple[list[bytes], bytes]:
+    """
+    Blocking, with Python's ssl module as the TLS client: the plaintext
+    C{exchange} (what to send, the regex ending its reply; the first sends
+    nothing and reads the greeting), TLS, then C{after}: what came back first.
+    """
+    plain: list[bytes] = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        for send, ending in exchange:
+            if send:
+                raw.sendall(send)
+            plain.append(_readUntil(raw, re.compile(ending, re.MULTILINE)))
+        with context(pki).wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(after)
+            return plain, _readUntil(tls, re.compile(reply, re.MULTILINE))
+
+
+def _ftpFactory(root: str) -> Factory:
+    return ftp.FTPFactory(Portal(ftp.FTPRealm(root), [AllowAnonymousAccess()]))
+
+
+# dialect -> (the application, the plaintext exchange, a command after TLS, its reply's pattern, how it must start)
+ONE_GREETING: dict[str, tuple[Any, list[tuple[bytes, bytes]], bytes, bytes, bytes]] = {
+    "smtp": (
+        lambda root: esmtpFactory(Mailbox()),
+        [(b"", rb"^220 .*\n"), (b"EHLO c.example\r\n", rb"^250 .*\n"), (b"STARTTLS\r\n", rb"^220 .*\n")],
+        b"EHLO c.example\r\n",
+        rb"^250 .*\n",
+        b"250 localhost Hello",
+    ),
+    "imap": (
+        lambda root: Factory.forProtocol(imap4.IMAP4Server),
+        [(b"", rb"^\* OK .*\n"), (b"a1 STARTTLS\r\n", rb"^a1 .*\n")],
+        b"a2 NOOP\r\n",
+        rb"^a2 .*\n",
+        b"a2 OK NOOP",
+    ),
+    "pop3": (
+        lambda root: Factory.forProtocol(pop3.POP3),
+        [(b"", rb"^\+OK .*\n"), (b"STLS\r\n", rb"^\+OK .*\n")],
+        b"CAPA\r\n",
+        rb"^\.\r\n",
+        b"+OK I can do the following:",
+    ),
+    "ftp": (
+        _ftpFactory,
+        [(b"", rb"^220 .*\n"), (b"AUTH TLS\r\n", rb"^234 .*\n")],
+        b"FEAT\r\n",
+        rb"^211 .*\n",
+        b"211-Features:",
+    ),
+}
+
+
+@pytest.mark.parametrize("dialect", sorted(ONE_GREETING))
+@pytest_twisted.ensureDeferred
+async def test_the_application_does_not_greet_again(pki: PKI, dialect: str, tmp_path: Any) -> None:
+    # Twisted's servers greet in connectionMade; the client already had the dialect's greeting
+    # (RFC 3207 4.2, RFC 3501 6.2.1, RFC 2595 4, RFC 4217 6): the first bytes after TLS must answer our command.
+    application, exchange, after, ending, starts = ONE_GREETING[dialect]
+    port = await listenStartTLS(pki, dialect, application(str(tmp_path)))
+    try:
+        plain, first = await deferToThread(
+            upgradedExchange, pki, port.getHost().port, exchange, after, ending
+        )
+        assert b"localhost" in plain[0] and b"required" in plain[0]  # the dialect's greeting, in plaintext
+        assert first.startswith(starts), first
     finally:
         await port.stopListening()

@@ -8,7 +8,9 @@ The application behind the client endpoint only ever sees TLS.
 
 from __future__ import annotations
 
+import glob
 import os
+import re
 import shutil
 import socket
 import struct
@@ -34,7 +36,7 @@ from twisted.protocols.basic import LineOnlyReceiver
 import securesock
 from securesock import TLSUpgrade
 
-from ..conftest import PKI
+from ..conftest import PKI, REQUIRE_INTEROP, requireTool
 from ..starttlspeers import clientDescription
 from .test_starttls_python import Mailbox, esmtpFactory
 
@@ -47,10 +49,10 @@ def freePort() -> int:
         return int(s.getsockname()[1])
 
 
-def _waitForPort(port: int, process: subprocess.Popen[bytes], seconds: float) -> None:
+def _waitForPort(port: int, process: subprocess.Popen[bytes] | None, seconds: float) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
-        if process.poll() is not None:
+        if process is not None and process.poll() is not None:
             raise RuntimeError(
                 f"the server exited: {process.stderr.read().decode() if process.stderr else ''}"
             )
@@ -217,10 +219,175 @@ async def test_imap_client_against_twisted_imap4_with_starttls(pki: PKI) -> None
         await port.stopListening()
 
 
+# --- Dovecot: a real IMAP and POP3 server with STARTTLS/STLS required ----------
+
+_DOVECOT_CONF = """\
+protocols = imap pop3
+listen = 127.0.0.1
+base_dir = {root}/run
+state_dir = {root}/state
+log_path = {root}/log
+ssl = required
+ssl_cert = <{root}/server.crt
+ssl_key = <{root}/server.key
+disable_plaintext_auth = yes
+auth_mechanisms = plain
+mail_location = maildir:{root}/home/%u/Maildir
+{users}
+service imap-login {{
+  inet_listener imap {{
+    port = {imap}
+  }}
+  inet_listener imaps {{
+    port = 0
+  }}
+}}
+service pop3-login {{
+  inet_listener pop3 {{
+    port = {pop3}
+  }}
+  inet_listener pop3s {{
+    port = 0
+  }}
+}}
+passdb {{
+  driver = static
+  args = password=secret
+}}
+userdb {{
+  driver = static
+  args = uid={uid} gid={gid} home={root}/home/%u
+}}
+"""
+
+
+def _waitForGreeting(port: int, word: bytes, seconds: float) -> None:
+    """Until the server's greeting says C{word} (Dovecot says "Waiting for authentication process" first)."""
+    deadline = time.monotonic() + seconds
+    greeting = b""
+    while time.monotonic() < deadline:
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as probe:
+            greeting = probe.recv(1024)
+        if word in greeting:
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"port {port} still greets with {greeting!r} after {seconds} s")
+
+
+def dovecotTool() -> str:
+    """Dovecot's master program (in /usr/sbin, which a user's PATH may lack)."""
+    found = shutil.which("dovecot") or (
+        "/usr/sbin/dovecot" if os.access("/usr/sbin/dovecot", os.X_OK) else None
+    )
+    return found or requireTool("dovecot")
+
+
+@asynccontextmanager
+async def dovecot(pki: PKI) -> AsyncIterator[tuple[int, int]]:
+    """A throw-away Dovecot on loopback (IMAP and POP3 ports, TLS required before login); stopped by PID."""
+    program = dovecotTool()
+    root = tempfile.mkdtemp(prefix="securesock-dovecot-", dir="/tmp")  # short: Dovecot's sockets live here
+    imapPort, pop3Port = freePort(), freePort()
+    for name in ("server.crt", "server.key"):
+        shutil.copy(pki.path(name), os.path.join(root, name))
+    os.makedirs(os.path.join(root, "home"))
+    if os.geteuid() == 0:
+        users, uid, gid = "", "nobody", "nogroup"  # mail processes run as nobody: let them in
+        os.chmod(root, 0o755)
+        os.chmod(os.path.join(root, "home"), 0o777)
+    else:
+        import getpass
+
+        me = getpass.getuser()
+        users = f"default_internal_user = {me}\ndefault_login_user = {me}"
+        uid, gid = str(os.getuid()), str(os.getgid())
+    conf = os.path.join(root, "dovecot.conf")
+    with open(conf, "w") as f:
+        f.write(_DOVECOT_CONF.format(root=root, users=users, imap=imapPort, pop3=pop3Port, uid=uid, gid=gid))
+    try:
+        async with serverProcess([program, "-F", "-c", conf], imapPort):
+            await deferToThread(_waitForPort, pop3Port, None, 20)
+            await deferToThread(_waitForGreeting, imapPort, b"ready.", 20)
+            yield imapPort, pop3Port
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest_twisted.ensureDeferred
+async def test_imap_client_against_dovecot(pki: PKI) -> None:
+    async with dovecot(pki) as (imapPort, _):
+        endpoint = securesock.clientFromString(
+            reactor, clientDescription(pki, imapPort, "imap", ":hostname=localhost")
+        )
+        conversation = Conversation([b"t1 CAPABILITY", b"t2 LOGIN u secret", b"t3 LOGOUT"], b"t")
+        await endpoint.connect(Factory.forProtocol(lambda: conversation))
+        assert ISSLTransport.providedBy(conversation.transport)
+        answers = await conversation.done
+    # Over TLS Dovecot no longer offers STARTTLS, and accepts a plaintext-password LOGIN
+    # (disable_plaintext_auth refuses it before TLS).
+    assert answers[0].startswith(b"* CAPABILITY IMAP4rev1") and b"STARTTLS" not in answers[0]
+    assert answers[0].find(b"LOGINDISABLED") < 0
+    assert any(answer.startswith(b"t2 OK") for answer in answers), answers
+    assert answers[-1].startswith(b"t3 OK")
+
+
+@pytest_twisted.ensureDeferred
+async def test_pop3_client_against_dovecot(pki: PKI) -> None:
+    async with dovecot(pki) as (_, pop3Port):
+        endpoint = securesock.clientFromString(
+            reactor, clientDescription(pki, pop3Port, "pop3", ":hostname=localhost")
+        )
+        conversation = Conversation([b"USER u", b"PASS secret", b"STAT", b"QUIT"], b"")  # one line per answer
+        await endpoint.connect(Factory.forProtocol(lambda: conversation))
+        assert ISSLTransport.providedBy(conversation.transport)
+        answers = await conversation.done
+    # Dovecot refuses USER in plaintext (disable_plaintext_auth): "+OK" here proves TLS.
+    assert answers[0] == b"+OK" and answers[1] == b"+OK Logged in."
+    assert answers[2] == b"+OK 0 0" and answers[3].startswith(b"+OK Logging out")
+
+
+@pytest.mark.parametrize(
+    ("index", "words"), [(0, "an IMAP server's greeting"), (1, "a POP3 server's greeting")]
+)
+@pytest_twisted.ensureDeferred
+async def test_tls_client_on_dovecots_starttls_ports(pki: PKI, index: int, words: str) -> None:
+    async with dovecot(pki) as ports:
+        endpoint = securesock.clientFromString(
+            reactor, f"tls:127.0.0.1:{ports[index]}:trustRoots={pki.ca_pem}"
+        )
+        with pytest.raises(securesock.TLSHandshakeError) as caught:
+            await endpoint.connect(Factory.forProtocol(Protocol))
+    dialect = ("imap", "pop3")[index]
+    assert ("it sent '* OK ", "it sent '+OK ")[index] in str(caught.value)
+    assert f"which looks like {words}" in str(caught.value)
+    assert f"connect with starttls:HOST:PORT:dialect={dialect}" in str(caught.value)
+
+
 # --- PostgreSQL (optional: needs a PostgreSQL server installed) -------------
 
 
-def _postgresCluster(pki: PKI, port: int) -> tuple[str, list[str]]:
+def postgresTool(name: str) -> str:
+    """
+    A PostgreSQL server program: on PATH, or where Debian's postgresql
+    package puts it (/usr/lib/postgresql/VERSION/bin, not on PATH).  Skips,
+    or fails under SECURESOCK_REQUIRE_INTEROP=1, when none is installed.
+    """
+    found = shutil.which(name)
+    if found is None:
+        versions = sorted(
+            glob.glob(f"/usr/lib/postgresql/*/bin/{name}"),
+            key=lambda path: [int(part) for part in re.findall(r"\d+", path)],
+        )
+        found = versions[-1] if versions else None
+    if found is None:
+        message = f"no PostgreSQL server installed ({name}; Debian: postgresql, see .ci/install)"
+        if REQUIRE_INTEROP:
+            pytest.fail(f"{message}, and SECURESOCK_REQUIRE_INTEROP=1 requires it")
+        pytest.skip(message)
+    return found
+
+
+def _postgresCluster(pki: PKI, port: int, initdb: str, pgctl: str) -> tuple[str, list[str]]:
     """initdb a throw-away cluster with ssl=on and only hostssl connections; start it."""
     root = tempfile.mkdtemp(prefix="securesock-pg-", dir="/tmp")
     data = os.path.join(root, "data")
@@ -228,7 +395,7 @@ def _postgresCluster(pki: PKI, port: int) -> tuple[str, list[str]]:
     if asUser:
         shutil.chown(root, "postgres", "postgres")
     subprocess.run(
-        [*asUser, "initdb", "-D", data, "-A", "trust", "-U", "postgres"],
+        [*asUser, initdb, "-D", data, "-A", "trust", "-U", "postgres"],
         check=True,
         capture_output=True,
         timeout=120,
@@ -245,12 +412,12 @@ def _postgresCluster(pki: PKI, port: int) -> tuple[str, list[str]]:
     with open(os.path.join(data, "pg_hba.conf"), "w") as hba:
         hba.write("hostssl all all 127.0.0.1/32 trust\n")
     subprocess.run(
-        [*asUser, "pg_ctl", "-D", data, "-l", os.path.join(root, "log"), "-w", "-t", "60", "start"],
+        [*asUser, pgctl, "-D", data, "-l", os.path.join(root, "log"), "-w", "-t", "60", "start"],
         check=True,
         capture_output=True,
         timeout=90,
     )
-    return root, [*asUser, "pg_ctl", "-D", data, "-m", "immediate", "-w", "stop"]
+    return root, [*asUser, pgctl, "-D", data, "-m", "immediate", "-w", "stop"]
 
 
 class PostgresQuery(Protocol):
@@ -281,14 +448,11 @@ class PostgresQuery(Protocol):
 
 @pytest_twisted.ensureDeferred
 async def test_postgres_client_against_postgresql(pki: PKI) -> None:
-    if shutil.which("initdb") is None or shutil.which("pg_ctl") is None:
-        pytest.skip(
-            "no PostgreSQL server installed (initdb, pg_ctl): the postgres client dialect is tested against securesock's own server"
-        )
-    if os.geteuid() == 0 and shutil.which("runuser") is None:
-        pytest.skip("running as root without runuser: PostgreSQL refuses to run as root")
+    initdb, pgctl = postgresTool("initdb"), postgresTool("pg_ctl")
+    if os.geteuid() == 0:
+        requireTool("runuser")  # PostgreSQL refuses to run as root
     port = freePort()
-    root, stop = await deferToThread(_postgresCluster, pki, port)
+    root, stop = await deferToThread(_postgresCluster, pki, port, initdb, pgctl)
     try:
         endpoint = securesock.clientFromString(
             reactor, clientDescription(pki, port, "postgres", ":hostname=localhost")

@@ -20,7 +20,7 @@ from securesock.dialects import NEGOTIATED
 
 from ..conftest import PKI, REQUIRE_INTEROP, requireTool
 from ..peers import listen, run
-from ..starttlspeers import listenStartTLS
+from ..starttlspeers import LogCapture, listenStartTLS
 from .test_starttls_python import Mailbox, esmtpFactory
 
 pytestmark = pytest.mark.interop
@@ -164,5 +164,49 @@ async def test_curl_plain_http_to_a_tls_port_gets_400(pki: PKI) -> None:
         assert done.returncode == 0, done.stderr.decode()
         assert output.startswith("HTTP/1.1 400 Bad Request")
         assert "a plain HTTP request was sent to a port that speaks TLS (use https://)" in output
+    finally:
+        await port.stopListening()
+
+
+@pytest.mark.parametrize(
+    ("dialect", "words"),
+    [
+        ("xmpp", "which looks like an XMPP stream header"),
+        ("ldap", "which looks like an LDAP StartTLS request"),
+        ("postgres", "which looks like a PostgreSQL SSLRequest"),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_openssl_starttls_client_to_a_tls_port_is_logged(pki: PKI, dialect: str, words: str) -> None:
+    # The server logs while reading the client's first bytes, before it closes. Clients that speak first in plaintext (XMPP, LDAP, PostgreSQL), pointed at an implicit-TLS port.
+    openssl = requireTool("openssl")
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}")
+    try:
+        args = [openssl, "s_client", "-connect", f"127.0.0.1:{port.getHost().port}", "-starttls", dialect]
+        args += ["-CAfile", pki.ca_pem, "-verify_return_error", "-brief"]
+        with LogCapture() as logs:
+            done = await run(args, input=b"", timeout=20)
+        assert done.returncode != 0
+        logged = logs.text()
+        assert words in logged, logged
+        assert "this port speaks TLS from the first byte" in logged
+        assert f"listen with starttls:...:dialect={dialect}; closed" in logged
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_psql_to_a_tls_port_is_logged(pki: PKI) -> None:
+    psql = requireTool("psql")
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}")
+    try:
+        conninfo = (
+            f"host=127.0.0.1 port={port.getHost().port} user=x dbname=x sslmode=require connect_timeout=10"
+        )
+        with LogCapture() as logs:
+            done = await run([psql, conninfo, "-c", "select 1"], timeout=30)
+        assert done.returncode != 0
+        assert "which looks like a PostgreSQL SSLRequest" in logs.text()
+        assert "listen with starttls:...:dialect=postgres; closed" in logs.text()
     finally:
         await port.stopListening()

@@ -1,0 +1,242 @@
+"""
+docs/performance.md and docs/performance.png from bench/run.py's results.
+
+    python3 bench/report.py bench/results.json     # rewrite the docs only
+
+Every figure: median of the runs, with min-max; "vs ssl:" is the median of
+the run-by-run ratios against Twisted's ``ssl:`` endpoint (above 1: better
+than Twisted).  The targets of issue #6 are checked here, from the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import sys
+from pathlib import Path
+from typing import Any
+
+# figure name -> (metric, unit, True when lower is better)
+MAIN = [
+    ("cpu_us_per_op", "server CPU µs / handshake", True),
+    ("per_second", "handshakes/s", False),
+]
+BULK = [("cpu_us_per_op", "server CPU s / GB (×10⁶ µs)", True), ("mb_per_s", "MB/s", False)]
+ECHO = [
+    ("cpu_us_per_op", "server CPU µs / request", True),
+    ("req_per_s", "req/s", False),
+    ("p50_us", "p50 µs", True),
+    ("p99_us", "p99 µs", True),
+]
+TTFB = [
+    ("p50_ms", "p50 ms", True),
+    ("p99_ms", "p99 ms", True),
+    ("cpu_us_per_op", "server CPU µs / connection", True),
+]
+METRICS: dict[str, list[tuple[str, str, bool]]] = {
+    "full": MAIN,
+    "resumed": [*MAIN, ("resumed_pct", "% resumed", False)],
+    "bulk": BULK,
+    "echo": ECHO,
+    "TTFB": TTFB,
+    "idle": [("kib_per_conn", "KiB / connection", True)],
+    "relay: bulk": BULK,
+    "relay: echo": ECHO,
+}
+
+
+def metricsFor(figure: str) -> list[tuple[str, str, bool]]:
+    for prefix, metrics in METRICS.items():
+        if figure.startswith(prefix):
+            return metrics
+    return []
+
+
+def series(runs: list[dict[str, float]], metric: str) -> list[float]:
+    return [r[metric] for r in runs if metric in r and not math.isnan(r[metric])]
+
+
+def cell(values: list[float]) -> str:
+    if not values:
+        return "—"
+    median = statistics.median(values)
+    digits = 0 if median >= 100 else 1 if median >= 10 else 2
+    return f"{median:,.{digits}f} ({min(values):,.{digits}f}–{max(values):,.{digits}f})"
+
+
+def ratio(
+    figure: dict[str, list[dict[str, float]]], kind: str, base: str, metric: str, lower: bool
+) -> float | None:
+    """Median of the run-by-run ratios kind : base, oriented so that above 1 is better."""
+    mine, theirs = figure.get(kind, []), figure.get(base, [])
+    pairs = []
+    for a, b in zip(mine, theirs, strict=False):
+        if metric in a and metric in b and a[metric] > 0 and b[metric] > 0:
+            pairs.append(b[metric] / a[metric] if lower else a[metric] / b[metric])
+    return statistics.median(pairs) if pairs else None
+
+
+def table(results: dict[str, Any]) -> list[str]:
+    lines = []
+    for figure, byKind in results.items():
+        metrics = metricsFor(figure)
+        kinds = list(byKind)
+        base = "twisted" if "twisted" in byKind else "stunnel"
+        lines += [f"### {figure}", ""]
+        header = "| metric | " + " | ".join(kinds) + f" | securesock vs {base} |"
+        lines += [header, "|---" * (len(kinds) + 2) + "|"]
+        mine = "securesock" if "securesock" in byKind else "twistd securesock"
+        for metric, label, lower in metrics:
+            if not any(series(byKind[k], metric) for k in kinds):
+                continue
+            r = ratio(byKind, mine, base, metric, lower) if metric != "resumed_pct" else None
+            cells = [cell(series(byKind[k], metric)) for k in kinds]
+            if metric == "cpu_us_per_op" and figure.startswith(("bulk", "relay: bulk")):
+                label = "server CPU ms / GB"
+                cells = [cell([v / 1e3 for v in series(byKind[k], metric)]) for k in kinds]
+            lines.append(f"| {label} | " + " | ".join(cells) + f" | {'—' if r is None else f'{r:.2f}×'} |")
+        lines.append("")
+    return lines
+
+
+def median(results: dict[str, Any], figure: str, kind: str, metric: str) -> float | None:
+    values = series(results.get(figure, {}).get(kind, []), metric)
+    return statistics.median(values) if values else None
+
+
+def targets(results: dict[str, Any]) -> list[str]:
+    """Issue #6's targets, each checked against this run."""
+    rows: list[tuple[str, str, bool | None]] = []
+
+    def check(name: str, value: float | None, goal: float, higher: bool = True, unit: str = "×") -> None:
+        if value is None:
+            rows.append((name, "not measured", None))
+            return
+        reached = value >= goal if higher else value <= goal
+        rows.append((name, f"{value:.2f}{unit} (target {'≥' if higher else '≤'} {goal}{unit})", reached))
+
+    def r(
+        figure: str, metric: str = "cpu_us_per_op", kind: str = "securesock", base: str = "twisted"
+    ) -> float | None:
+        return ratio(results.get(figure, {}), kind, base, metric, True)
+
+    for figure in results:
+        if figure.startswith("full "):
+            check(f"{figure}: handshake CPU vs ssl:", r(figure), 1.25)
+    for figure in results:
+        if figure.startswith("resumed "):
+            check(
+                f"{figure}: clients resumed",
+                median(results, figure, "securesock", "resumed_pct"),
+                95,
+                unit="%",
+            )
+    full12 = median(results, "full ecdsa TLS1.2", "twisted", "cpu_us_per_op")
+    res12 = median(results, "resumed ecdsa TLS1.2", "securesock", "cpu_us_per_op")
+    check(
+        "resumed TLS 1.2 (ours) vs full TLS 1.2 (ssl:), CPU",
+        full12 / res12 if full12 and res12 else None,
+        2.0,
+    )
+    fullRSA = median(results, "full rsa TLS1.3", "securesock", "cpu_us_per_op")
+    resRSA = median(results, "resumed rsa TLS1.3", "securesock", "cpu_us_per_op")
+    check("resumed vs full TLS 1.3, RSA-2048, CPU", fullRSA / resRSA if fullRSA and resRSA else None, 1.5)
+    fullEC = median(results, "full ecdsa TLS1.3", "securesock", "cpu_us_per_op")
+    resEC = median(results, "resumed ecdsa TLS1.3", "securesock", "cpu_us_per_op")
+    if fullEC and resEC:
+        rows.append(("resumed vs full TLS 1.3, ECDSA, CPU (report only)", f"{fullEC / resEC:.2f}×", None))
+    ours = median(results, "TTFB at 300 conn/s", "securesock", "p99_ms")
+    theirs = median(results, "TTFB at 300 conn/s", "stunnel", "p99_ms")
+    check("TTFB p99 vs stunnel", ours / theirs if ours and theirs else None, 1.5, higher=False)
+    check("bulk CPU per GB vs ssl: (server sends)", r("bulk server sends"), 1.3)
+    check("bulk CPU per GB vs ssl: (server receives)", r("bulk server receives"), 1.3)
+    check("echo CPU per request vs ssl:", r("echo 100 B, 50 clients"), 1.3)
+    idle = next((f for f in results if f.startswith("idle")), "")
+    mem = median(results, idle, "securesock", "kib_per_conn")
+    base = median(results, idle, "twisted", "kib_per_conn")
+    check("idle memory per connection vs ssl:", mem / base if mem and base else None, 1.0, higher=False)
+    relay = results.get("relay: bulk server sends", {})
+    check("relay MB/s vs stunnel", ratio(relay, "twistd securesock", "stunnel", "mb_per_s", False), 1.5)
+    p99 = median(results, "relay: echo 100 B, 50 clients", "twistd securesock", "p99_us")
+    p99s = median(results, "relay: echo 100 B, 50 clients", "stunnel", "p99_us")
+    check("relay echo p99 vs stunnel", p99 / p99s if p99 and p99s else None, 1.0, higher=False)
+    rows.append(("two workers vs one, handshakes/s", "not measured by this suite (see below)", None))
+    lines = ["| target | this run | reached |", "|---|---|---|"]
+    for name, text, reached in rows:
+        lines.append(f"| {name} | {text} | {'—' if reached is None else 'yes' if reached else '**no**'} |")
+    return lines
+
+
+def chart(results: dict[str, Any], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figures = [f for f in results if "twisted" in results[f] and metricsFor(f)]
+    kinds = ["securesock", "stunnel", "asyncio"]
+    fig, ax = plt.subplots(figsize=(11, 0.45 * len(figures) + 1.8))
+    height = 0.8 / len(kinds)
+    for i, kind in enumerate(kinds):
+        values, labels = [], []
+        for figure in figures:
+            metric, _, lower = metricsFor(figure)[0]
+            if figure.startswith("TTFB"):
+                metric, lower = "p99_ms", True
+            value = ratio(results[figure], kind, "twisted", metric, lower)
+            values.append(value or 0.0)
+            labels.append(figure)
+        ax.barh([y + i * height for y in range(len(figures))], values, height, label=kind)
+    ax.axvline(1.0, color="black", linewidth=0.8)
+    ax.set_yticks([y + height for y in range(len(figures))])
+    ax.set_yticklabels(
+        [f"{f} ({'p99' if f.startswith('TTFB') else metricsFor(f)[0][1]})" for f in figures], fontsize=8
+    )
+    ax.invert_yaxis()
+    ax.set_xlabel("better than Twisted's ssl: endpoint by (×, run-by-run median; 1 = same)")
+    ax.set_title(
+        "securesock, stunnel and asyncio relative to Twisted ssl: (server CPU per operation unless noted)"
+    )
+    ax.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def writeReport(data: dict[str, Any], docs: Path) -> None:
+    results = data["results"]
+    intro = (Path(__file__).with_name("performance_intro.md")).read_text()
+    speed = data.get("openssl_speed", {})
+    load = ", ".join(f"{x:.2f}" for x in data.get("load", ()))
+    lines = [
+        intro.rstrip(),
+        "",
+        "## Results of the last run",
+        "",
+        f"Run on {data['date']} ({data['machine']}; {data['runs']} runs per figure, "
+        f"{data['seconds'] / 60:.1f} minutes{', --quick: smoke-test figures only' if data.get('quick') else ''}). "
+        f"Load average at the end: {load}. **Caveat:** this run shared the machine's two cores with other "
+        "work (test suites of other engineers), so absolute figures are noisy and min-max ranges are wide; "
+        "ratios measured run by run are the more trustworthy figures. Re-run `python3 bench/run.py` on an "
+        "idle machine for publication.",
+        "",
+        "Physical limit on one core (`openssl speed`, Debian's OpenSSL 3.0 — pyOpenSSL's wheel links "
+        "OpenSSL 4.0, so this is indicative): "
+        + ", ".join(f"{k.replace('_', ' ')} {v:,.0f}" for k, v in speed.items())
+        + ".",
+        "",
+        "![ratios against Twisted's ssl: endpoint](performance.png)",
+        "",
+        "### Targets of issue #6, checked against this run",
+        "",
+        *targets(results),
+        "",
+        *table(results),
+    ]
+    (docs / "performance.md").write_text("\n".join(lines) + "\n")
+    chart(results, docs / "performance.png")
+
+
+if __name__ == "__main__":
+    writeReport(json.loads(Path(sys.argv[1]).read_text()), Path(__file__).resolve().parent.parent / "docs")

@@ -1,0 +1,476 @@
+"""
+The benchmark suite: securesock against Twisted's own ``ssl:`` endpoint,
+stunnel and asyncio + the standard library's ssl, in one run.
+
+    python3 -m pip install -r bench/requirements.txt   # matplotlib
+    python3 bench/run.py [--quick] [--runs N] [--no-docs]
+
+Needs gcc, libssl-dev, openssl, stunnel4 and taskset (Debian: util-linux).
+Every server runs pinned to core 0, every load generator (bench/loadgen.c,
+``openssl s_time``) to core 1; everything is on 127.0.0.1.  Server CPU per
+operation comes from /proc/PID/stat (user + system time of the server
+process, threads included).  Each figure is the median of RUNS runs, with
+min-max; the ratio against Twisted's ``ssl:`` is taken run by run (the
+servers take turns inside each run) before the median.
+
+Writes bench/results.json, docs/performance.md (from the results and the
+issue's targets) and docs/performance.png.  The whole suite takes about
+8 minutes (--quick: about 2, for a smoke test; its figures are not for
+publication).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+BENCH = ROOT / "bench"
+sys.path.insert(0, str(ROOT))
+
+from securesock._devca import certificatePEM, issue, keyPEM, makeAuthority  # noqa: E402
+
+SERVER_CORE = "0"
+CLIENT_CORE = "1"
+KINDS = ("securesock", "twisted", "stunnel", "asyncio")
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+# ---- processes ---------------------------------------------------------------
+
+
+def cpuSeconds(pid: int) -> float:
+    """User + system CPU time of a process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+def settledRSS(pid: int) -> int:
+    last = rss(pid)
+    for _ in range(20):  # at most 5 s
+        time.sleep(0.25)
+        now = rss(pid)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+def freePort() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def waitPort(port: int, process: subprocess.Popen[bytes], seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{process.args} exited with status {process.returncode}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise RuntimeError(f"nothing listens on port {port} after {seconds} s")
+
+
+def _moreFiles() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 8192), hard), hard))
+
+
+def pinned(core: str, args: Sequence[str]) -> list[str]:
+    return ["taskset", "-c", core, *args]
+
+
+class Server:
+    """A TLS server of one kind, pinned to the server core; stopped by its PID."""
+
+    def __init__(self, kind: str, cert: Path, key: Path, work: Path, loadgen: Path) -> None:
+        self.kind = kind
+        self.extra: list[subprocess.Popen[bytes]] = []
+        log = open(work / f"{kind}-{time.monotonic_ns()}.log", "wb")
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        if kind in ("securesock", "twisted", "asyncio"):
+            self.process = subprocess.Popen(
+                pinned(
+                    SERVER_CORE, [sys.executable, str(BENCH / "servers.py"), kind, "0", str(cert), str(key)]
+                ),
+                stdout=subprocess.PIPE,
+                stderr=log,
+                env=env,
+                preexec_fn=_moreFiles,
+            )
+            assert self.process.stdout is not None
+            line = self.process.stdout.readline().decode()
+            if not line.startswith("READY"):
+                raise RuntimeError(f"{kind} server did not start: {line!r}")
+            self.port = int(line.split()[1])
+            return
+        backend = subprocess.Popen(
+            pinned(CLIENT_CORE, [str(loadgen), "backend", "0"]), stdout=subprocess.PIPE, preexec_fn=_moreFiles
+        )
+        self.extra.append(backend)
+        assert backend.stdout is not None
+        backendPort = int(backend.stdout.readline().split()[1])
+        self.port = freePort()
+        if kind == "stunnel":
+            config = work / f"stunnel-{self.port}.conf"
+            config.write_text(
+                f"foreground = yes\npid =\ndebug = 3\n[bench]\naccept = 127.0.0.1:{self.port}\n"
+                f"connect = 127.0.0.1:{backendPort}\ncert = {cert}\nkey = {key}\n"
+            )
+            args = [shutil.which("stunnel4") or "stunnel", str(config)]
+        elif kind == "relay":
+            args = [
+                sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", f"--logfile={work}/relay.log",
+                "securesock", "--listen",
+                f"tls:{self.port}:interface=127.0.0.1:certificate={cert}:privateKey={key}:"
+                "maxHandshakes=100000:handshakeTimeout=600:backlog=4096",
+                "--connect", f"tcp:127.0.0.1:{backendPort}",
+            ]  # fmt: skip
+        else:
+            raise ValueError(kind)
+        self.process = subprocess.Popen(
+            pinned(SERVER_CORE, args), stdout=log, stderr=log, env=env, cwd=work, preexec_fn=_moreFiles
+        )
+        waitPort(self.port, self.process)
+
+    @property
+    def pid(self) -> int:
+        return self.process.pid  # taskset execs the server: the same PID
+
+    def stop(self) -> None:
+        for process in [self.process, *self.extra]:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(10)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait(10)
+
+
+@contextmanager
+def servers(
+    kinds: Sequence[str], cert: Path, key: Path, work: Path, loadgen: Path
+) -> Iterator[dict[str, Server]]:
+    started: dict[str, Server] = {}
+    try:
+        for kind in kinds:
+            started[kind] = Server(kind, cert, key, work, loadgen)
+        time.sleep(0.3)
+        yield started
+    finally:
+        for server in started.values():
+            server.stop()
+
+
+def client(args: Sequence[str], timeout: float = 120, env: dict[str, str] | None = None) -> str:
+    result = subprocess.run(
+        pinned(CLIENT_CORE, args),
+        capture_output=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        preexec_fn=_moreFiles,
+    )
+    if result.returncode != 0:
+        raise RuntimeError(
+            f"{args[0]} {args[1]} failed ({result.returncode}): {result.stderr.decode()[-500:]}"
+        )
+    return result.stdout.decode()
+
+
+def measured(
+    server: Server, load: Callable[..., tuple[float, dict[str, float]]], *args: Any
+) -> dict[str, float]:
+    """Run C{load(*args)} against a server: its figures plus server CPU microseconds per operation."""
+    before = cpuSeconds(server.pid)
+    operations, figures = load(*args)
+    spent = cpuSeconds(server.pid) - before
+    figures["cpu_us_per_op"] = spent / operations * 1e6 if operations else float("nan")
+    return figures
+
+
+# ---- loads -------------------------------------------------------------------
+
+
+def sTime(port: int, seconds: int, version: str, reuse: bool, www: bool) -> tuple[float, dict[str, float]]:
+    args = ["openssl", "s_time", "-connect", f"127.0.0.1:{port}", "-time", str(seconds), f"-tls{version}"]
+    args += ["-reuse" if reuse else "-new"]
+    if www:
+        args += ["-www", "/"]
+    out = client(args, timeout=seconds * 4 + 30)
+    found = re.findall(r"^(\d+) connections in ([\d.]+) real seconds", out, re.M)
+    if not found:
+        raise RuntimeError(f"s_time printed no result:\n{out[-500:]}")
+    count, real = int(found[-1][0]), float(found[-1][1])
+    figures = {"per_second": count / max(real, 1e-9)}
+    if reuse:
+        # s_time prints one character per connection: 'r' resumed, else the version number or '*'.
+        marks = "".join(line for line in out.splitlines() if re.fullmatch(r"[r*0-9]+", line))
+        timed = marks[1:] if marks else ""  # the first connection makes the session
+        figures["resumed_pct"] = 100.0 * timed.count("r") / max(len(timed), 1)
+    return count, figures
+
+
+def bulk(loadgen: Path, port: int, direction: str, size: int) -> tuple[float, dict[str, float]]:
+    out = client([str(loadgen), direction, str(port), str(size)])
+    found = re.search(r"bytes (\d+) seconds ([\d.]+)", out)
+    assert found, out
+    return size / 1e9, {"mb_per_s": int(found.group(1)) / float(found.group(2)) / 1e6}
+
+
+def echo(loadgen: Path, port: int, seconds: float) -> tuple[float, dict[str, float]]:
+    out = client([str(loadgen), "echo", str(port), "50", str(seconds), "100"], timeout=seconds * 4 + 30)
+    found = re.search(r"requests (\d+) seconds ([\d.]+) p50_us ([\d.]+) p99_us ([\d.]+) failed (\d+)", out)
+    assert found, out
+    requests = int(found.group(1))
+    return requests, {
+        "req_per_s": requests / float(found.group(2)),
+        "p50_us": float(found.group(3)),
+        "p99_us": float(found.group(4)),
+    }
+
+
+def ttfb(loadgen: Path, port: int, seconds: float, rate: int = 300) -> tuple[float, dict[str, float]]:
+    out = client([str(loadgen), "ttfb", str(port), str(rate), str(seconds), "16"], timeout=seconds * 4 + 30)
+    found = re.search(r"connections (\d+) p50_us ([\d.]+) p99_us ([\d.]+) failed (\d+)", out)
+    assert found, out
+    return int(found.group(1)), {"p50_ms": float(found.group(2)) / 1e3, "p99_ms": float(found.group(3)) / 1e3}
+
+
+def idleMemory(server: Server, loadgen: Path, count: int) -> dict[str, float]:
+    """Server RSS growth per idle TLS connection (handshake done, one echo, then quiet)."""
+    warm = subprocess.Popen(
+        pinned(CLIENT_CORE, [str(loadgen), "idle", str(server.port), "50"]),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        preexec_fn=_moreFiles,
+    )
+    assert warm.stdout is not None and warm.stdin is not None
+    warm.stdout.readline()
+    warm.stdin.close()
+    warm.wait(30)
+    before = settledRSS(server.pid)
+    holder = subprocess.Popen(
+        pinned(CLIENT_CORE, [str(loadgen), "idle", str(server.port), str(count)]),
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        preexec_fn=_moreFiles,
+    )
+    assert holder.stdout is not None and holder.stdin is not None
+    try:
+        line = holder.stdout.readline().decode()
+        if not line.startswith("READY"):
+            raise RuntimeError(f"loadgen idle: {line!r}")
+        after = settledRSS(server.pid)
+    finally:
+        holder.stdin.close()
+        holder.wait(60)
+    return {"kib_per_conn": (after - before) / count / 1024}
+
+
+def opensslSpeed(seconds: int) -> dict[str, float]:
+    """The physical limit on one core: signatures/s and AES-128-GCM MB/s (system openssl)."""
+    out = client(["openssl", "speed", "-seconds", str(seconds), "ecdsap256", "rsa2048"], timeout=120)
+    figures: dict[str, float] = {}
+    found = re.search(r"^\s*256 bits ecdsa \(nistp256\)\s+\S+s\s+\S+s\s+([\d.]+)", out, re.M)
+    if found:
+        figures["ecdsa_p256_sign_per_s"] = float(found.group(1))
+    found = re.search(r"^rsa\s+2048 bits\s+\S+s\s+\S+s\s+([\d.]+)", out, re.M)
+    if found:
+        figures["rsa2048_sign_per_s"] = float(found.group(1))
+    out = client(
+        ["openssl", "speed", "-seconds", str(seconds), "-bytes", "16384", "-evp", "aes-128-gcm"], timeout=120
+    )
+    found = re.search(r"^AES-128-GCM\s+([\d.]+)k", out, re.M | re.I)
+    if found:
+        figures["aes128gcm_16k_mb_per_s"] = float(found.group(1)) * 1000 / 1e6
+    return figures
+
+
+# ---- the suite ---------------------------------------------------------------
+
+
+def certificates(work: Path) -> dict[str, tuple[Path, Path]]:
+    ca = makeAuthority("bench root")
+    made = {}
+    for name, keyType in (("ecdsa", "ec"), ("rsa", "rsa")):
+        leaf = issue(ca, ["localhost", "127.0.0.1"], keyType=keyType)
+        cert, key = work / f"{name}.crt", work / f"{name}.key"
+        cert.write_bytes(certificatePEM(leaf.certificate))
+        key.write_bytes(keyPEM(leaf.key))
+        key.chmod(0o600)
+        made[name] = (cert, key)
+    return made
+
+
+def buildLoadgen(work: Path) -> Path:
+    binary = work / "loadgen"
+    subprocess.run(
+        ["gcc", "-O2", "-o", str(binary), str(BENCH / "loadgen.c"), "-lssl", "-lcrypto", "-lpthread"],
+        check=True,
+    )
+    return binary
+
+
+Results = dict[str, dict[str, list[dict[str, float]]]]  # figure -> kind -> one dict per run
+
+
+def record(results: Results, figure: str, kind: str, values: dict[str, float]) -> None:
+    results.setdefault(figure, {}).setdefault(kind, []).append(values)
+    print(f"  {figure:28} {kind:10} " + " ".join(f"{k}={v:.1f}" for k, v in values.items()), flush=True)
+
+
+def runSuite(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    loadgen = buildLoadgen(work)
+    certs = certificates(work)
+    runs, seconds = args.runs, (1 if args.quick else 2)
+    results: Results = {}
+    started = time.monotonic()
+
+    for certName, (cert, key) in certs.items():
+        with servers(KINDS, cert, key, work, loadgen) as running:
+            for _run in range(runs):
+                for kind, server in running.items():
+                    for version in ("1_2", "1_3"):
+                        figure = f"full {certName} TLS{version.replace('_', '.')}"
+                        record(
+                            results,
+                            figure,
+                            kind,
+                            measured(server, sTime, server.port, seconds, version, False, False),
+                        )
+                    for version in ("1_2", "1_3"):
+                        if certName == "rsa" and version == "1_2":
+                            continue
+                        figure = f"resumed {certName} TLS{version.replace('_', '.')}"
+                        record(
+                            results,
+                            figure,
+                            kind,
+                            measured(server, sTime, server.port, seconds, version, True, True),
+                        )
+                    if certName != "ecdsa":
+                        continue
+                    size = (64 if args.quick else 512) * 2**20
+                    record(
+                        results,
+                        "bulk server sends",
+                        kind,
+                        measured(server, bulk, loadgen, server.port, "recv", size),
+                    )
+                    record(
+                        results,
+                        "bulk server receives",
+                        kind,
+                        measured(server, bulk, loadgen, server.port, "send", size),
+                    )
+                    record(
+                        results,
+                        "echo 100 B, 50 clients",
+                        kind,
+                        measured(server, echo, loadgen, server.port, seconds),
+                    )
+                    record(
+                        results,
+                        "TTFB at 300 conn/s",
+                        kind,
+                        measured(server, ttfb, loadgen, server.port, seconds + 1),
+                    )
+        print(f"-- {certName} done after {time.monotonic() - started:.0f} s", flush=True)
+
+    cert, key = certs["ecdsa"]
+    count = 300 if args.quick else 1000
+    for _run in range(runs):
+        for kind in KINDS:
+            with servers([kind], cert, key, work, loadgen) as running:
+                record(
+                    results, f"idle memory, {count} conns", kind, idleMemory(running[kind], loadgen, count)
+                )
+
+    with servers(["relay", "stunnel"], cert, key, work, loadgen) as running:
+        size = (64 if args.quick else 512) * 2**20
+        for _run in range(runs):
+            for kind, server in running.items():
+                name = "twistd securesock" if kind == "relay" else kind
+                record(
+                    results,
+                    "relay: bulk server sends",
+                    name,
+                    measured(server, bulk, loadgen, server.port, "recv", size),
+                )
+                record(
+                    results,
+                    "relay: echo 100 B, 50 clients",
+                    name,
+                    measured(server, echo, loadgen, server.port, seconds),
+                )
+
+    speed = opensslSpeed(1)
+    print(f"-- suite done after {time.monotonic() - started:.0f} s", flush=True)
+    return {
+        "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "quick": bool(args.quick),
+        "runs": runs,
+        "seconds": time.monotonic() - started,
+        "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
+        "load": os.getloadavg(),
+        "openssl_speed": speed,
+        "results": results,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--quick", action="store_true", help="fewer, shorter runs (a smoke test)")
+    parser.add_argument("--runs", type=int, default=None, help="runs per figure (default 5, --quick 2)")
+    parser.add_argument("--no-docs", action="store_true", help="only write bench/results.json")
+    parser.add_argument("--from-json", help="write the docs from an earlier results file, measuring nothing")
+    args = parser.parse_args()
+    args.runs = args.runs or (2 if args.quick else 5)
+    if args.from_json:
+        data = json.loads(Path(args.from_json).read_text())
+    else:
+        for tool in ("gcc", "openssl", "taskset", "stunnel4"):
+            if shutil.which(tool) is None:
+                raise SystemExit(f"bench/run.py needs {tool} (see bench/requirements.txt)")
+        if (os.cpu_count() or 1) < 2:
+            raise SystemExit("bench/run.py needs two cores: one for the servers, one for the load")
+        with tempfile.TemporaryDirectory(prefix="securesock-bench-") as directory:
+            data = runSuite(args, Path(directory))
+        (BENCH / "results.json").write_text(json.dumps(data, indent=1))
+    if not args.no_docs:
+        from report import writeReport  # bench/report.py
+
+        writeReport(data, ROOT / "docs")
+
+
+if __name__ == "__main__":
+    main()

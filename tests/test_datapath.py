@@ -1,0 +1,283 @@
+"""
+The data path of securesock's endpoints with real peers: TCP_NODELAY as
+the kernel reports it (getsockopt), producer/consumer back-pressure, ALPN,
+handshake completion notification and a clean close with close_notify.
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+from typing import Any
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IHandshakeListener, IPushProducer
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.threads import deferToThread
+from zope.interface import implementer
+
+import securesock
+
+from .conftest import PKI
+from .peers import listen
+
+TIMEOUT = 20
+
+
+def kernelNoDelay(transport: Any) -> bool:
+    """TCP_NODELAY of the socket under a (TLS) transport, from getsockopt."""
+    handle = transport.transport.getHandle()  # the TCP transport under the TLS layer
+    return bool(handle.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
+
+
+class Probe(Protocol):
+    """Records the kernel's TCP_NODELAY of its connection, answers and closes."""
+
+    seen: list[bool]
+
+    def connectionMade(self) -> None:
+        self.seen.append(kernelNoDelay(self.transport))
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+def pythonClient(port: int, cafile: str, payload: bytes = b"ping\n", **wrap: Any) -> bytes:
+    context = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost", **wrap) as tls:
+            tls.sendall(payload)
+            reply = b""
+            for _ in range(1000):
+                chunk = tls.recv(65536)
+                if not chunk:
+                    break
+                reply += chunk
+            return reply
+
+
+@pytest.mark.parametrize("option, expected", [("", True), (":noDelay=yes", True), (":noDelay=no", False)])
+@pytest_twisted.ensureDeferred
+async def test_no_delay_on_accepted_sockets(pki: PKI, option: str, expected: bool) -> None:
+    seen: list[bool] = []
+    factory = Factory.forProtocol(type("Seen", (Probe,), {"seen": seen}))
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}{option}", factory)
+    try:
+        assert await deferToThread(pythonClient, port.getHost().port, pki.ca_pem) == b"ping\n"
+    finally:
+        await port.stopListening()
+    assert seen == [expected]
+
+
+class Ask(Protocol):
+    def __init__(self) -> None:
+        self.noDelay: bool | None = None
+        self.done: Deferred[bytes] = Deferred()
+        self.received = b""
+
+    def connectionMade(self) -> None:
+        self.noDelay = kernelNoDelay(self.transport)
+        self.transport.write(b"ping\n")  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.done.callback(self.received)
+
+
+@pytest.mark.parametrize("option, expected", [("", True), (":noDelay=no", False)])
+@pytest_twisted.ensureDeferred
+async def test_no_delay_on_client_sockets(pki: PKI, option: str, expected: bool) -> None:
+    seen: list[bool] = []
+    port = await listen(
+        f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}",
+        Factory.forProtocol(type("Seen", (Probe,), {"seen": seen})),
+    )
+    try:
+        endpoint = securesock.clientFromString(
+            reactor, f"tls:localhost:{port.getHost().port}:trustRoots={pki.ca_pem}{option}"
+        )
+        protocol = Ask()
+        await endpoint.connect(Factory.forProtocol(lambda: protocol)).addTimeout(TIMEOUT, reactor)
+        assert await protocol.done.addTimeout(TIMEOUT, reactor) == b"ping\n"
+    finally:
+        await port.stopListening()
+    assert protocol.noDelay is expected
+
+
+TOTAL = 32 * 2**20  # far more than the socket buffers hold: the server must be paused
+
+
+@implementer(IPushProducer, IHandshakeListener)
+class Sender(Protocol):
+    """Streams TOTAL bytes as a push producer once asked; records pauses and the handshake."""
+
+    log: dict[str, Any]
+
+    def connectionMade(self) -> None:
+        self.sent = 0
+        self.paused = False
+        self.log["handshakes"] = 0
+
+    def handshakeCompleted(self) -> None:
+        self.log["handshakes"] += 1
+        self.log["alpn"] = self.transport.negotiatedProtocol  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.log["pauses"] = 0
+        self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        self.resumeProducing()
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        self.log["pauses"] += 1
+        self.log["bufferedAtPause"] = self.sent
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        chunk = b"d" * 65536
+        for _ in range(TOTAL // len(chunk) + 1):  # bounded; normally paused long before
+            if self.paused or self.sent >= TOTAL:
+                break
+            self.transport.write(chunk)  # type: ignore[union-attr]
+            self.sent += len(chunk)
+        if self.sent >= TOTAL and not self.paused:
+            self.transport.unregisterProducer()  # type: ignore[union-attr]
+            self.transport.loseConnection()  # type: ignore[union-attr]
+        elif self.sent >= TOTAL:
+            self.log["finishing"] = True
+
+    def stopProducing(self) -> None:
+        self.sent = TOTAL
+
+
+def slowReader(port: int, cafile: str) -> tuple[int, str | None]:
+    """Asks for the stream, waits before reading (so the server must pause), then reads all of it."""
+    context = ssl.create_default_context(cafile=cafile)
+    context.set_alpn_protocols(["h2", "bench/1"])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+        # suppress_ragged_eofs=False: an EOF without close_notify raises instead of reading b"".
+        with context.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as tls:
+            tls.sendall(b"go\n")
+            time.sleep(1.0)
+            received = 0
+            deadline = time.monotonic() + 60
+            while time.monotonic() < deadline:
+                chunk = tls.recv(1 << 20)
+                if not chunk:
+                    break
+                received += len(chunk)
+            return received, tls.selected_alpn_protocol()
+
+
+@pytest_twisted.ensureDeferred
+async def test_back_pressure_alpn_handshake_and_close_notify(pki: PKI) -> None:
+    log: dict[str, Any] = {}
+    factory = Factory.forProtocol(type("Logged", (Sender,), {"log": log}))
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}:alpn=bench/1", factory)
+    try:
+        received, alpn = await deferToThread(slowReader, port.getHost().port, pki.ca_pem)
+    finally:
+        await port.stopListening()
+    assert received == TOTAL  # everything, ended by close_notify (no SSLEOFError)
+    assert alpn == "bench/1" and log["alpn"] == b"bench/1"
+    assert log["handshakes"] == 1
+    assert log["pauses"] >= 1  # the transport told the producer to stop while the reader slept
+    assert log["bufferedAtPause"] < TOTAL
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_closes_with_close_notify(pki: PKI) -> None:
+    """Our client end closes with close_notify too: Python's ssl server reads a clean EOF."""
+    import threading
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki.server_pem)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    outcome: dict[str, Any] = {}
+
+    def serve() -> None:
+        try:
+            connection, _ = listener.accept()
+            with context.wrap_socket(connection, server_side=True, suppress_ragged_eofs=False) as tls:
+                tls.settimeout(10)
+                data = b""
+                for _ in range(100):
+                    chunk = tls.recv(4096)
+                    if not chunk:
+                        break
+                    data += chunk
+                outcome["data"] = data
+        except Exception as e:  # reported by the assertion below
+            outcome["error"] = repr(e)
+        finally:
+            listener.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    class Once(Protocol):
+        def connectionMade(self) -> None:
+            self.transport.write(b"bye\n")  # type: ignore[union-attr]
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    endpoint = securesock.clientFromString(
+        reactor, f"tls:localhost:{listener.getsockname()[1]}:trustRoots={pki.ca_pem}"
+    )
+    await endpoint.connect(Factory.forProtocol(Once)).addTimeout(TIMEOUT, reactor)
+    await deferToThread(thread.join, TIMEOUT)
+    assert outcome == {"data": b"bye\n"}
+
+
+class Gather(Protocol):
+    """Collects what arrives and how the connection ended."""
+
+    log: dict[str, Any]
+
+    def connectionMade(self) -> None:
+        self.log["data"] = b""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.log["data"] += data
+
+    def connectionLost(self, reason: Any = None) -> None:
+        self.log["reason"] = reason.type.__name__
+
+
+def closeNotifyClient(port: int, cafile: str) -> bytes:
+    """Sends data, then close_notify (unwrap), and waits for the server's close_notify."""
+    context = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        tls = context.wrap_socket(raw, server_hostname="localhost")
+        tls.sendall(b"x" * 100_000 + b"end\n")
+        plain = tls.unwrap()  # raises unless the server answers with its own close_notify
+        rest = plain.recv(10)
+        plain.close()
+        return rest
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_takes_close_notify_after_all_data(pki: PKI) -> None:
+    """A client's close_notify: every byte before it reaches the application, the server answers in kind."""
+    log: dict[str, Any] = {}
+    factory = Factory.forProtocol(type("Logged", (Gather,), {"log": log}))
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}", factory)
+    try:
+        rest = await deferToThread(closeNotifyClient, port.getHost().port, pki.ca_pem)
+        for _ in range(100):  # the server may see the end a moment after the client
+            if "reason" in log:
+                break
+            await deferToThread(time.sleep, 0.05)
+    finally:
+        await port.stopListening()
+    assert rest == b""
+    assert log["data"] == b"x" * 100_000 + b"end\n"
+    assert log["reason"] == "ConnectionDone"

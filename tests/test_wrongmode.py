@@ -1,0 +1,118 @@
+"""
+Wrong-mode diagnostics as words: what a tls: client says when a server
+answered in plaintext, what a tls: server logs when a client spoke
+plaintext.  (Over the wire: test_starttls.py and tests/interop/.)
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from securesock._wrongmode import (
+    HTTP_400,
+    isHTTPRequest,
+    isTLSRecord,
+    plaintextFromClient,
+    plaintextFromServer,
+)
+from securesock.dialects.ldap import startTLSRequest
+from securesock.dialects.postgres import SSL_REQUEST
+from securesock.dialects.xmpp import Client as XMPPClient
+
+from .rawclients import clientHello
+
+PEER = "127.0.0.1:4242"
+
+
+@pytest.mark.parametrize(
+    ("banner", "what", "dialect"),
+    [
+        (b"220 mail.example.com ESMTP Postfix\r\n", "an SMTP server's greeting", "smtp"),
+        (b"220-mx.example.com ESMTP\r\n220 ready\r\n", "an SMTP server's greeting", "smtp"),
+        (b"* OK [CAPABILITY IMAP4rev1 STARTTLS] Dovecot ready.\r\n", "an IMAP server's greeting", "imap"),
+        (b"+OK Dovecot ready.\r\n", "a POP3 server's greeting", "pop3"),
+        (b"220 (vsFTPd 3.0.3)\r\n", "an FTP server's greeting", "ftp"),
+        (b"220 ProFTPD Server (Debian) [::ffff:127.0.0.1]\r\n", "an FTP server's greeting", "ftp"),
+    ],
+)
+def test_server_banners_name_the_dialect(banner: bytes, what: str, dialect: str) -> None:
+    message = plaintextFromServer(banner, PEER)
+    assert message is not None
+    first = banner.split(b"\r\n", 1)[0].decode()
+    assert message.startswith(f"{PEER} answered in plaintext, not TLS: it sent {first!r}")
+    assert f"which looks like {what}" in message
+    assert f"connect with starttls:HOST:PORT:dialect={dialect}" in message
+
+
+def test_ambiguous_220_suggests_both() -> None:
+    message = plaintextFromServer(b"220 ready\r\n", PEER)
+    assert message is not None and "dialect=smtp or dialect=ftp" in message
+
+
+@pytest.mark.parametrize(
+    "banner", [b"HTTP/1.1 400 Bad Request\r\n", b"SSH-2.0-OpenSSH_9.2\r\n", b"hello\r\n"]
+)
+def test_other_plaintext_servers_are_not_starttls(banner: bytes) -> None:
+    message = plaintextFromServer(banner, PEER)
+    assert message is not None and "does not speak TLS from the start" in message
+    assert "dialect=" not in message
+
+
+def test_tls_from_the_server_is_not_plaintext() -> None:
+    assert plaintextFromServer(b"\x16\x03\x03\x00\x7a\x02", PEER) is None
+    assert plaintextFromServer(b"\x15\x03\x03\x00\x02\x02\x46", PEER) is None  # an alert
+    assert plaintextFromServer(b"", PEER) is None
+
+
+def test_a_long_banner_is_cut_and_quoted() -> None:
+    message = plaintextFromServer(b"220 " + b"x" * 500 + b" ESMTP\r\n", PEER)
+    assert message is not None and "..." in message and len(message) < 400
+
+
+@pytest.mark.parametrize(
+    ("first", "words", "dialect"),
+    [
+        (b"EHLO client.example\r\n", "looks like an SMTP client's EHLO", "smtp"),
+        (b"a1 CAPABILITY\r\n", "looks like an IMAP client's tagged command", "imap"),
+        (b"CAPA\r\n", "looks like a POP3 client's command", "pop3"),
+        (b"AUTH TLS\r\n", "looks like an FTP client's command", "ftp"),
+        (XMPPClient("localhost", "").start().send, "looks like an XMPP stream header", "xmpp"),
+        (startTLSRequest(1), "looks like an LDAP StartTLS request", "ldap"),
+        (SSL_REQUEST, "looks like a PostgreSQL SSLRequest", "postgres"),
+    ],
+)
+def test_client_openings_name_the_dialect(first: bytes, words: str, dialect: str) -> None:
+    message = plaintextFromClient(first, PEER)
+    assert message.startswith(f"{PEER} sent plaintext (")
+    assert words in message and "this port speaks TLS from the first byte" in message
+    assert message.endswith(f"listen with starttls:...:dialect={dialect}; closed")
+
+
+def test_user_could_be_pop3_or_ftp() -> None:
+    message = plaintextFromClient(b"USER anonymous\r\n", PEER)
+    assert "dialect=pop3 or dialect=ftp" in message
+
+
+def test_unknown_plaintext_from_a_client() -> None:
+    message = plaintextFromClient(b"\x01\x02garbage", PEER)
+    assert "not a TLS ClientHello: it may expect plain TCP or a STARTTLS port" in message
+    assert "looks like" not in message
+
+
+def test_http_requests() -> None:
+    assert isHTTPRequest(b"GET / HTTP/1.1\r\n") and isHTTPRequest(b"PRI * HTTP/2.0\r\n")
+    assert not isHTTPRequest(b"EHLO x\r\n")
+    message = plaintextFromClient(b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n", PEER)
+    assert (
+        message
+        == f"{PEER} sent a plain HTTP request ('GET /index.html HTTP/1.1') to this TLS port; answered 400 and closed"
+    )
+    head, _, body = HTTP_400.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400 Bad Request\r\n") and b"Connection: close" in head
+    assert f"Content-Length: {len(body)}".encode() in head
+    assert body.count(b"\n") == 1  # one line
+
+
+def test_a_real_client_hello_is_tls() -> None:
+    assert isTLSRecord(clientHello())
+    assert not isTLSRecord(b"EHLO x\r\n")
