@@ -10,6 +10,7 @@ command line, 1 for everything else.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Callable, Sequence
 from typing import Any, NoReturn
@@ -85,9 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (CommandError, DescriptionError) as e:
         sys.stderr.write(f"{PROG}: error: {_oneLine(str(e))}\n")
         return 1
+    except BrokenPipeError:
+        # The reader went away (securesock store list | head): nothing to say, and
+        # Python must not complain again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
     except OSError as e:
-        where = f" {e.filename}" if e.filename else ""
-        sys.stderr.write(f"{PROG}: error:{where}: {e.strerror or e}\n")
+        where = f"{e.filename}: " if e.filename else ""
+        sys.stderr.write(f"{PROG}: error: {where}{e.strerror or e}\n")
         return 1
     except KeyboardInterrupt:
         return 130

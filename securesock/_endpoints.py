@@ -95,7 +95,11 @@ class TLSClientEndpoint:
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         options = self.options
-        peer = f"{options.host}:{options.port}" if options.endpoint is None else f"{options.host} ({options.endpoint})"
+        peer = (
+            f"{options.host}:{options.port}"
+            if options.endpoint is None
+            else f"{options.host} ({options.endpoint})"
+        )
         gates = HandshakeGateFactory(protocolFactory, peer, formatProtocols(self.options.policy.protocols))
         connected = self.inner.connect(TLSFactory(self.creator, True, gates, self.options.policy.noDelay))
 
@@ -228,8 +232,11 @@ def _nested(nested: NestedParser, reactor: Any, description: str) -> Any:
     try:
         return nested(reactor, description)
     except DescriptionError as e:
+        message = str(e)
+        if message.startswith(f"{description!r}: "):  # Twisted's errors already quote the description
+            message = message[len(f"{description!r}: ") :]
         raise DescriptionError(
-            f"endpoint={description!r}: {e}", option="endpoint", value=description
+            f"endpoint={description!r}: {message}", option="endpoint", value=description
         ) from None
 
 

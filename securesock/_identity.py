@@ -188,6 +188,19 @@ def _withKey(entries: list[Entry], option: str, label: str, store: Store) -> Ent
     distinct: dict[bytes, Entry] = {}
     for entry in usable:
         distinct.setdefault(entry.sha256, entry)
+    current = {digest: e for digest, e in distinct.items() if e.status() == "valid"}
+    if current and len(current) < len(distinct):
+        # A renewed certificate beside the old one: the expired (or future) copy cannot be
+        # served anyway, so it does not make the name ambiguous.
+        for entry in distinct.values():
+            if entry.sha256 not in current:
+                log.info(
+                    "{option}={label}: passing over {entry}",
+                    option=option,
+                    label=label,
+                    entry=describeEntry(entry),
+                )
+        distinct = current
     if len(distinct) > 1:
         raise CertificateError(
             f"{option}={label!r}: {len(distinct)} certificates in the store {store.path} match; "

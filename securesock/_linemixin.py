@@ -21,7 +21,7 @@ from twisted.logger import Logger
 from ._errors import StartTLSInjectionError
 from ._options import ClientOptions, ServerOptions
 from ._starttls import TLSDetails, TLSUpgrade, peerName, startTLS
-from .dialects import quoted
+from .dialects import commandOf, quoted
 
 __all__ = ["StartTLSLineMixin"]
 
@@ -93,7 +93,7 @@ class StartTLSLineMixin:
     def _refuse(self, pending: bytes, line: bytes | None) -> StartTLSInjectionError:
         after = f"after {quoted(line.strip())} " if line is not None else ""
         error = StartTLSInjectionError(
-            f"{len(pending)} plaintext bytes ({quoted(pending)}) arrived {after}before TLS "
+            f"{len(pending)} plaintext bytes (starting {commandOf(pending)}) arrived {after}before TLS "
             "started; closed without processing them (STARTTLS injection, CVE-2011-0411 class)"
         )
         log.warn("{peer}: {error}", peer=peerName(self.transport), error=error)

@@ -49,7 +49,7 @@ from ._options import ClientOptions, ServerOptions
 from ._sessioninfo import TLSDetails
 from ._versions import formatProtocols
 from ._wrongmode import isTLSRecord
-from .dialects import Dialect, Outcome, Reader, ServerDialect, dialectClasses, quoted
+from .dialects import Dialect, Outcome, Reader, ServerDialect, commandOf, dialectClasses
 
 __all__ = [
     "TLSDetails",
@@ -116,7 +116,7 @@ class _Gate(Protocol):
                 self.done.errback(
                     Failure(
                         StartTLSInjectionError(
-                            f"{self._peer} sent {len(data)} plaintext bytes ({quoted(data)}) after the "
+                            f"{self._peer} sent {len(data)} plaintext bytes (starting {commandOf(data)}) after the "
                             "upgrade, where its TLS handshake should be; closed without processing them "
                             "(STARTTLS injection, CVE-2011-0411 class, or a peer that did not wait for TLS)"
                         )

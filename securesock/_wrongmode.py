@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from .dialects import quoted
+from .dialects import commandOf, quoted
 
 __all__ = ["isTLSRecord", "plaintextFromServer", "plaintextFromClient", "isHTTPRequest", "HTTP_400"]
 
@@ -111,9 +111,9 @@ def _clientOpening(data: bytes) -> tuple[str, str | None] | None:
 
 
 def _shown(data: bytes) -> str:
-    """A client's first bytes for a message: its first line if it is text, else the bytes."""
+    """A client's first bytes for a message: its command if it is text (never its arguments), else the bytes."""
     first = data[:1]
-    return quoted(_firstLine(data)) if first.isalnum() or first == b"<" else quoted(data[:24])
+    return commandOf(data) if first.isalnum() or first == b"<" else quoted(data[:8])  # a header, no more
 
 
 def plaintextFromClient(data: bytes, peer: str) -> str:

@@ -118,7 +118,14 @@ def test_probe_chain_in_the_form_of_store_list(pki: PKI, tmp_path: Path) -> None
     """The leaf's row in probe's table carries the hashes store list shows for the same file."""
     openssl = requireTool("openssl")
     server, port = _sServer(
-        openssl, tmp_path, "-cert", pki.chained_crt, "-key", pki.chained_key, "-cert_chain", pki.intermediate_pem
+        openssl,
+        tmp_path,
+        "-cert",
+        pki.chained_crt,
+        "-key",
+        pki.chained_key,
+        "-cert_chain",
+        pki.intermediate_pem,
     )
     try:
         probe = securesock("probe", f"tls:localhost:{port}:trustRoots={pki.ca_pem}:alpn=h2,http/1.1")
@@ -265,3 +272,18 @@ def test_stunnel_table_descriptions_are_valid(pki: PKI, row: str) -> None:
         ciphers = re.search(r"^  ciphers: (.*)$", result.stdout, re.MULTILINE)
         assert ciphers is not None
         assert "ECDHE-ECDSA-AES128-GCM-SHA256, ECDHE-ECDSA-CHACHA20-POLY1305" in ciphers.group(1)
+
+
+def test_probe_through_starttls(pki: PKI, tmp_path: Path) -> None:
+    """probe upgrades first when given a starttls: description (here against twistd securesock)."""
+    from .test_tap import twistd
+
+    port = freePort()
+    listener = f"starttls:{port}:interface=127.0.0.1:certificate={pki.server_pem}:dialect=smtp"
+    with twistd(tmp_path, "--listen", listener):
+        result = securesock("probe", f"starttls:localhost:{port}:dialect=smtp:trustRoots={pki.ca_pem}")
+        assert result.returncode == 0, result.stderr
+        assert f"connected to localhost:{port} (verified)" in result.stdout
+        assert "Protocol version: TLSv1.3" in result.stdout and "CN=localhost" in result.stdout
+        wrong = securesock("probe", f"starttls:localhost:{port}:dialect=pop3:trustRoots={pki.ca_pem}")
+        assert wrong.returncode == 1 and "StartTLSError" in wrong.stderr, wrong.stderr

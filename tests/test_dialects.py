@@ -12,7 +12,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from securesock.dialects import NEGOTIATED, FramingError, NumericReply, Reader, dialectClasses, lines
+from securesock.dialects import (
+    NEGOTIATED,
+    FramingError,
+    NumericReply,
+    Reader,
+    commandOf,
+    dialectClasses,
+    lines,
+)
 from securesock.dialects.ldap import STARTTLS_OID, ber, elements, result, startTLSRequest, tlv
 from securesock.dialects.postgres import SSL_REQUEST
 from securesock.dialects.xmpp import parseTag, tags
@@ -376,3 +384,23 @@ def test_any_bytes_get_an_outcome_never_an_exception(name: str, side: str) -> No
                 break
 
     feed()
+
+
+@pytest.mark.parametrize(
+    ("data", "shown"),
+    [
+        (b"PASS s3cr3t\r\n", "'PASS' and more"),
+        (b"a3 LOGIN alice s3cr3t\r\n", "'a3 LOGIN' and more"),
+        (b"AUTH PLAIN AGFsaWNl\r\n", "'AUTH' and more"),
+        (b"RSET\r\n", "'RSET'"),
+        (b"a2 NOOP\r\n", "'a2 NOOP'"),
+        (
+            b"<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>AGFsaWNl</auth>",
+            "'<auth' and more",
+        ),
+        (b"\r\n", "an empty line"),
+        (b"\x30\x0c\x02\x01\x02\x60\x07\x02\x01\x03\x04\x00\x80\x06secret", "binary data"),
+    ],
+)
+def test_commands_are_shown_without_their_arguments(data: bytes, shown: str) -> None:
+    assert commandOf(data) == shown

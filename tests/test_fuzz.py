@@ -43,8 +43,9 @@ def test_fuzzed_descriptions_build_or_raise_description_error(pki: PKI, tmp_path
     with fuzzEnvironment(files, passphrase, workdir):
         check()
     assert list(workdir.iterdir()) == []
-    # The sample reaches both outcomes: the grammar is not all noise.
-    assert outcomes.get("endpoint", 0) >= 5 and outcomes.get("error", 0) >= EXAMPLES // 4, outcomes
+    # The sample reaches both outcomes: the grammar is not all noise.  About
+    # one in 15 builds (docs/hardening.md); fewer than 2 in 200 has odds ~1e-5.
+    assert outcomes.get("endpoint", 0) >= 2 and outcomes.get("error", 0) >= EXAMPLES // 4, outcomes
 
 
 def test_the_property_catches_what_it_should(pki: PKI, tmp_path: Path) -> None:

@@ -134,8 +134,10 @@ async def test_500_stalled_handshakes_are_dropped_and_others_served(pki: PKI, lo
             assert None not in closedAt, f"{closedAt.count(None)} stalled connections were never closed"
             earliest = min(t for t in closedAt if t is not None)
             latest = max(t for t in closedAt if t is not None)
-            assert earliest - allOpen >= TIMEOUT - 0.5, "closed before the deadline"
-            assert latest - opened <= TIMEOUT + 5, "closed long after the deadline"
+            # None was accepted before `opened`, so none may close before opened + TIMEOUT
+            # (a little slack for the clocks), and the last one accepted, before allOpen, not long after.
+            assert earliest - opened >= TIMEOUT - 0.25, "closed before the deadline"
+            assert latest - allOpen <= TIMEOUT + 5, "closed long after the deadline"
         finally:
             rawclients.closeAll(stalled)
         await until(lambda: guard.inProgress == 0)

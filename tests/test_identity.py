@@ -462,3 +462,20 @@ async def test_client_certificate_from_the_store_against_openssl_s_server(
         await deferToThread(server.waitFor, r"^depth=0 CN = test client$")
     finally:
         server.stop()
+
+
+def test_an_expired_copy_beside_its_renewal_is_not_ambiguous(kit: StoreKit) -> None:
+    """certbot-style: the old certificate stays beside the new one; the name picks the valid one."""
+    kit.add("web-2025.pem", ["www.example.com"], notBefore=NOW - datetime.timedelta(days=100), days=90)
+    renewed = kit.add("web-2026.pem", ["www.example.com"])
+    assert served(f"tls:0:certificate=www.example.com:store={kit.root}") == renewed.certificate
+    # two valid ones are still ambiguous, and the expired one is not listed among them
+    other = kit.add("web-other.pem", ["www.example.com"])
+    text = failure(f"tls:0:certificate=www.example.com:store={kit.root}")
+    assert "2 certificates in the store" in text
+    assert sha1(renewed.certificate) in text and sha1(other.certificate) in text
+    assert "web-2025.pem" not in text
+    # only expired ones: refused with the dates, not passed over
+    for name in ("web-2026.pem", "web-other.pem"):
+        (kit.root / name).unlink()
+    assert "expired on" in failure(f"tls:0:certificate=www.example.com:store={kit.root}")

@@ -251,7 +251,8 @@ _FORKED = textwrap.dedent(
     endpoint = securesock.serverFromString(reactor, sys.argv[1])  # the context: built before the fork
     child = os.fork()
     def ready(port):
-        print("PORT", "child" if child == 0 else "parent", port.getHost().port, os.getpid(), flush=True)
+        who = "child" if child == 0 else "parent"
+        os.write(1, f"PORT {who} {port.getHost().port} {os.getpid()}\\n".encode())  # one write: no interleaving
     endpoint.listen(Factory.forProtocol(Shout)).addCallback(ready)
     reactor.callLater(60, reactor.stop)
     reactor.run()

@@ -31,7 +31,7 @@ from securesock import (
     TLSUpgrade,
 )
 from securesock._material import loadCertificates
-from securesock.dialects import NEGOTIATED, quoted
+from securesock.dialects import NEGOTIATED, commandOf
 
 from . import rawclients
 from .conftest import PKI
@@ -443,6 +443,37 @@ async def test_server_closes_when_a_command_is_pipelined_after_the_upgrade(pki: 
         await port.stopListening()
 
 
+@pytest.mark.parametrize(
+    ("dialect", "before", "command", "pipelined", "shown"),
+    [
+        ("imap", [], b"a1 STARTTLS\r\n", b"a2 LOGIN alice s3cr3t-pw\r\n", "'a2 LOGIN' and more"),
+        ("pop3", [], b"STLS\r\n", b"USER alice\r\nPASS s3cr3t-pw\r\n", "'USER' and more"),
+        (
+            "smtp",
+            [b"EHLO x\r\n"],
+            b"STARTTLS\r\n",
+            b"AUTH PLAIN AGFsaWNlAHMzY3IzdC1wdw==\r\n",
+            "'AUTH' and more",
+        ),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_pipelined_credentials_stay_out_of_the_log(
+    pki: PKI, dialect: str, before: list[bytes], command: bytes, pipelined: bytes, shown: str
+) -> None:
+    # A client that sends its password right after the upgrade command, in plaintext: the
+    # server closes, and its log names the command only, never what followed it.
+    port = await listenStartTLS(pki, dialect)
+    try:
+        with LogCapture() as logs:
+            answers = await deferToThread(rawSession, port.getHost().port, [*before, command + pipelined])
+        assert answers[-1] == b""
+        assert f"{len(pipelined)} bytes (starting {shown}) arrived after" in logs.text()
+        assert "s3cr3t" not in logs.text() and "AGFsaWNl" not in logs.text() and "alice" not in logs.text()
+    finally:
+        await port.stopListening()
+
+
 @pytest_twisted.ensureDeferred
 async def test_server_answers_the_protocols_refusal_before_tls(pki: PKI) -> None:
     port = await listenStartTLS(pki, "smtp")
@@ -488,8 +519,9 @@ async def test_client_aborts_on_plaintext_sent_after_the_go_ahead(pki: PKI, dial
         with pytest.raises(StartTLSInjectionError) as caught:
             await connectStartTLS(pki, port.getHost().port, dialect)
         injected = INJECTED[dialect]
-        assert f"sent {len(injected)} plaintext bytes ({quoted(injected)}) after the upgrade" in str(
-            caught.value
+        assert (
+            f"sent {len(injected)} plaintext bytes (starting {commandOf(injected)}) after the upgrade"
+            in str(caught.value)
         )
     finally:
         await port.stopListening()
@@ -573,7 +605,9 @@ async def test_mixin_closes_instead(pki: PKI) -> None:
             )
         assert factory.resets == 0
         assert answers[-1] == b""
-        assert "plaintext bytes ('RSET\\r\\n') arrived after 'STARTTLS' before TLS started" in logs.text()
+        assert (
+            "6 plaintext bytes (starting 'RSET') arrived after 'STARTTLS' before TLS started" in logs.text()
+        )
     finally:
         await port.stopListening()
 
@@ -615,7 +649,10 @@ async def test_mixin_protects_twisteds_smtp_client(pki: PKI) -> None:
             reactor.connectTCP("127.0.0.1", port.getHost().port, factory)  # type: ignore[attr-defined]
             with pytest.raises(smtp.SMTPConnectError):
                 await sent
-        assert "('250 injected\\r\\n') arrived after '220 go ahead' before TLS started" in logs.text()
+        assert (
+            "14 plaintext bytes (starting '250 injected') arrived after '220 go ahead' before TLS started"
+            in logs.text()
+        )
     finally:
         await port.stopListening()
 
@@ -691,7 +728,10 @@ async def test_mixin_closes_twisted_imap4_instead(pki: PKI) -> None:
             answers = await deferToThread(rawSession, port.getHost().port, [b"a1 STARTTLS\r\na2 NOOP\r\n"])
         assert factory.noops == 0
         assert answers[-1] == b""
-        assert "('a2 NOOP\\r\\n') arrived after 'a1 STARTTLS' before TLS started" in logs.text()
+        assert (
+            "9 plaintext bytes (starting 'a2 NOOP') arrived after 'a1 STARTTLS' before TLS started"
+            in logs.text()
+        )
     finally:
         await port.stopListening()
 

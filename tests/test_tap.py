@@ -519,9 +519,27 @@ def test_starttls_listener_relays_to_plain_smtp(pki: PKI, tmp_path: Path) -> Non
                 smtp.sendmail("a@example.test", ["b@example.test"], b"Subject: via smtplib\r\n\r\nhello\r\n")
             swaks = requireTool("swaks")
             result = subprocess.run(
-                [swaks, "--server", "127.0.0.1", "--port", str(port), "--tls", "--tls-verify", "--tls-ca-path", pki.ca_pem,
-                 "--tls-sni", "localhost", "--from", "a@example.test", "--to", "c@example.test", "--header", "Subject: via swaks"],
-                capture_output=True, timeout=30,
+                [
+                    swaks,
+                    "--server",
+                    "127.0.0.1",
+                    "--port",
+                    str(port),
+                    "--tls",
+                    "--tls-verify",
+                    "--tls-ca-path",
+                    pki.ca_pem,
+                    "--tls-sni",
+                    "localhost",
+                    "--from",
+                    "a@example.test",
+                    "--to",
+                    "c@example.test",
+                    "--header",
+                    "Subject: via swaks",
+                ],
+                capture_output=True,
+                timeout=30,
             )
             assert result.returncode == 0, result.stdout.decode() + result.stderr.decode()
         subjects = b"\n".join(controller.handler.messages)
@@ -624,9 +642,21 @@ def test_diagnostic_shows_client_certificate_and_hashes(pki: PKI, tmp_path: Path
         assert h2.returncode == 16 and b"GOAWAY, error=13" in h2.stderr, h2.stderr
         text = subprocess.run(
             [
-                openssl, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
-                "-CAfile", pki.ca_pem, "-verify_return_error", "-quiet",
-                "-cert", pki.client_pem, "-tls1_2", "-alpn", "h2",
+                openssl,
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{port}",
+                "-servername",
+                "localhost",
+                "-CAfile",
+                pki.ca_pem,
+                "-verify_return_error",
+                "-quiet",
+                "-cert",
+                pki.client_pem,
+                "-tls1_2",
+                "-alpn",
+                "h2",
             ],
             input=b"hello\n",
             capture_output=True,
@@ -676,8 +706,16 @@ def test_terminating_relay_to_echo_with_s_client(pki: PKI, tmp_path: Path) -> No
         with twistd(tmp_path, "--listen", listen(pki, port), "--connect", f"tcp:127.0.0.1:{echo}") as server:
             client = subprocess.Popen(
                 [
-                    openssl, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", "localhost",
-                    "-CAfile", pki.ca_pem, "-verify_return_error", "-quiet",
+                    openssl,
+                    "s_client",
+                    "-connect",
+                    f"127.0.0.1:{port}",
+                    "-servername",
+                    "localhost",
+                    "-CAfile",
+                    pki.ca_pem,
+                    "-verify_return_error",
+                    "-quiet",
                 ],
                 stdin=subprocess.PIPE,
                 stdout=subprocess.PIPE,
@@ -704,15 +742,37 @@ def test_terminating_relay_to_echo_with_s_client(pki: PKI, tmp_path: Path) -> No
 
 
 def test_listen_repeated(pki: PKI, tmp_path: Path) -> None:
-    """Three listeners in one process: TLS on IPv4, TLS on IPv6, plain TCP."""
-    first, plain = freePort(), freePort()
-    args = ["--listen", listen(pki, first), "--listen", f"tcp:{plain}:interface=127.0.0.1"]
+    """
+    Listeners of every kind in one process: tls: on IPv4, Twisted-style ssl:,
+    securesock:, plain tcp:, unix:, and tls:// on IPv6.
+    """
+    first, legacy, plugin, plain = freePort(), freePort(), freePort(), freePort()
+    unixPath = tmp_path / "diag.sock"
+    args = [
+        "--listen",
+        listen(pki, first),
+        "--listen",
+        f"ssl:{legacy}:interface=127.0.0.1:privateKey={pki.server_key}:certKey={pki.server_crt}",
+        "--listen",
+        f"securesock:{plugin}:interface=127.0.0.1:certificate={pki.server_pem}:protocols=TLS1_2",
+        "--listen",
+        f"tcp:{plain}:interface=127.0.0.1",
+        "--listen",
+        f"unix:{unixPath}",
+    ]
     if HAVE_IPV6:
         second = freePort("::1")
         args += ["--listen", f"tls://[::1]:{second}?certificate={pki.server_pem}"]
     with twistd(tmp_path, *args) as server:
         server.waitFor(r"listening: ", count=len(args) // 2)
         assert b"Protocol version: TLSv1.3" in tlsExchange(first, pki.ca_pem, b"x\n", expect=10**6)
+        assert b"Protocol version: TLSv1.3" in tlsExchange(legacy, pki.ca_pem, b"x\n", expect=10**6)
+        assert b"Protocol version: TLSv1.2" in tlsExchange(plugin, pki.ca_pem, b"x\n", expect=10**6)
+        with socket.socket(socket.AF_UNIX) as local:
+            local.settimeout(10)
+            local.connect(str(unixPath))
+            local.sendall(b"hello\n")
+            assert b"Protocol version: plaintext" in _readAll(local)
         with socket.create_connection(("127.0.0.1", plain), timeout=10) as s:
             s.sendall(b"hello\n")
             reply = _readAll(s)
@@ -723,6 +783,24 @@ def test_listen_repeated(pki: PKI, tmp_path: Path) -> None:
                 with context.wrap_socket(raw, server_hostname="localhost") as tls:
                     tls.sendall(b"x\n")
                     assert b"Client: ::1:" in _readAll(tls)
+
+
+def test_relay_to_a_unix_socket_backend(pki: PKI, tmp_path: Path) -> None:
+    class _UnixEcho(socketserver.ThreadingUnixStreamServer):
+        daemon_threads = True
+
+    path = tmp_path / "echo.sock"
+    server = _UnixEcho(str(path), _Echo)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        port = freePort()
+        with twistd(tmp_path, "--listen", listen(pki, port), "--connect", f"unix:{path}"):
+            payload = os.urandom(256 * 1024)
+            assert tlsExchange(port, pki.ca_pem, payload, expect=len(payload)) == payload
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _readAll(sock: socket.socket) -> bytes:
@@ -880,9 +958,10 @@ def test_worker_stops_when_its_parent_is_killed(pki: PKI, tmp_path: Path) -> Non
             except ChildProcessError:
                 pass
             time.sleep(0.1)
-        alive = Path(f"/proc/{worker}/status").exists() and "State:\tZ" not in Path(
-            f"/proc/{worker}/status"
-        ).read_text()
+        alive = (
+            Path(f"/proc/{worker}/status").exists()
+            and "State:\tZ" not in Path(f"/proc/{worker}/status").read_text()
+        )
         if alive:
             os.kill(worker, signal.SIGKILL)
         assert not alive, "the orphaned worker kept running"
@@ -1053,3 +1132,55 @@ def test_unreachable_backend_is_one_log_line_and_the_server_keeps_serving(pki: P
         connectionLines = [line for line in server.log.splitlines() if "securesock.connection" in line]
         assert len(connectionLines) == 2, server.log
         assert "securesock.relay" not in server.log
+
+
+def test_sighup_with_a_broken_renewal_keeps_the_old_certificate(pki: PKI, tmp_path: Path) -> None:
+    served = tmp_path / "site.pem"
+    served.write_bytes(Path(pki.server_pem).read_bytes())
+    served.chmod(0o600)
+    port = freePort()
+    _, _, before = _hashes(pki.server_pem)
+    with twistd(tmp_path, "--listen", listen(pki, port).replace(pki.server_pem, str(served))) as server:
+        time.sleep(1.1)  # a new modification time
+        served.write_bytes(b"-----BEGIN CERTIFICATE-----\nnot base64 at all\n")
+        server.process.send_signal(signal.SIGHUP)
+        server.waitFor(r"cannot be used \(.*\); still serving the previous certificate")
+        reply = tlsExchange(port, pki.ca_pem, b"x\n", expect=10**6)
+        assert f"SHA-256: {before}".encode() in reply
+        assert server.process.poll() is None
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="needs /proc to read memory use")
+def test_originating_relay_keeps_memory_bounded_with_a_slow_reader(pki: PKI, tmp_path: Path) -> None:
+    """Plaintext in, TLS out: the TLS client leg is paused by a slow plaintext reader too."""
+    size = 100 * 1024 * 1024
+    with serving(_ThreadingTCP(("127.0.0.1", 0), _Firehose)) as hose:
+        terminator, originator = freePort(), freePort()
+        with (
+            twistd(tmp_path, "--listen", listen(pki, terminator), "--connect", f"tcp:127.0.0.1:{hose}"),
+            twistd(
+                tmp_path,
+                "--listen",
+                f"tcp:{originator}:interface=127.0.0.1",
+                "--connect",
+                f"tls:localhost:{terminator}:trustRoots={pki.ca_pem}",
+            ) as server,
+        ):
+            before = _rss(server.process.pid)
+            with socket.create_connection(("127.0.0.1", originator), timeout=20) as plain:
+                plain.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+                received = 0
+                peak = before
+                deadline = time.monotonic() + 2.0
+                while time.monotonic() < deadline:  # a slow reader: 64 KiB every 20 ms
+                    received += len(plain.recv(65536))
+                    peak = max(peak, _rss(server.process.pid))
+                    time.sleep(0.02)
+                assert peak - before < 40 * 1024 * 1024, (before, peak)
+                deadline = time.monotonic() + 60
+                while received < size and time.monotonic() < deadline:
+                    chunk = plain.recv(1 << 20)
+                    if not chunk:
+                        break
+                    received += len(chunk)
+            assert received >= size

@@ -116,3 +116,16 @@ def test_http_requests() -> None:
 def test_a_real_client_hello_is_tls() -> None:
     assert isTLSRecord(clientHello())
     assert not isTLSRecord(b"EHLO x\r\n")
+
+
+@pytest.mark.parametrize(
+    "first",
+    [
+        b"a1 LOGIN alice s3cr3t\r\n",
+        b"USER alice\r\nPASS s3cr3t\r\n",
+        b"\x30\x11\x02\x01\x01\x60\x0c\x02\x01\x03\x04\x00\x80\x05s3cr3t",
+    ],
+)
+def test_a_plaintext_clients_credentials_are_not_logged(first: bytes) -> None:
+    message = plaintextFromClient(first, PEER)
+    assert "s3cr3t" not in message and "alice" not in message

@@ -38,6 +38,7 @@ __all__ = [
     "dropGreeting",
     "noGreeting",
     "quoted",
+    "commandOf",
     "dialectClasses",
     "NEGOTIATED",
 ]
@@ -102,6 +103,25 @@ def quoted(data: bytes, limit: int = 80) -> str:
     return repr(text) + ("..." if len(data) > limit else "")
 
 
+def commandOf(data: bytes) -> str:
+    """
+    What a peer sent, for a message or a log line, named by its command only
+    (C{'PASS'}, C{'a3 LOGIN'}, C{'<auth'}): what follows a command may be a
+    password or an AUTH response, sent in plaintext by a client that did not
+    wait for TLS, and must not end up in a log.
+    """
+    line = data.split(b"\n", 1)[0].rstrip(b"\r")
+    words = line.split()
+    if not words:
+        return "an empty line" if data[:1] in (b"\r", b"\n") else f"{len(data)} bytes of white space"
+    if not (words[0][:1].isalnum() or words[0][:1] in b"<+-*.") or any(c < 0x20 and c != 0x09 for c in line):
+        return "binary data"
+    # An IMAP tag, then its command: "a3 LOGIN".
+    keep = 2 if len(words) > 1 and any(c in b"0123456789" for c in words[0]) and words[1].isalpha() else 1
+    shown = b" ".join(words[:keep])
+    return quoted(shown, 40) + (" and more" if len(words) > keep or len(data) > len(line) + 2 else "")
+
+
 def lines(limit: int) -> Framing:
     """Line framing (CRLF or LF), lines of at most C{limit} bytes."""
 
@@ -110,7 +130,7 @@ def lines(limit: int) -> Framing:
         if end >= 0:
             return end + 1
         if len(buffer) > limit:
-            raise FramingError(f"a line longer than {limit} bytes ({quoted(buffer, 40)})")
+            raise FramingError(f"a line longer than {limit} bytes (starting {commandOf(buffer)})")
         return 0
 
     return frame
@@ -167,7 +187,7 @@ class Reader:
                 return self._finish(
                     out,
                     close=(
-                        f"{len(extra)} bytes ({quoted(extra)}) arrived after {quoted(message.strip())} "
+                        f"{len(extra)} bytes (starting {commandOf(extra)}) arrived after {quoted(message.strip())} "
                         "and before TLS started; closed without processing them (STARTTLS "
                         "injection, CVE-2011-0411 class: nothing sent in plaintext may count "
                         "as sent over TLS)"

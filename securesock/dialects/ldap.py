@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from . import FramingError, Step, noGreeting, quoted
 
-__all__ = ["Server", "Client", "STARTTLS_OID"]
+__all__ = ["Server", "Client", "STARTTLS_OID", "parseMessage", "startTLSRequest", "tlv"]
 
 STARTTLS_OID = b"1.3.6.1.4.1.1466.20037"
 _LIMIT = 65536
@@ -91,7 +91,7 @@ def elements(data: bytes) -> list[tuple[int, bytes]]:
     return found
 
 
-def _message(data: bytes) -> tuple[int, int, bytes]:
+def parseMessage(data: bytes) -> tuple[int, int, bytes]:
     """(message ID, operation tag, operation value) of an LDAPMessage."""
     parts = elements(elements(data)[0][1])
     if len(parts) < 2 or parts[0][0] != _INTEGER:
@@ -123,7 +123,7 @@ class Server:
 
     def received(self, message: bytes) -> Step:
         try:
-            messageID, operation, value = _message(message)
+            messageID, operation, value = parseMessage(message)
             name = dict(elements(value)).get(0x80) if operation == _EXTENDED_REQUEST else None
         except FramingError as e:
             return Step(close=f"ldap: {e}")
@@ -153,7 +153,7 @@ class Client:
 
     def received(self, message: bytes) -> Step:
         try:
-            messageID, operation, value = _message(message)
+            messageID, operation, value = parseMessage(message)
             parts = elements(value)
         except FramingError as e:
             return Step(close=f"the server does not speak LDAP: {e}")

@@ -2,8 +2,10 @@
 starttls: clients against servers we did not write: aiosmtpd with required
 STARTTLS and pyftpdlib with TLS (both from PyPI, run as their own
 processes), Twisted's own ESMTP and IMAP4 servers upgrading with
-securesock's context, and a PostgreSQL server when one is installed.
-The application behind the client endpoint only ever sees TLS.
+securesock's context, and throw-away instances of Dovecot (IMAP, POP3),
+OpenLDAP's slapd, Prosody (XMPP) and PostgreSQL on loopback ports, each
+configured to refuse everything but the upgrade in plaintext.  The
+application behind the client endpoint only ever sees TLS.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, NoReturn
 
 import pytest
 import pytest_twisted
@@ -35,12 +37,22 @@ from twisted.protocols.basic import LineOnlyReceiver
 
 import securesock
 from securesock import TLSUpgrade
+from securesock.dialects.ldap import ber, elements, parseMessage, tlv
 
 from ..conftest import PKI, REQUIRE_INTEROP, requireTool
 from ..starttlspeers import clientDescription
 from .test_starttls_python import Mailbox, esmtpFactory
 
 pytestmark = pytest.mark.interop
+
+
+def missing(what: str) -> NoReturn:
+    """Skip for want of a server program, or fail under SECURESOCK_REQUIRE_INTEROP=1 (like requireTool)."""
+    if REQUIRE_INTEROP:
+        pytest.fail(
+            f"{what} is not installed, and SECURESOCK_REQUIRE_INTEROP=1 requires it (see .ci/install)"
+        )
+    pytest.skip(f"{what} is not installed (Debian: see .ci/install)")
 
 
 def freePort() -> int:
@@ -363,6 +375,148 @@ async def test_tls_client_on_dovecots_starttls_ports(pki: PKI, index: int, words
     assert f"connect with starttls:HOST:PORT:dialect={dialect}" in str(caught.value)
 
 
+# --- OpenLDAP's slapd: StartTLS required for every operation ------------------
+
+_SLAPD_CONF = """\
+include /etc/ldap/schema/core.schema
+pidfile {root}/slapd.pid
+argsfile {root}/slapd.args
+TLSCertificateFile {root}/server.crt
+TLSCertificateKeyFile {root}/server.key
+security tls=1
+"""
+_WHOAMI = b"1.3.6.1.4.1.4203.1.11.3"  # RFC 4532
+
+
+class WhoAmI(Protocol):
+    """After TLS: one "Who am I?" extended request (message 2); collects the answer until the server's reply is whole."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.done: Deferred[bytes] = Deferred()
+
+    def connectionMade(self) -> None:
+        request = tlv(0x30, tlv(0x02, b"\x02") + tlv(0x77, tlv(0x80, _WHOAMI)))
+        self.transport.write(request)  # type: ignore[union-attr]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if ber(self.received) and not self.done.called:
+            self.done.callback(self.received)
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Any) -> None:
+        if not self.done.called:
+            self.done.callback(self.received)
+
+
+@pytest_twisted.ensureDeferred
+async def test_ldap_client_against_slapd(pki: PKI) -> None:
+    slapd = shutil.which("slapd") or ("/usr/sbin/slapd" if os.access("/usr/sbin/slapd", os.X_OK) else None)
+    slapd = slapd or requireTool("slapd")
+    if not os.path.exists("/etc/ldap/schema/core.schema"):
+        requireTool(
+            "slapd-schema"
+        )  # skips (fails under SECURESOCK_REQUIRE_INTEROP=1): Debian's slapd ships it
+    root = tempfile.mkdtemp(prefix="securesock-slapd-", dir="/tmp")
+    port = freePort()
+    try:
+        for name in ("server.crt", "server.key"):
+            shutil.copy(pki.path(name), os.path.join(root, name))
+        conf = os.path.join(root, "slapd.conf")
+        with open(conf, "w") as f:
+            f.write(_SLAPD_CONF.format(root=root))
+        async with serverProcess([slapd, "-f", conf, "-h", f"ldap://127.0.0.1:{port}/", "-d", "0"], port):
+            endpoint = securesock.clientFromString(
+                reactor, clientDescription(pki, port, "ldap", ":hostname=localhost")
+            )
+            whoami = WhoAmI()
+            await endpoint.connect(Factory.forProtocol(lambda: whoami))
+            assert ISSLTransport.providedBy(whoami.transport)
+            answer = await whoami.done
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    # slapd refuses every operation before StartTLS (security tls=1, resultCode 13); success proves TLS.
+    messageID, operation, value = parseMessage(answer)
+    assert (messageID, operation) == (2, 0x78)
+    assert elements(value)[0] == (0x0A, b"\x00")  # resultCode success
+
+
+# --- Prosody: an XMPP server with c2s_require_encryption ----------------------
+
+_PROSODY_CONF = """\
+pidfile = "{root}/prosody.pid"
+data_path = "{root}/data"
+log = {{ info = "{root}/prosody.log" }}
+daemonize = false
+interfaces = {{ "127.0.0.1" }}
+c2s_ports = {{ {port} }}
+c2s_direct_tls_ports = {{ }}
+s2s_ports = {{ }}
+component_ports = {{ }}
+http_ports = {{ }}
+https_ports = {{ }}
+c2s_require_encryption = true
+modules_enabled = {{ "tls", "saslauth", "disco" }}
+modules_disabled = {{ "s2s", "posix" }}
+ssl = {{ certificate = "{root}/server.crt", key = "{root}/server.key" }}
+VirtualHost "localhost"
+"""
+
+
+class NewStream(Protocol):
+    """After TLS: opens a new stream (RFC 6120 5.4.3.3), collects it until the features end, closes it."""
+
+    def __init__(self) -> None:
+        self.received = b""
+        self.done: Deferred[bytes] = Deferred()
+
+    def connectionMade(self) -> None:
+        self.transport.write(  # type: ignore[union-attr]
+            b"<?xml version='1.0'?><stream:stream to='localhost' xmlns='jabber:client' "
+            b"xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
+        )
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if b"</stream:features>" in self.received and not self.done.called:
+            self.transport.write(b"</stream:stream>")  # type: ignore[union-attr]
+            self.done.callback(self.received)
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: Any) -> None:
+        if not self.done.called:
+            self.done.callback(self.received)
+
+
+@pytest_twisted.ensureDeferred
+async def test_xmpp_client_against_prosody(pki: PKI) -> None:
+    prosody = shutil.which("prosody") or missing("prosody (Debian: prosody)")
+    root = tempfile.mkdtemp(prefix="securesock-prosody-", dir="/tmp")
+    port = freePort()
+    try:
+        os.chmod(root, 0o755)
+        os.makedirs(os.path.join(root, "data"))
+        for name in ("server.crt", "server.key"):
+            shutil.copy(pki.path(name), os.path.join(root, name))
+        conf = os.path.join(root, "prosody.cfg.lua")
+        with open(conf, "w") as f:
+            f.write(_PROSODY_CONF.format(root=root, port=port))
+        async with serverProcess([prosody, "--config", conf], port):
+            endpoint = securesock.clientFromString(
+                reactor, clientDescription(pki, port, "xmpp", ":hostname=localhost")
+            )
+            stream = NewStream()
+            await endpoint.connect(Factory.forProtocol(lambda: stream))
+            assert ISSLTransport.providedBy(stream.transport)
+            answer = await stream.done
+    finally:
+        shutil.rmtree(root, ignore_errors=True)
+    # Over TLS Prosody offers SASL and no longer STARTTLS (before TLS it offers only STARTTLS).
+    assert b"<stream:features>" in answer and b"<mechanisms" in answer
+    assert b"urn:ietf:params:xml:ns:xmpp-tls" not in answer
+
+
 # --- PostgreSQL (optional: needs a PostgreSQL server installed) -------------
 
 
@@ -380,10 +534,7 @@ def postgresTool(name: str) -> str:
         )
         found = versions[-1] if versions else None
     if found is None:
-        message = f"no PostgreSQL server installed ({name}; Debian: postgresql, see .ci/install)"
-        if REQUIRE_INTEROP:
-            pytest.fail(f"{message}, and SECURESOCK_REQUIRE_INTEROP=1 requires it")
-        pytest.skip(message)
+        missing(f"no PostgreSQL server installed ({name}; Debian: postgresql, see .ci/install)")
     return found
 
 
@@ -508,3 +659,45 @@ async def test_tls_client_on_a_real_starttls_port(pki: PKI, tmp_path: Any, modul
             await endpoint.connect(Factory.forProtocol(Protocol))
     assert f"127.0.0.1:{port} answered in plaintext, not TLS: it sent '220 " in str(caught.value)
     assert words in str(caught.value)
+
+
+# --- real servers without TLS: an error, never a plaintext session -----------
+
+
+@pytest.mark.parametrize(
+    ("module", "dialect", "words"),
+    [
+        ("aiosmtpd", "smtp", "the server does not offer STARTTLS (its EHLO reply: 250"),
+        ("pyftpdlib", "ftp", "the server refused AUTH TLS: 500"),
+    ],
+)
+@pytest_twisted.ensureDeferred
+async def test_starttls_client_refuses_a_real_server_without_tls(
+    pki: PKI, tmp_path: Any, module: str, dialect: str, words: str
+) -> None:
+    pytest.importorskip(module, reason=f"{module} is in the test extra: pip install -e .[test]")
+    port = freePort()
+    args = {
+        "aiosmtpd": [sys.executable, "-m", "aiosmtpd", "-n", "-l", f"127.0.0.1:{port}"],
+        "pyftpdlib": [
+            sys.executable,
+            "-m",
+            "pyftpdlib",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-d",
+            str(tmp_path),
+        ],
+    }[module]
+    application = Factory.forProtocol(Protocol)
+    built: list[Any] = []
+    application.buildProtocol = lambda addr: built.append(addr)  # type: ignore[method-assign]
+    async with serverProcess(args, port):
+        endpoint = securesock.clientFromString(reactor, clientDescription(pki, port, dialect))
+        with pytest.raises(securesock.StartTLSError) as caught:
+            await endpoint.connect(application)
+    assert words in str(caught.value)
+    assert "never falls back to plaintext" in str(caught.value)
+    assert built == []  # the application was never given the plaintext connection
