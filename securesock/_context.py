@@ -70,6 +70,9 @@ LEGACY_CIPHERS = ":".join(
 SERVER_GROUPS = (b"X25519MLKEM768:X25519:prime256v1:secp384r1", b"X25519:prime256v1:secp384r1")
 
 
+_MODE_ENABLE_PARTIAL_WRITE = 0x1  # SSL_MODE_ENABLE_PARTIAL_WRITE, a constant of the TLS API
+
+
 def _limitGroups(context: SSL.Context) -> None:
     try:
         from OpenSSL.SSL import _lib  # type: ignore[attr-defined]
@@ -93,6 +96,10 @@ def _baseContext(policy: TLSPolicy, *, server: bool) -> SSL.Context:
         options |= SSL.OP_CIPHER_SERVER_PREFERENCE
     context.set_options(options)
     context.set_mode(SSL.MODE_RELEASE_BUFFERS)
+    # pyOpenSSL turns partial writes on: SSL_write would then stop after each
+    # 16 KiB record; without, one call encrypts a whole application write
+    # into the memory BIO (securesock._handshake hands it up to 256 KiB).
+    context.clear_mode(_MODE_ENABLE_PARTIAL_WRITE)
     if server:
         _limitGroups(context)
     if policy.ciphers is not None:

@@ -281,3 +281,75 @@ async def test_server_takes_close_notify_after_all_data(pki: PKI) -> None:
     assert rest == b""
     assert log["data"] == b"x" * 100_000 + b"end\n"
     assert log["reason"] == "ConnectionDone"
+
+
+BIG = bytes(range(256)) * (3 * 4096) + b"tail-7b"  # 3 MiB + 7 bytes: more than one 256 KiB OpenSSL call
+
+
+class OneBigWrite(Protocol):
+    """Answers any data with one large write (and a few small ones), then closes."""
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(b"<")  # type: ignore[union-attr]
+        self.transport.write(BIG)  # type: ignore[union-attr]
+        self.transport.writeSequence([b">", b"\n"])  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+@pytest_twisted.ensureDeferred
+async def test_large_single_write_arrives_whole_and_in_order(pki: PKI) -> None:
+    port = await listen(
+        f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}", Factory.forProtocol(OneBigWrite)
+    )
+    try:
+        reply = await deferToThread(pythonClient, port.getHost().port, pki.ca_pem, b"go\n")
+    finally:
+        await port.stopListening()
+    assert len(reply) == len(BIG) + 3
+    assert reply == b"<" + BIG + b">\n"
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_large_write_reaches_python_server(pki: PKI) -> None:
+    """Our client's large write, received by Python's ssl server, which ends with close_notify."""
+    import hashlib
+    import threading
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki.server_pem)
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+    outcome: dict[str, Any] = {}
+
+    def serve() -> None:
+        try:
+            connection, _ = listener.accept()
+            with context.wrap_socket(connection, server_side=True, suppress_ragged_eofs=False) as tls:
+                tls.settimeout(10)
+                digest, size = hashlib.sha256(), 0
+                for _ in range(10_000):
+                    chunk = tls.recv(1 << 16)
+                    if not chunk:
+                        break
+                    digest.update(chunk)
+                    size += len(chunk)
+                outcome["size"], outcome["sha256"] = size, digest.hexdigest()
+        except Exception as e:  # reported by the assertion below
+            outcome["error"] = repr(e)
+        finally:
+            listener.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+
+    class Push(Protocol):
+        def connectionMade(self) -> None:
+            self.transport.write(BIG)  # type: ignore[union-attr]
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+    endpoint = securesock.clientFromString(
+        reactor, f"tls:localhost:{listener.getsockname()[1]}:trustRoots={pki.ca_pem}"
+    )
+    await endpoint.connect(Factory.forProtocol(Push)).addTimeout(TIMEOUT, reactor)
+    await deferToThread(thread.join, TIMEOUT)
+    assert outcome == {"size": len(BIG), "sha256": hashlib.sha256(BIG).hexdigest()}

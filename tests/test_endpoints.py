@@ -326,23 +326,28 @@ async def test_identity_variants(pki: PKI, monkeypatch: pytest.MonkeyPatch) -> N
             await port.stopListening()
 
 
+@pytest.mark.parametrize(
+    ("server", "client"),
+    [
+        (
+            "tls://?endpoint=unix:{path}&certificate={cert}&port=0",
+            "tls://localhost:1?endpoint=unix:{path}&trustRoots={ca}",
+        ),
+        # with endpoint= the port may be left out; host is still the name verified
+        (
+            "tls:endpoint=unix\\:{path}:certificate={cert}",
+            "tls:host=localhost:endpoint=unix\\:{path}:trustRoots={ca}",
+        ),
+    ],
+)
 @pytest_twisted.ensureDeferred
-async def test_endpoint_option_wraps_unix_socket(pki: PKI, tmp_path: os.PathLike[str]) -> None:
-    path = os.path.join(str(tmp_path), "tls.sock")
-    port = await listen(f"tls://?endpoint=unix:{path}&certificate={pki.server_pem}&port=0")
+async def test_endpoint_option_wraps_unix_socket(
+    pki: PKI, tmp_path: os.PathLike[str], server: str, client: str
+) -> None:
+    names = {"path": os.path.join(str(tmp_path), "tls.sock"), "cert": pki.server_pem, "ca": pki.ca_pem}
+    port = await listen(server.format(**names))
     try:
-        reply = await clientReply(f"tls://localhost:1?endpoint=unix:{path}&trustRoots={pki.ca_pem}")
-        assert reply == b"HELLO alpn=none\n"
-    finally:
-        await port.stopListening()
-
-
-@pytest_twisted.ensureDeferred
-async def test_wrapped_endpoint_without_port(pki: PKI, tmp_path: os.PathLike[str]) -> None:
-    path = os.path.join(str(tmp_path), "noport.sock")
-    port = await listen(f"tls:endpoint=unix\\:{path}:certificate={pki.server_pem}")
-    try:
-        reply = await clientReply(f"tls:host=localhost:endpoint=unix\\:{path}:trustRoots={pki.ca_pem}")
+        reply = await clientReply(client.format(**names))
         assert reply == b"HELLO alpn=none\n"
     finally:
         await port.stopListening()
