@@ -26,7 +26,7 @@ from ._material import fingerprint
 from ._options import ClientOptions, ServerOptions
 from ._protocols import opensslBuild
 from ._sessioninfo import TLSDetails, sslConnection
-from ._storecli import _table
+from ._storecli import _sans, _table
 from ._versions import TLSVersion, formatProtocols
 
 __all__ = ["addCheckCommands"]
@@ -37,13 +37,8 @@ def _out(text: str = "") -> None:
 
 
 def _names(certificate: x509.Certificate) -> str:
-    try:
-        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
-    except x509.ExtensionNotFound:
-        return "-"
-    names = [str(n) for n in san.get_values_for_type(x509.DNSName)]
-    names += [str(ip) for ip in san.get_values_for_type(x509.IPAddress)]
-    return ", ".join(names) or "-"
+    dns, ips = _sans(certificate)
+    return ", ".join(dns + ips) or "-"
 
 
 def certificateRows(certificates: Sequence[x509.Certificate]) -> list[str]:
@@ -94,12 +89,15 @@ def _side(description: str, forced: str | None) -> tuple[str, ServerOptions | Cl
             raise serverError from None
 
 
-def _checkServer(reactor: Any, description: str, options: ServerOptions) -> None:
+def _checkServer(reactor: Any, options: ServerOptions) -> None:
     from . import serverFromString
     from ._endpoints import buildServer
+    from ._starttls import StartTLSServerEndpoint
 
-    serverFromString(reactor, description)  # everything a real start would check
+    # Everything a real start would check (serverFromString), building the endpoint once.
     tls = buildServer(reactor, options, serverFromString)
+    if options.prefix == "starttls":
+        StartTLSServerEndpoint(tls, options, reactor)
     _out(f"server: {options.prefix}: (OK, nothing listened)")
     if options.endpoint is not None:
         _out(f"  listens with: {options.endpoint}")
@@ -157,12 +155,11 @@ def _checkClient(reactor: Any, description: str, options: ClientOptions) -> None
         _out("  verification: OFF (verify=no)" + ("; pins still checked" if options.pins else ""))
     for pin in options.pins:
         _out(f"  pin: {pin}")
-    identity = getattr(getattr(endpoint, "creator", None), "identity", None)
     if options.policy.identity.given:
         _out(
             f"  client certificate: from {options.policy.identity.certificate or options.policy.identity.privateKey}"
         )
-    elif identity is None:
+    else:
         _out("  client certificate: none")
     context = getattr(getattr(endpoint, "creator", None), "_context", None)
     if isinstance(context, SSL.Context):
@@ -181,7 +178,7 @@ def _check(args: argparse.Namespace) -> int:
         )
     if side == "server":
         assert isinstance(options, ServerOptions)
-        _checkServer(reactor, args.description, options)
+        _checkServer(reactor, options)
     else:
         assert isinstance(options, ClientOptions)
         _checkClient(reactor, args.description, options)
@@ -190,6 +187,7 @@ def _check(args: argparse.Namespace) -> int:
 
 def _probe(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
+    from twisted.internet.defer import CancelledError
     from twisted.internet.protocol import Factory, Protocol
 
     from . import clientFromString
@@ -222,8 +220,13 @@ def _probe(args: argparse.Namespace) -> int:
     if isinstance(error, TLSHandshakeError):
         raise CommandError(str(error))
     if error is not None:
-        what = "timed out" if type(error).__name__ == "CancelledError" else f"{type(error).__name__}: {error}"
+        what = "timed out" if isinstance(error, CancelledError) else f"{type(error).__name__}: {error}"
         raise CommandError(f"could not probe {options.host}:{options.port}: {what}")
+    if "details" not in result:
+        raise CommandError(
+            f"{options.host}:{options.port}: the connection is not TLS (dialect=none leaves the upgrade "
+            "to the application); give the dialect the server speaks"
+        )
     details: TLSDetails = result["details"]
     _out(
         f"connected to {options.host}:{options.port}"

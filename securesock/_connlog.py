@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._guard import failureText
 from ._sessioninfo import TLSDetails, handshakeDone, sessionInfo, sslConnection
 
 __all__ = ["LoggedProtocol", "closeReason"]
@@ -27,12 +28,7 @@ def closeReason(reason: Failure) -> str:
     """A short text for why a connection ended."""
     value = reason.value
     if isinstance(value, SSL.Error):
-        details = [
-            str(item[-1])
-            for item in (value.args[0] if value.args and isinstance(value.args[0], list) else [])
-            if item
-        ]
-        return "TLS error: " + ("; ".join(details) or str(value))
+        return "TLS error: " + failureText(reason)
     text = str(value).strip().rstrip(".")
     return f"{type(value).__name__}: {text}" if text else type(value).__name__
 

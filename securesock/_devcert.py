@@ -12,6 +12,7 @@ import os
 from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 
 from ._devca import certificatePEM, issue, keyPEM
 from ._store import defaultStorePath
@@ -24,10 +25,12 @@ _NAMES = ["localhost", "127.0.0.1", "::1"]
 _RENEW_BEFORE = datetime.timedelta(days=14)
 
 
-def _stillGood(path: Path) -> bool:
+def _stillGood(path: Path, authority: x509.Certificate) -> bool:
+    """Not about to expire, and signed by the CA clients are told to trust (it may have been remade)."""
     try:
         certificate = x509.load_pem_x509_certificate(path.read_bytes())
-    except (OSError, ValueError):
+        certificate.verify_directly_issued_by(authority)
+    except (OSError, ValueError, TypeError, InvalidSignature):
         return False
     return certificate.not_valid_after_utc - datetime.datetime.now(datetime.timezone.utc) > _RENEW_BEFORE
 
@@ -38,10 +41,10 @@ def developmentCertificate(store: str | None = None) -> tuple[str, str]:
     that clients trust, creating either when missing.
     """
     directory = store or defaultStorePath()
-    os.makedirs(directory, exist_ok=True)
+    os.makedirs(directory, mode=0o700, exist_ok=True)  # as 'securesock store' makes it
     authority, caFile, _ = _devCA(directory)
     target = Path(directory) / f"{DEVELOPMENT_NAME}.pem"
-    if not _stillGood(target):
+    if not _stillGood(target, authority.certificate):
         leaf = issue(authority, _NAMES, commonName=DEVELOPMENT_NAME, days=365)
         fresh = target.with_name(target.name + ".new")  # not a store suffix: never indexed
         fresh.unlink(missing_ok=True)

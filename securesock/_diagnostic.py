@@ -70,16 +70,8 @@ class DiagnosticProtocol(LoggedProtocol):
         only, so answer as RFC 9113 says, with HTTP_1_1_REQUIRED and a reason
         (curl -v shows it), rather than with bytes the client cannot read.
         """
-        if self.transport is None:
-            return
-        self._answered = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
         reason = b"the securesock diagnostic responder speaks HTTP/1.1 only (curl --http1.1)"
-        payload = _h2Frame(4, b"") + _h2Frame(7, struct.pack(">II", 0, _HTTP_1_1_REQUIRED) + reason)
-        self.countOut(payload)
-        self.transport.write(payload)
-        self.transport.loseConnection()
+        self._send(_h2Frame(4, b"") + _h2Frame(7, struct.pack(">II", 0, _HTTP_1_1_REQUIRED) + reason))
 
     def summary(self) -> list[str]:
         lines = ["securesock diagnostic responder"]
@@ -95,9 +87,6 @@ class DiagnosticProtocol(LoggedProtocol):
     def _answer(self, http: bool) -> None:
         if self._answered or self.transport is None:
             return
-        self._answered = True
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
         text = "\n".join(self.summary()) + "\n"
         if http:
             body = (
@@ -111,6 +100,15 @@ class DiagnosticProtocol(LoggedProtocol):
             payload = head + body
         else:
             payload = text.encode()
+        self._send(payload)
+
+    def _send(self, payload: bytes) -> None:
+        """The one answer: write it and close."""
+        if self._answered or self.transport is None:
+            return
+        self._answered = True
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
         self.countOut(payload)
         self.transport.write(payload)
         self.transport.loseConnection()

@@ -135,7 +135,11 @@ class _ListeningPorts:
 
 @implementer(IStreamServerEndpoint)
 class _HostNameServerEndpoint:
-    """Listens on every address a host name resolves to, resolved at listen time."""
+    """
+    Listens on every address a host name resolves to, resolved at listen
+    time, all on one port number (port 0: the one the first address got).
+    If any address cannot be listened on, none is left listening.
+    """
 
     def __init__(self, reactor: Any, hostname: str, port: int, backlog: int) -> None:
         self._reactor = reactor
@@ -156,11 +160,23 @@ class _HostNameServerEndpoint:
 
         def listenAll(results: list[Any]) -> Deferred[IListeningPort]:
             addresses = list(dict.fromkeys(info[4][0] for info in results))
-            listening = [
-                _tcpServer(self._reactor, address, self._port, self._backlog).listen(protocolFactory)
-                for address in addresses
-            ]
-            return gatherResults(listening, consumeErrors=True).addCallback(_ListeningPorts)  # type: ignore[no-any-return]
+            ports: list[IListeningPort] = []
+
+            def listenNext(port: IListeningPort | None = None) -> Any:
+                if port is not None:
+                    ports.append(port)
+                if len(ports) == len(addresses):
+                    return _ListeningPorts(ports)
+                number = self._port or (ports[0].getHost().port if ports else 0)  # type: ignore[attr-defined]
+                address = addresses[len(ports)]
+                server = _tcpServer(self._reactor, address, number, self._backlog)
+                return server.listen(protocolFactory).addCallback(listenNext)
+
+            def stopStarted(reason: Any) -> Any:
+                stopping = [maybeDeferred(port.stopListening) for port in ports]
+                return gatherResults(stopping, consumeErrors=True).addBoth(lambda _: reason)
+
+            return maybeDeferred(listenNext).addErrback(stopStarted)
 
         return resolving.addCallback(listenAll)  # type: ignore[no-any-return]
 

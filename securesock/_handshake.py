@@ -32,7 +32,7 @@ from twisted.python.failure import Failure
 from zope.interface import alsoProvides, directlyProvides, implementer, providedBy
 
 from ._errors import TLSHandshakeError
-from ._guard import HandshakeGuard, HandshakeWatch
+from ._guard import HandshakeGuard, HandshakeWatch, _peer
 from ._wrongmode import HTTP_400, isHTTPRequest, isTLSRecord, plaintextFromClient, plaintextFromServer
 
 __all__ = ["TLSFactory", "HandshakeGateFactory", "handshakeError"]
@@ -162,13 +162,17 @@ class _TLSProtocol(BufferingTLSTransport):
     def _flushSendBIO(self, expected: int = 0) -> None:
         """
         Everything in the send BIO, in as few transport writes as it takes:
-        C{expected} application bytes just went in, plus at most 22 bytes of
-        record overhead per 16 KiB (the buffer read into is that large).
+        C{expected} application bytes just went in, plus the records'
+        overhead (22 to 29 bytes per 16 KiB with AEAD suites; the buffer
+        read into allows 32, plus 1 KiB).  The loop ends: each pass that
+        goes on takes C{size} bytes out of a finite BIO that nothing refills
+        meanwhile; stopping earlier would leave TLS bytes unsent until some
+        later write.
         """
         connection = self._tlsConnection
         transport: Any = self.transport
         size = max(2**15, expected + (expected >> 9) + 2**10)
-        for _ in range(64):  # bounded; one read normally empties the BIO
+        while True:  # one read normally empties the BIO
             try:
                 data = connection.bio_read(size)
             except SSL.WantReadError:
@@ -234,9 +238,7 @@ class _TLSProtocol(BufferingTLSTransport):
         """A client spoke plaintext to this TLS server: say so, answer HTTP like nginx, close."""
         self._plaintext = True
         transport: Any = self.transport
-        address = transport.getPeer()
-        peer = f"{getattr(address, 'host', address)}:{getattr(address, 'port', '')}"
-        log.warn("{message}", message=plaintextFromClient(data, peer))
+        log.warn("{message}", message=plaintextFromClient(data, _peer(self)))
         if isHTTPRequest(data):
             transport.write(HTTP_400)
         transport.loseConnection()

@@ -18,7 +18,6 @@ import os
 from dataclasses import dataclass
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes
 from twisted.logger import Logger
 
 from ._errors import CertificateError
@@ -165,7 +164,7 @@ def _fromEntry(
         passphrase=spec.passphrase,
     )
     selected = loadSelected(source, store, label, option, (name,) if name else ())
-    if selected.identity.certificate.fingerprint(hashes.SHA256()) != entry.sha256:
+    if selected.identity.certificate != entry.certificate:
         raise CertificateError(
             f"{option}={label!r}: the key in {entry.keyFile} belongs to another certificate of "
             f"{entry.file} than {describeEntry(entry)}; keep one certificate and key per file",

@@ -67,6 +67,10 @@ class StartTLSLineMixin:
             super().dataReceived(line)  # type: ignore[misc]
             if self._securesockDone:  # upgradeToTLS refused, or already closed
                 return
+            if getattr(self.transport, "disconnecting", False):
+                # The line closed the connection (QUIT): like LineReceiver with
+                # a whole chunk, do not process the lines after it.
+                return
             pending, self._securesockPending = self._securesockPending, b""
             if ISSLTransport.providedBy(self.transport):
                 self._securesockDone = True

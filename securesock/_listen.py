@@ -76,23 +76,11 @@ class SocketOptionServerEndpoint:
                 why = f"{why}: the address is in use and exclusive=yes refuses to share it"
             return fail(CannotListenError(self._interface, self._port, why))
         try:
-            port = self._reactor.adoptStreamPort(sock.fileno(), sock.family, protocolFactory)
+            return succeed(self._reactor.adoptStreamPort(sock.fileno(), sock.family, protocolFactory))
+        except Exception:
+            return fail()  # an endpoint reports failure in its Deferred, never by raising
         finally:
             sock.close()  # the reactor listens on its own duplicate
-        return succeed(port)
-
-
-def _yesNo(name: str, value: str) -> bool:
-    word = value.strip().lower()
-    if word in ("yes", "true", "on", "1"):
-        return True
-    if word in ("no", "false", "off", "0"):
-        return False
-    raise DescriptionError(
-        f"{name}={value!r}: not a yes/no value; accepted: yes, no (or true/false, on/off, 1/0)",
-        option=name,
-        value=value,
-    )
 
 
 def _number(name: str, value: str, low: int, high: int) -> int:
@@ -113,6 +101,7 @@ def plainTCPServer(reactor: Any, description: str) -> SocketOptionServerEndpoint
     C{exclusive=} added; None for any other description (Twisted parses it).
     """
     from ._description import _fromTwistedForm, splitDescription
+    from ._optiontable import _boolean
 
     split = splitDescription(description, "server")
     if not isinstance(split, str):
@@ -145,8 +134,8 @@ def plainTCPServer(reactor: Any, description: str) -> SocketOptionServerEndpoint
             option="interface",
             value=interface,
         )
-    reusePort = _yesNo("reusePort", values.get("reusePort", "no"))
-    exclusive = _yesNo("exclusive", values.get("exclusive", "no"))
+    reusePort = _boolean("reusePort", values.get("reusePort", "no"))
+    exclusive = _boolean("exclusive", values.get("exclusive", "no"))
     if reusePort and exclusive:
         raise DescriptionError(
             "reusePort=yes and exclusive=yes contradict each other: choose one", option="exclusive"

@@ -102,7 +102,9 @@ def readPassphrase(passphrase: Passphrase | None) -> bytes | None:
                 f"{passphrase.reference} is not set",
                 option="passphrase",
             )
-        return value.encode("utf-8")
+        # The bytes as set: a byte that is not UTF-8 (kept as a surrogate) would make
+        # encode("utf-8") fail, and its error would quote part of the passphrase.
+        return os.fsencode(value)
     content = _read(passphrase.reference, "passphrase", "a file holding the passphrase")
     lines = content.splitlines()
     return lines[0] if lines else b""
@@ -122,14 +124,14 @@ def _warnIfReadable(path: str) -> None:
 
 
 def _loadKeys(data: bytes, path: str, option: str, passphrase: Passphrase | None) -> list[PrivateKeyTypes]:
-    keys = []
-    for match in _PEM_KEY.finditer(data):
-        keys.append(_loadKey(match.group(0), path, option, passphrase))
-    return keys
+    blocks = [match.group(0) for match in _PEM_KEY.finditer(data)]
+    secret = readPassphrase(passphrase) if blocks else None  # once per file, not once per key
+    return [_loadKey(block, path, option, passphrase, secret) for block in blocks]
 
 
-def _loadKey(block: bytes, path: str, option: str, passphrase: Passphrase | None) -> PrivateKeyTypes:
-    secret = readPassphrase(passphrase)
+def _loadKey(
+    block: bytes, path: str, option: str, passphrase: Passphrase | None, secret: bytes | None
+) -> PrivateKeyTypes:
     try:
         return serialization.load_pem_private_key(block, secret)
     except TypeError as e:

@@ -39,7 +39,6 @@ class Option:
     default: str
     help: str
     aliases: tuple[str, ...] = ()
-    secret: bool = False  # never echo the value in an error
 
 
 def _error(option: str, value: str, problem: str, accepted: str) -> DescriptionError:
@@ -356,7 +355,6 @@ OPTIONS: tuple[Option, ...] = (
         _PASSPHRASE_ACCEPTED,
         "none",
         "Where the passphrase of an encrypted key or PKCS#12 file is read.",
-        secret=True,
     ),
     Option(
         "dhParameters",

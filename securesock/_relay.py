@@ -120,6 +120,11 @@ class RelayServer(LoggedProtocol):
 
     def greetingAlreadySent(self, withoutGreeting: Callable[[bytes], bytes]) -> None:
         """Called by a C{starttls:} listener: the client was greeted before TLS."""
+        if self._greeting is not None:
+            # A starttls: backend: its greeting went into its own upgrade, so
+            # there is none to drop, and ours would greet the client twice.
+            self._greeting = None
+            return
         self._withoutGreeting = withoutGreeting
 
     def ready(self) -> None:

@@ -29,6 +29,8 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import idna
+from cryptography import x509
 from OpenSSL import SSL
 from twisted.logger import Logger
 
@@ -69,6 +71,22 @@ class Served:
     signature: Signature
 
 
+def _sniKey(name: str) -> bytes | None:
+    """
+    C{name} as clients send it by SNI: A-labels, encoded as the client side
+    encodes (IDNA 2008, UTS 46), or None when no client can ask for it (a
+    long non-ASCII CN, say).
+    """
+    if name.isascii():
+        return name.encode()
+    wildcard = name.startswith("*.")
+    try:
+        encoded = idna.encode(name[2:] if wildcard else name, uts46=True)
+    except UnicodeError:  # idna.IDNAError is one
+        return None
+    return b"*." + encoded if wildcard else encoded
+
+
 def _table(served: Sequence[Served], preferNewest: bool) -> ServedContexts:
     byName: dict[bytes, SSL.Context] = {}
     ordered = (
@@ -78,7 +96,9 @@ def _table(served: Sequence[Served], preferNewest: bool) -> ServedContexts:
     )
     for item in ordered:
         for name in item.selected.sniNames:
-            byName.setdefault(name.encode("idna") if not name.isascii() else name.encode(), item.context)
+            key = _sniKey(name)
+            if key is not None:
+                byName.setdefault(key, item.context)
     return ServedContexts(served[0].context, byName)
 
 
@@ -141,17 +161,22 @@ class Renewal:
     def _reload(self, source: IdentitySpec, label: str, old: Served | None) -> Served | None:
         files = old.selected.files if old is not None else ()
         try:
-            store = openStore(old.selected.storePath) if old and old.selected.storePath else self._store
+            store = self._store  # already refreshed by check(): no second scan per entry
+            if store is None and old is not None and old.selected.storePath:
+                store = openStore(old.selected.storePath)
             selected = loadSelected(
                 source, store, label, "certificate", old.selected.extraNames if old is not None else ()
             )
             context = self._build(selected)
-        except CertificateError as e:
+        except Exception as e:  # runs for a new connection or a SIGHUP: must not fail either
+            # CertificateError says what is wrong; anything else (OpenSSL refusing a
+            # 1024-bit key, a key type it cannot use) is named by its type and text.
+            why = e.message if isinstance(e, CertificateError) else f"{type(e).__name__}: {e}"
             log.warn(
                 "certificate {label}: its files changed but cannot be used ({why}); "
                 "still serving the previous certificate",
                 label=label,
-                why=e.message,
+                why=why,
             )
             if old is None:
                 return None
@@ -169,7 +194,7 @@ class Renewal:
 def serverCreator(
     options: ServerOptions,
     selected: list[Selected],
-    authorities: Sequence[object] | None,
+    authorities: Sequence[x509.Certificate] | None,
     store: Store | None = None,
 ) -> tuple[ServerCreator, Renewal]:
     """
@@ -185,7 +210,7 @@ def serverCreator(
             options,
             item.identity,
             sessionID=sessionID,
-            authorities=authorities,  # type: ignore[arg-type]
+            authorities=authorities,
         )
         installServerNameCallback(context, chooser)
         return context

@@ -12,14 +12,10 @@ from typing import Any
 from cryptography import x509
 from OpenSSL import SSL
 
+from ._hashes import spaced
 from ._material import fingerprint
 
-__all__ = ["TLSDetails", "sslConnection", "sessionInfo", "spacedSHA1", "handshakeDone"]
-
-
-def spacedSHA1(certificate: x509.Certificate) -> str:
-    """The SHA-1 thumbprint as Windows' certificate manager shows it: C{9d a4 84 ...}."""
-    return " ".join(f"{b:02x}" for b in fingerprint(certificate, "sha1"))
+__all__ = ["TLSDetails", "sslConnection", "sessionInfo", "handshakeDone"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +59,7 @@ class TLSDetails:
                 out += [
                     f"{label}: {certificate.subject.rfc4514_string()}",
                     f"  issuer: {certificate.issuer.rfc4514_string()}",
-                    f"  SHA-1: {spacedSHA1(certificate)}",
+                    f"  SHA-1: {spaced(fingerprint(certificate, 'sha1'))}",
                     f"  SHA-256: {fingerprint(certificate).hex()}",
                     f"  valid until: {certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC",
                 ]

@@ -98,7 +98,6 @@ class _Gate(Protocol):
         # A protocol, or what builds one once the handshake is done (so that an
         # application's factory is never asked for a protocol it will not connect).
         self._receiver = receiver
-        self.receiver: IProtocol | None = None
         self._peer = peer
         self._protocols = protocols
         self.done: Deferred[TLSDetails] = Deferred(lambda _: transport.abortConnection())
@@ -128,14 +127,9 @@ class _Gate(Protocol):
 
         tls.dataReceived = first
 
-    def _resolve(self) -> IProtocol | None:
-        if self.receiver is None:
-            made = self._receiver
-            self.receiver = made if IProtocol.providedBy(made) else made()  # type: ignore[operator]
-        return self.receiver
-
     def handshakeCompleted(self) -> None:
-        receiver = self._resolve()
+        made = self._receiver
+        receiver = made if IProtocol.providedBy(made) else made()  # type: ignore[operator]
         if receiver is None:
             self.done.errback(
                 Failure(StartTLSError(f"the application refused the connection with {self._peer}"))
@@ -148,9 +142,11 @@ class _Gate(Protocol):
             receiver.handshakeCompleted()  # type: ignore[attr-defined]
 
     def dataReceived(self, data: bytes) -> None:
-        receiver = self._resolve()
-        if receiver is not None:
-            receiver.dataReceived(data)
+        """
+        Dropped: the TLS layer delivers to the receiver once the handshake is
+        done, so what reaches the gate came after the application refused the
+        connection (in the chunk that completed the handshake).
+        """
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
         if not self.done.called:
@@ -374,6 +370,9 @@ class _Upgrading(Protocol):
     def _failed(self, reason: Failure) -> None:
         self._stopTimer()
         self._report(reason)
+        # Most failures have closed the connection already; one where TLS could
+        # not start at all would leave it open, half-upgraded, with no deadline.
+        self.transport.abortConnection()  # type: ignore[union-attr]
 
     def _report(self, reason: Failure) -> None:
         if not self._reported:
@@ -593,8 +592,13 @@ class StartTLSServerEndpoint:
         self.options = options
         self.inner = tls.inner
         self.upgrade = TLSUpgrade.fromServerEndpoint(tls)
+        self._tls = tls
         self._reactor = reactor
         self._name = _serverName(tls) if options.dialect != "none" else ""
+
+    def reload(self) -> bool:
+        """Re-read the certificate files now (SIGHUP), as a C{tls:} server does; True if anything changed."""
+        return self._tls.reload()
 
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
         if self.options.dialect == "none":

@@ -524,16 +524,12 @@ _STORES: dict[str, Store] = {}
 _STORES_LOCK = threading.Lock()
 
 
-def openStore(path: str, *, refresh: bool = True) -> Store:
-    """
-    The process-wide L{Store} for C{path}, re-checked (one stat per file)
-    unless C{refresh} is false.
-    """
+def openStore(path: str) -> Store:
+    """The process-wide L{Store} for C{path}, re-checked (one stat per file)."""
     key = os.path.realpath(os.path.expanduser(path))
     with _STORES_LOCK:
         store = _STORES.get(key)
         if store is None:
             store = _STORES[key] = Store(key)
-    if refresh or store.generation == 0:
-        store.refresh()
+    store.refresh()
     return store

@@ -19,14 +19,14 @@ from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ._cli import CommandError
 from ._devca import Issued, certificatePEM, issue, keyPEM, makeAuthority
 from ._errors import CertificateError
 from ._hashes import looksLikeHash, parseCertificateHash, spaced
-from ._material import _PEM_KEY, _isPKCS12, loadIdentity, readPassphrase
+from ._material import _PEM_KEY, _isPKCS12, _publicKeyBytes, loadIdentity, readPassphrase
 from ._options import IdentitySpec, Passphrase
 from ._optiontable import SERVER, optionsFor
 from ._store import PKCS12_SUFFIXES, Entry, Store, defaultStorePath, describeEntry, openStore
@@ -214,7 +214,7 @@ def _show(args: argparse.Namespace) -> int:
     _out("Chain:")
     chain = store.chainFor(certificate)
     for number, link in enumerate(chain, start=1):
-        _out(f"  {number}. {link.subject.rfc4514_string()}  sha1 {spaced(link.fingerprint(_sha1()))}")
+        _out(f"  {number}. {link.subject.rfc4514_string()}  sha1 {spaced(link.fingerprint(hashes.SHA1()))}")
     top = chain[-1] if chain else certificate
     if top.subject == top.issuer:
         _out("  (self-signed)" if not chain else "  (ends in a self-signed certificate)")
@@ -225,12 +225,6 @@ def _show(args: argparse.Namespace) -> int:
         else:
             _out(f"  issuer {top.issuer.rfc4514_string()} is not in the store")
     return 0
-
-
-def _sha1() -> Any:
-    from cryptography.hazmat.primitives import hashes
-
-    return hashes.SHA1()
 
 
 # --- import / remove / export ---------------------------------------------------
@@ -281,10 +275,10 @@ def _import(args: argparse.Namespace) -> int:
     store = _storeDir(args)
     data = _read(args.file, "cannot read")
     name = _checkName(args.name or Path(args.file).stem)
+    secret = _secret(args)  # read once, and before anything is written
     if _isPKCS12(args.file, data):
         if args.key:
             raise CommandError("--key: a PKCS#12 file carries its own key")
-        secret = _secret(args)
         try:
             bundle = pkcs12.load_pkcs12(data, secret)
         except ValueError:
@@ -312,7 +306,7 @@ def _import(args: argparse.Namespace) -> int:
         keys = [m.group(0) for m in _PEM_KEY.finditer(keyData)]
         if args.key and not keys:
             raise CommandError(f"--key {args.key}: holds no PEM private key")
-        certificate = _leafFor(certificates, keys, args)
+        certificate = _leafFor(certificates, keys, secret)
         hasKey = bool(keys)
         ordered = [certificate, *(c for c in certificates if c != certificate)]
         target = _newFile(store, name + ".pem")
@@ -320,13 +314,12 @@ def _import(args: argparse.Namespace) -> int:
             target, certificatePEM(*ordered) + (keys[0] + b"\n" if keys else b""), 0o600 if hasKey else 0o644
         )
     imported = openStore(store)
-    secret = _secret(args)
     if secret is not None and imported.locked:
         imported.unlock(secret)
     entry = next((e for e in imported.entries if e.file == str(target.resolve()) and e.main), None)
     names = ", ".join(entry.names) if entry is not None else name
     _out(f"imported {target}")
-    _out(f"  {certificate.subject.rfc4514_string()}  sha1 {spaced(certificate.fingerprint(_sha1()))}")
+    _out(f"  {certificate.subject.rfc4514_string()}  sha1 {spaced(certificate.fingerprint(hashes.SHA1()))}")
     _out(f"  names: {names}; private key: {'yes' if hasKey else 'no'}")
     return 0
 
@@ -342,19 +335,12 @@ def _certificatesOf(data: bytes, path: str) -> list[x509.Certificate]:
     raise CommandError(f"{path}: holds no certificate (expected PEM, DER or PKCS#12)")
 
 
-def _publicBytes(key: Any) -> bytes:
-    return key.public_bytes(  # type: ignore[no-any-return]
-        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
-
-
 def _leafFor(
-    certificates: list[x509.Certificate], keys: list[bytes], args: argparse.Namespace
+    certificates: list[x509.Certificate], keys: list[bytes], secret: bytes | None
 ) -> x509.Certificate:
     """The certificate the key belongs to (checked when the key can be opened)."""
     if not keys:
         return certificates[0]
-    secret = _secret(args)
     encrypted = b"ENCRYPTED" in keys[0]
     if encrypted and secret is None:
         sys.stderr.write("securesock: warning: the key is encrypted; give --passphrase to check it fits\n")
@@ -365,9 +351,9 @@ def _leafFor(
         raise CommandError(
             "the private key cannot be opened" + (" with this passphrase" if encrypted else " (damaged?)")
         ) from None
-    wanted = _publicBytes(key.public_key())
+    wanted = _publicKeyBytes(key.public_key())
     for certificate in certificates:
-        if _publicBytes(certificate.public_key()) == wanted:
+        if _publicKeyBytes(certificate.public_key()) == wanted:
             return certificate
     raise CommandError("the private key does not belong to any certificate in the file")
 
@@ -443,8 +429,14 @@ def _devCA(store: str) -> tuple[Issued, Path, bool]:
                 f"the development CA of {store} is incomplete ({certificatePath} and {keyPath} "
                 "belong together); restore the missing file or remove both"
             )
-        certificate = x509.load_pem_x509_certificate(_read(str(certificatePath), "cannot read"))
-        key = serialization.load_pem_private_key(_read(str(keyPath), "cannot read"), None)
+        try:
+            certificate = x509.load_pem_x509_certificate(_read(str(certificatePath), "cannot read"))
+            key = serialization.load_pem_private_key(_read(str(keyPath), "cannot read"), None)
+        except (ValueError, TypeError):
+            raise CommandError(
+                f"the development CA of {store} cannot be read ({certificatePath} or {keyPath} is "
+                "damaged); remove both and a new CA is made"
+            ) from None
         return Issued(certificate, key), certificatePath, False  # type: ignore[arg-type]
     os.makedirs(keyPath.parent, mode=0o700, exist_ok=True)
     os.chmod(keyPath.parent, 0o700)
@@ -495,12 +487,11 @@ def _new(args: argparse.Namespace) -> int:
     authority, caFile, made = _devCA(store)
     leaf = issue(authority, sans, commonName=name, days=args.days, keyType=args.key_type)
     _write(target, certificatePEM(leaf.certificate) + keyPEM(leaf.key), 0o600)
-    openStore(store)
     storeOption = "" if store == defaultStorePath() else f":store={store}"
     _out(f"created {target}")
     _out(f"  CN={name}, subjectAltName {', '.join(sans)}")
     _out(
-        f"  valid until {leaf.certificate.not_valid_after_utc:%Y-%m-%d}, sha1 {spaced(leaf.certificate.fingerprint(_sha1()))}"
+        f"  valid until {leaf.certificate.not_valid_after_utc:%Y-%m-%d}, sha1 {spaced(leaf.certificate.fingerprint(hashes.SHA1()))}"
     )
     _out(f"  serve it:  tls:8443:certificate={name}{storeOption}")
     _out(f"development CA ({'created now' if made else 'already there'}): {caFile}")

@@ -19,6 +19,7 @@ from typing import Any
 
 from twisted.application.service import MultiService, Service
 from twisted.internet.defer import Deferred, succeed
+from twisted.internet.endpoints import quoteStringArgument
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
@@ -122,11 +123,7 @@ def defaultListen() -> str:
         certificate=certificate,
         authority=authority,
     )
-    return f"tls:8443:interface=127.0.0.1:certificate={_escape(certificate)}"
-
-
-def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace(":", "\\:")
+    return f"tls:8443:interface=127.0.0.1:certificate={quoteStringArgument(certificate)}"
 
 
 # Prefixes whose listeners take reusePort=yes (securesock's own, and tcp: through _listen).

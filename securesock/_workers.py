@@ -22,6 +22,7 @@ __all__ = ["WorkerPool", "ParentWatch"]
 log = Logger(namespace="securesock.workers")
 
 _MAX_RESTARTS = 5
+_MAX_LINE = 65536  # a longer run of output without a newline is logged in pieces
 
 
 class _Worker(ProcessProtocol):
@@ -29,17 +30,25 @@ class _Worker(ProcessProtocol):
         self.pool = pool
         self.number = number
         self.ended: Deferred[None] = Deferred()
-        self._partial = b""
+        self._partial: dict[int, bytes] = {}  # per stream, so stdout and stderr lines never mix
 
-    def outReceived(self, data: bytes) -> None:
-        self._partial += data
-        *lines, self._partial = self._partial.split(b"\n")
-        for line in lines[:200]:
-            log.info("worker {number}: {line}", number=self.number, line=line.decode("utf-8", "replace"))
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        *lines, rest = (self._partial.get(childFD, b"") + data).split(b"\n")
+        if len(rest) >= _MAX_LINE:
+            lines.append(rest)
+            rest = b""
+        self._partial[childFD] = rest
+        for line in lines:
+            self._log(line)
 
-    errReceived = outReceived
+    def _log(self, line: bytes) -> None:
+        log.info("worker {number}: {line}", number=self.number, line=line.decode("utf-8", "replace"))
 
     def processEnded(self, reason: Failure) -> None:
+        for rest in self._partial.values():
+            if rest:
+                self._log(rest)
+        self._partial.clear()
         self.ended.callback(None)
         self.pool.workerEnded(self, reason)
 
@@ -97,7 +106,11 @@ class WorkerPool(Service):
             number=worker.number,
             reason=reason.getErrorMessage(),
         )
-        self._reactor.callLater(1.0, self._spawn, worker.number)
+        self._reactor.callLater(1.0, self._restart, worker.number)
+
+    def _restart(self, number: int) -> None:
+        if self.running:  # not once the pool is stopping: the new worker would be left behind
+            self._spawn(number)
 
     def signalAll(self, name: str) -> None:
         for _, process in list(self._workers.values()):

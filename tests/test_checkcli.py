@@ -287,3 +287,11 @@ def test_probe_through_starttls(pki: PKI, tmp_path: Path) -> None:
         assert "Protocol version: TLSv1.3" in result.stdout and "CN=localhost" in result.stdout
         wrong = securesock("probe", f"starttls:localhost:{port}:dialect=pop3:trustRoots={pki.ca_pem}")
         assert wrong.returncode == 1 and "StartTLSError" in wrong.stderr, wrong.stderr
+
+
+def test_probe_with_dialect_none_says_the_connection_is_not_tls() -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:  # the kernel accepts; nothing is said
+        port = listener.getsockname()[1]
+        result = securesock("probe", f"starttls:127.0.0.1:{port}:dialect=none:verify=no")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr and "is not TLS" in result.stderr, result.stderr

@@ -118,6 +118,44 @@ async def test_host_name_interface_resolved_at_listen(pki: PKI) -> None:
         await port.stopListening()
 
 
+def _resolving(monkeypatch: pytest.MonkeyPatch, name: str, addresses: list[str]) -> None:
+    """Make C{name} resolve to C{addresses} (IPv4) for getaddrinfo."""
+    real = socket.getaddrinfo
+
+    def getaddrinfo(host: str, port: int, *args: object, **kwargs: object) -> list[tuple[object, ...]]:
+        if host != name:
+            return real(host, port, *args, **kwargs)  # type: ignore[arg-type]
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in addresses]
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
+@pytest_twisted.ensureDeferred
+async def test_host_name_addresses_share_the_port_zero_picked(monkeypatch: pytest.MonkeyPatch) -> None:
+    from securesock._endpoints import _HostNameServerEndpoint
+
+    _resolving(monkeypatch, "two.invalid", ["127.0.0.1", "127.0.0.2"])
+    port = await _HostNameServerEndpoint(reactor, "two.invalid", 0, 50).listen(Factory())
+    try:
+        numbers = [p.getHost().port for p in port.ports]  # type: ignore[attr-defined]
+        assert len(numbers) == 2 and numbers[0] != 0 and numbers[0] == numbers[1]
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_host_name_address_that_fails_leaves_none_listening(monkeypatch: pytest.MonkeyPatch) -> None:
+    from twisted.internet.error import CannotListenError
+
+    from securesock._endpoints import _HostNameServerEndpoint
+
+    _resolving(monkeypatch, "two.invalid", ["127.0.0.1", "192.0.2.1"])  # TEST-NET-1: not ours
+    factory = Factory()
+    with pytest.raises(CannotListenError):
+        await _HostNameServerEndpoint(reactor, "two.invalid", 0, 50).listen(factory)
+    assert factory.numPorts == 0  # the port on 127.0.0.1 was stopped
+
+
 @pytest_twisted.ensureDeferred
 async def test_alpn_offered_to_factory_without_alpn(pki: PKI) -> None:
     """Twisted 26.4+ fails this handshake; we continue without ALPN."""

@@ -71,6 +71,27 @@ def test_unset_passphrase_variable(pki: PKI, monkeypatch: pytest.MonkeyPatch) ->
     assert "environment variable SECURESOCK_UNSET is not set" in text
 
 
+@pytest.mark.skipif(os.name == "nt", reason="POSIX environments hold bytes")
+def test_passphrase_variable_with_non_utf8_bytes(
+    pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The variable's bytes are the passphrase, even when they are not UTF-8 (no UnicodeEncodeError)."""
+    from securesock._devca import keyPEM
+    from securesock._material import loadIdentity
+    from securesock._options import IdentitySpec, Passphrase
+
+    secret = b"caf\xe9 \xff"
+    key = tmp_path / "latin1.key"
+    plain = loadIdentity(IdentitySpec(certificate=pki.server_pem)).key
+    key.write_bytes(keyPEM(plain, secret))  # type: ignore[arg-type]
+    monkeypatch.setenv("SECURESOCK_LATIN1", os.fsdecode(secret))
+    passphrase = Passphrase("env", "SECURESOCK_LATIN1")
+    identity = loadIdentity(
+        IdentitySpec(certificate=pki.server_crt, privateKey=str(key), passphrase=passphrase)
+    )
+    assert identity.certificate.subject.rfc4514_string() == "CN=localhost"
+
+
 def test_pkcs12_needs_passphrase(pki: PKI) -> None:
     assert "PKCS#12 file cannot be opened without a passphrase" in message(
         f"tls:0:certificate={pki.server_p12}"

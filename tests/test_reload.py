@@ -184,6 +184,52 @@ async def test_unusable_renewal_keeps_the_old_certificate(kit: StoreKit, immedia
 
 
 @pytest_twisted.ensureDeferred
+async def test_renewal_openssl_refuses_keeps_the_old_certificate(
+    kit: StoreKit, immediate: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A renewed certificate OpenSSL itself refuses (RSA-1024: 'ee key too small') fails no connection."""
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    from securesock import _devca
+
+    old = kit.add("site.pem", ["localhost"])
+    warnings: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if event.get("log_level") is not None and event["log_level"].name == "warn":
+            warnings.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={kit.root / 'site.pem'}")
+    number = port.getHost().port
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(_devca, "newKey", lambda keyType="ec": rsa.generate_private_key(65537, 1024))
+            kit.add("site.pem", ["localhost"])
+        assert (await served(number, kit))[0] == sha1(old.certificate)
+        assert any("still serving the previous certificate" in w and "key too small" in w for w in warnings)
+        new = kit.add("site.pem", ["localhost"])
+        assert (await served(number, kit))[0] == sha1(new.certificate)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        await port.stopListening()
+
+
+def test_sni_table_encodes_names_as_clients_send_them(kit: StoreKit) -> None:
+    """Non-ASCII names are keyed by the A-labels clients send (IDNA 2008, like our client); unencodable ones are left out."""
+    import idna
+
+    kit.add("straße.pem", ["localhost"])
+    kit.add("é" * 70 + ".pem", ["b.example"])  # a label too long for IDNA: no client can ask for it
+    endpoint: Any = securesock.serverFromString(
+        reactor, f"tls:0:certificate=straße,{'é' * 70}:store={kit.root}"
+    )
+    served = endpoint.creator.chooser.served
+    assert set(served.byName) == {b"localhost", idna.encode("straße", uts46=True), b"b.example"}
+    assert idna.encode("straße", uts46=True) == b"xn--strae-oqa"  # not IDNA 2003's 'strasse'
+
+
+@pytest_twisted.ensureDeferred
 async def test_each_sni_certificate_renews_on_its_own(kit: StoreKit, immediate: None) -> None:
     kit.addCA("root-ca.pem")
     a = kit.add("a.pem", ["localhost"], commonName="A")

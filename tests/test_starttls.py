@@ -7,6 +7,8 @@ with Twisted's own mail protocols, and the wrong-mode diagnostics.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,11 +16,13 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, serverFromString
-from twisted.internet.interfaces import ISSLTransport
-from twisted.internet.protocol import Factory
+from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, ISSLTransport
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.testing import StringTransport
 from twisted.internet.threads import deferToThread
 from twisted.mail import imap4, smtp
-from twisted.protocols.basic import LineOnlyReceiver
+from twisted.protocols.basic import LineOnlyReceiver, LineReceiver
+from zope.interface import implementer
 
 import securesock
 from securesock import (
@@ -45,6 +49,7 @@ from .starttlspeers import (
     listenStartTLS,
     rawSession,
     scriptedServer,
+    serverDescription,
     sleep,
 )
 from .test_dialects import GO_AHEAD, INJECTED, NOT_OFFERED, UPGRADES
@@ -72,6 +77,18 @@ def test_unknown_dialect(pki: PKI) -> None:
 def test_starttls_server_still_needs_a_certificate() -> None:
     with pytest.raises(DescriptionError, match="a TLS server needs a certificate"):
         securesock.serverFromString(reactor, "starttls:587:dialect=smtp")
+
+
+def test_starttls_server_reloads_its_certificate(pki: PKI, tmp_path: Path) -> None:
+    # What twistd's SIGHUP calls on each listener, starttls: ones included.
+    served = tmp_path / "site.pem"
+    served.write_bytes(Path(pki.server_pem).read_bytes())
+    served.chmod(0o600)
+    endpoint = securesock.serverFromString(reactor, f"starttls:0:certificate={served}:dialect=smtp")
+    assert endpoint.reload() is False
+    served.write_bytes(Path(pki.rsa_pem).read_bytes())
+    os.utime(served, (os.stat(served).st_atime, os.stat(served).st_mtime + 10))
+    assert endpoint.reload() is True
 
 
 def test_plugin_prefix_reaches_securesock(pki: PKI) -> None:
@@ -303,6 +320,24 @@ async def test_applications_are_built_only_after_the_handshake(pki: PKI, dialect
         await port.stopListening()
 
 
+def test_an_application_that_refuses_is_asked_once() -> None:
+    # Data that came with the client's Finished reaches the gate after the refusal:
+    # dropped, without asking the factory again.
+    from securesock._starttls import _Gate
+
+    asked: list[int] = []
+    failures: list[Any] = []
+    transport = StringTransport()
+    gate = _Gate(transport, Protocol(), lambda: asked.append(1), "peer", "TLSv1.3")
+    gate.done.addErrback(failures.append)
+    gate.handshakeCompleted()
+    gate.dataReceived(b"EHLO x\r\n")
+    assert asked == [1] and transport.disconnecting
+    assert failures[0].check(StartTLSError) and "the application refused the connection" in str(
+        failures[0].value
+    )
+
+
 @pytest_twisted.ensureDeferred
 async def test_dialect_none_leaves_the_upgrade_to_the_application(pki: PKI) -> None:
     server = securesock.serverFromString(
@@ -340,6 +375,30 @@ async def test_server_drops_a_client_that_never_upgrades(pki: PKI, monkeypatch: 
             answers = await deferToThread(rawSession, port.getHost().port, [b"EHLO x\r\n"])
         assert answers[-1] == b"" and application.built == []
         assert "no TLS session within 0.5 seconds" in logs.text()
+    finally:
+        await port.stopListening()
+
+
+@implementer(IOpenSSLServerConnectionCreator)
+class _BrokenCreator:
+    def serverConnectionForTLS(self, tlsProtocol: Any) -> Any:
+        raise RuntimeError("no TLS connection today")
+
+
+@pytest_twisted.ensureDeferred
+async def test_server_closes_when_tls_cannot_start(pki: PKI) -> None:
+    # Not left open, half-upgraded and with its deadline stopped.
+    endpoint = securesock.serverFromString(reactor, serverDescription(pki, "smtp"))
+    endpoint.upgrade = TLSUpgrade(_BrokenCreator(), False, "TLSv1.2")
+    application = Counting()
+    port = await endpoint.listen(application)
+    try:
+        with LogCapture() as logs:
+            answers = await deferToThread(
+                rawSession, port.getHost().port, [b"EHLO x\r\n", b"STARTTLS\r\n"], 5
+            )
+        assert answers[-1] == b"" and application.built == []
+        assert "no TLS after smtp STARTTLS: cannot start TLS with" in logs.text()
     finally:
         await port.stopListening()
 
@@ -610,6 +669,28 @@ async def test_mixin_closes_instead(pki: PKI) -> None:
         )
     finally:
         await port.stopListening()
+
+
+class Quitting(LineReceiver):
+    def __init__(self) -> None:
+        self.lines: list[bytes] = []
+
+    def lineReceived(self, line: bytes) -> None:
+        self.lines.append(line)
+        if line == b"QUIT":
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+class SafeQuitting(StartTLSLineMixin, Quitting):
+    pass
+
+
+@pytest.mark.parametrize("protocol", [Quitting, SafeQuitting])
+def test_lines_after_one_that_closes_are_not_processed(protocol: type[Quitting]) -> None:
+    receiver = protocol()
+    receiver.makeConnection(StringTransport())
+    receiver.dataReceived(b"NOOP\r\nQUIT\r\nRSET\r\n")
+    assert receiver.lines == [b"NOOP", b"QUIT"]
 
 
 @pytest_twisted.ensureDeferred

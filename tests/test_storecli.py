@@ -194,6 +194,24 @@ def test_removing_the_development_ca_removes_its_key(dev: Path, capsys: pytest.C
     assert x509.load_pem_x509_certificate((dev / "devca.crt").read_bytes()) != old
 
 
+def test_development_certificate_follows_a_remade_ca(dev: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """twistd's localhost certificate is reissued when the CA clients are told to trust was remade."""
+    from securesock._devcert import developmentCertificate
+
+    leafFile, caFile = developmentCertificate(str(dev))
+    first = x509.load_pem_x509_certificate(Path(leafFile).read_bytes())
+    assert developmentCertificate(str(dev)) == (leafFile, caFile)
+    assert x509.load_pem_x509_certificate(Path(leafFile).read_bytes()) == first  # still good: kept
+    old = x509.load_pem_x509_certificate(Path(caFile).read_bytes())
+    status, _, _ = cli(capsys, "--store", str(dev), "store", "remove", sha1(old))
+    assert status == 0
+    assert developmentCertificate(str(dev)) == (leafFile, caFile)
+    ca = x509.load_pem_x509_certificate(Path(caFile).read_bytes())
+    leaf = x509.load_pem_x509_certificate(Path(leafFile).read_bytes())
+    assert ca != old and leaf != first
+    leaf.verify_directly_issued_by(ca)
+
+
 def test_store_path_that_is_a_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     plain = tmp_path / "plain"
     plain.write_text("x")

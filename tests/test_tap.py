@@ -1084,6 +1084,41 @@ def test_plain_smtp_client_relayed_through_starttls_to_the_backend(pki: PKI, tmp
     assert [(secured, b"Subject: upgraded" in body) for secured, body in Handler.messages] == [(True, True)]
 
 
+def test_starttls_listener_to_starttls_backend_greets_once(pki: PKI, tmp_path: Path) -> None:
+    """starttls: on both sides: the client is greeted before its upgrade, not again after it (RFC 3207)."""
+    import smtplib
+
+    pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd (test extra) is not installed")
+    from aiosmtpd.controller import Controller
+
+    class Handler:
+        messages: list[tuple[bool, bytes]] = []
+
+        async def handle_DATA(self, server: object, session: Any, envelope: Any) -> str:
+            Handler.messages.append((session.ssl is not None, envelope.content))
+            return "250 OK"
+
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    context.load_cert_chain(pki.server_pem)
+    controller = Controller(
+        Handler(), hostname="127.0.0.1", port=freePort(), tls_context=context, require_starttls=True
+    )
+    controller.start()
+    try:
+        port = freePort()
+        listen = f"starttls:{port}:interface=127.0.0.1:certificate={pki.server_pem}:dialect=smtp"
+        backend = f"starttls:localhost:{controller.port}:dialect=smtp:trustRoots={pki.ca_pem}"
+        with twistd(tmp_path, "--listen", listen, "--connect", backend):
+            with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=20) as smtp:
+                smtp.starttls(context=ssl.create_default_context(cafile=pki.ca_pem))
+                # A second greeting would be read as the answer to EHLO.
+                assert smtp.ehlo()[0] == 250
+                smtp.sendmail("a@example.test", ["b@example.test"], b"Subject: twice\r\n\r\nhello\r\n")
+    finally:
+        controller.stop()
+    assert [(secured, b"Subject: twice" in body) for secured, body in Handler.messages] == [(True, True)]
+
+
 # --- the command line, parsed in-process ---------------------------------------------
 
 
@@ -1184,3 +1219,63 @@ def test_originating_relay_keeps_memory_bounded_with_a_slow_reader(pki: PKI, tmp
                         break
                     received += len(chunk)
             assert received >= size
+
+
+class _FakeProcess:
+    pid = 4242
+
+    def signalProcess(self, name: str) -> None:
+        pass
+
+
+class _SpawningClock:
+    """A Clock whose spawnProcess only records what would be started."""
+
+    def __init__(self) -> None:
+        from twisted.internet.task import Clock
+
+        self.clock = Clock()
+        self.callLater = self.clock.callLater
+        self.spawned: list[Any] = []
+
+    def spawnProcess(
+        self, protocol: Any, executable: str, args: list[str], env: dict[str, str]
+    ) -> _FakeProcess:
+        self.spawned.append(protocol)
+        return _FakeProcess()
+
+
+def test_worker_pool_does_not_restart_a_worker_once_stopping() -> None:
+    from twisted.internet.error import ProcessTerminated
+    from twisted.python.failure import Failure
+
+    from securesock._workers import WorkerPool
+
+    reactor = _SpawningClock()
+    pool = WorkerPool(reactor, [sys.executable], 1)
+    pool.startService()
+    assert len(reactor.spawned) == 1
+    reactor.spawned[0].processEnded(Failure(ProcessTerminated(1)))  # dies: restart due in 1 s
+    pool.stopService()  # ... but the pool stops first
+    reactor.clock.advance(2)
+    assert len(reactor.spawned) == 1
+
+
+def test_worker_output_is_logged_line_by_line_per_stream(logLines: Any) -> None:
+    from twisted.internet.error import ProcessDone
+    from twisted.python.failure import Failure
+
+    from securesock._workers import WorkerPool, _Worker
+
+    worker = _Worker(WorkerPool(_SpawningClock(), [sys.executable], 1), 7)
+    worker.childDataReceived(1, b"out one\nout ")
+    worker.childDataReceived(2, b"err one\n")
+    worker.childDataReceived(1, b"two\n" + b"x\n" * 300)
+    worker.childDataReceived(2, b"no newline at the end")
+    worker.processEnded(Failure(ProcessDone(0)))
+    lines = [text for text in (t for _, _, t in logLines.events) if text.startswith("worker 7: ")]
+    assert lines == (
+        ["worker 7: out one", "worker 7: err one", "worker 7: out two"]
+        + ["worker 7: x"] * 300
+        + ["worker 7: no newline at the end"]
+    )

@@ -21,6 +21,7 @@ Dialects know their protocol and nothing about endpoints or TLS.
 from __future__ import annotations
 
 from collections.abc import Callable
+from importlib import import_module
 from typing import NamedTuple, Protocol
 
 from .._options import DIALECTS
@@ -260,19 +261,8 @@ ClientFactory = Callable[[str, str], Dialect]  # (server name, our name) -> a fr
 
 
 def dialectClasses(name: str) -> tuple[ServerFactory, ClientFactory]:
-    """The server and client sides of dialect C{name}; looked up once per endpoint."""
-    from . import ftp, imap, ldap, pop3, postgres, smtp, xmpp
-
-    modules = {
-        "smtp": smtp,
-        "imap": imap,
-        "pop3": pop3,
-        "ftp": ftp,
-        "xmpp": xmpp,
-        "ldap": ldap,
-        "postgres": postgres,
-    }
-    if name not in modules:
-        raise ValueError(f"no dialect {name!r}; known: {', '.join(modules)}")
-    module = modules[name]
+    """The server and client sides of dialect C{name} (module C{securesock.dialects.NAME})."""
+    if name not in NEGOTIATED:
+        raise ValueError(f"no dialect {name!r}; known: {', '.join(NEGOTIATED)}")
+    module = import_module(f"{__name__}.{name}")
     return module.Server, module.Client

@@ -1,0 +1,109 @@
+"""
+securesock/_handshake.py re-implements three private methods of Twisted's
+TLSMemoryBIOProtocol (makeConnection, _write, _flushSendBIO) and replaces
+BufferingTLSTransport's write aggregator.  A Twisted that changes any of
+them must fail here, loudly, rather than be silently overridden.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import inspect
+import textwrap
+from importlib.metadata import version
+from typing import Any
+
+from twisted.internet.error import ConnectionDone
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.ssl import optionsForClientTLS
+from twisted.internet.testing import StringTransport
+from twisted.protocols import tls
+from twisted.python.failure import Failure
+from zope.interface import directlyProvidedBy
+
+from securesock._handshake import TLSFactory
+
+# What _handshake.py was checked against: digests of the code (comments and
+# docstrings left out), one set per Twisted release whose code differs.
+REVIEWED = {  # Twisted 26.10.0
+    "TLSMemoryBIOProtocol.makeConnection": {
+        "7c2ef89c425dbca2f06745d8a25a111d2c693134aa26ad24fdb5ae1c7f941d76"
+    },
+    "TLSMemoryBIOProtocol._write": {"751280798bbc1970f9f4ab15ea48eba84af26a6185cb0086bb4378e98e3ba1a8"},
+    "TLSMemoryBIOProtocol._flushSendBIO": {
+        "3f9d20cd46a75f7837b98ab56cfc6640f69c9c8f2e2b7e2647cfca279f8da8fe"
+    },
+    "BufferingTLSTransport": {"59e8ecd4376ccac8b24540f922c675630c911371751c072b5df40890100e329f"},
+    "_AggregateSmallWrites": {"84da4b9579da59d61197bfae04eb24d7f400c8095812a0bf41598f167d5935b5"},
+}
+
+# Where securesock copies or leans on each.
+USED_BY = {
+    "TLSMemoryBIOProtocol.makeConnection": "_TLSProtocol._connectTLS (a copy, with one directlyProvides)",
+    "TLSMemoryBIOProtocol._write": "_TLSProtocol._write (a copy, with 256 KiB per SSL_write)",
+    "TLSMemoryBIOProtocol._flushSendBIO": "_TLSProtocol._flushSendBIO (a copy that empties the BIO)",
+    "BufferingTLSTransport": "_TLSProtocol.__init__ (its _aggregator and write, replaced by _Writes)",
+    "_AggregateSmallWrites": "_Writes (a copy that also holds writes during dataReceived)",
+}
+
+
+def _withoutDocstrings(tree: ast.AST) -> ast.AST:
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            body = node.body
+            if body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant):
+                if isinstance(body[0].value.value, str):
+                    node.body = body[1:] or [ast.Pass()]
+    return tree
+
+
+def digest(code: Any) -> str:
+    tree = ast.parse(textwrap.dedent(inspect.getsource(code)))
+    return hashlib.sha256(ast.unparse(_withoutDocstrings(tree)).encode()).hexdigest()
+
+
+def test_overridden_twisted_code_is_the_code_reviewed() -> None:
+    found = {
+        "TLSMemoryBIOProtocol.makeConnection": digest(tls.TLSMemoryBIOProtocol.makeConnection),
+        "TLSMemoryBIOProtocol._write": digest(tls.TLSMemoryBIOProtocol._write),
+        "TLSMemoryBIOProtocol._flushSendBIO": digest(tls.TLSMemoryBIOProtocol._flushSendBIO),
+        "BufferingTLSTransport": digest(tls.BufferingTLSTransport),
+        "_AggregateSmallWrites": digest(tls._AggregateSmallWrites),
+    }
+    changed = {
+        name: f"{value} (used by {USED_BY[name]})"
+        for name, value in found.items()
+        if value not in REVIEWED[name]
+    }
+    assert changed == {}, (
+        f"Twisted {version('twisted')} changed code securesock/_handshake.py copies or "
+        "replaces: compare it with twisted/protocols/tls.py, then add the new digests to REVIEWED"
+    )
+
+
+def _connected(factory: Any) -> tuple[Any, StringTransport]:
+    protocol = factory.buildProtocol(None)
+    transport = StringTransport()
+    protocol.makeConnection(transport)
+    return protocol, transport
+
+
+def test_connect_tls_leaves_what_twisted_make_connection_leaves() -> None:
+    """
+    The same attributes and directly provided interfaces as Twisted's own
+    makeConnection, and the ClientHello sent: new state that a later Twisted
+    sets up there shows here as a missing attribute.
+    """
+    creator = optionsForClientTLS("example.com")
+    theirs, theirWire = _connected(tls.TLSMemoryBIOFactory(creator, True, Factory.forProtocol(Protocol)))
+    ours, ourWire = _connected(TLSFactory(creator, True, Factory.forProtocol(Protocol)))
+    try:
+        assert set(vars(theirs)) <= set(vars(ours))
+        assert list(directlyProvidedBy(ours)) == list(directlyProvidedBy(theirs)) != []
+        assert list(ours.factory.protocols) == [ours]
+        assert ours.wrappedProtocol.transport is ours
+        assert ourWire.value()[:1] == theirWire.value()[:1] == b"\x16"  # a handshake record
+    finally:
+        for protocol in (theirs, ours):
+            protocol.connectionLost(Failure(ConnectionDone()))
