@@ -131,10 +131,19 @@ def _baseContext(policy: TLSPolicy, *, server: bool) -> SSL.Context:
 
 
 def _useIdentity(context: SSL.Context, identity: Identity) -> None:
-    context.use_certificate(identity.certificate)
-    context.use_privatekey(identity.key)  # type: ignore[arg-type]
-    for extra in identity.chain:
-        context.add_extra_chain_cert(extra)
+    try:
+        context.use_certificate(identity.certificate)
+        context.use_privatekey(identity.key)  # type: ignore[arg-type]
+        for extra in identity.chain:
+            context.add_extra_chain_cert(extra)
+    except SSL.Error as e:
+        # OpenSSL's own policy, e.g. "ee key too small" for RSA-1024 at the default security level.
+        reasons = "; ".join(str(error[2]) for error in e.args[0] if len(error) > 2) or "refused"
+        raise CertificateError(
+            f"OpenSSL refuses the certificate from {identity.source} ({reasons}); use a certificate "
+            "with at least a 2048-bit RSA or a 256-bit EC key, signed with SHA-256 or better",
+            option="certificate",
+        ) from None
     try:
         context.check_privatekey()
     except SSL.Error:

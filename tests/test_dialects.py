@@ -23,7 +23,7 @@ from securesock.dialects import (
 )
 from securesock.dialects.ldap import STARTTLS_OID, ber, elements, result, startTLSRequest, tlv
 from securesock.dialects.postgres import SSL_REQUEST
-from securesock.dialects.xmpp import parseTag, tags
+from securesock.dialects.xmpp import TagFramer, parseTag, tags
 
 STARTUP = struct.pack("!II", 16, 196608) + b"user\0me\0\0"
 XMPP_HEADER = (
@@ -308,6 +308,59 @@ def test_xmpp_tags_keep_quoted_brackets() -> None:
     assert data[:size] == b"  <message body='a > b'/>"
     tag = parseTag(data[:size])
     assert tag is not None and tag.empty and tag.attributes == {"body": "a > b"}
+
+
+def _referenceTags(buffer: bytes, limit: int = 16384) -> int | str:
+    """The plain rescan-everything tag framing that TagFramer must agree with."""
+    start = buffer.find(b"<")
+    if start < 0:
+        return "error" if len(buffer) > limit else 0
+    quote = 0
+    for i in range(start + 1, min(len(buffer), limit)):
+        if quote:
+            if buffer[i] == quote:
+                quote = 0
+        elif buffer[i] in (0x22, 0x27):
+            quote = buffer[i]
+        elif buffer[i] == 0x3E:
+            return i + 1
+    return "error" if len(buffer) >= limit else 0
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    data=st.lists(st.sampled_from([b"<", b">", b"'", b'"', b"a", b" ", b"xy"]), max_size=60).map(b"".join),
+    cuts=st.lists(st.integers(min_value=1, max_value=7), min_size=1, max_size=30),
+)
+def test_xmpp_tag_framer_resumes_exactly(data: bytes, cuts: list[int]) -> None:
+    """Fed in pieces, as a Reader does (appending, then cutting off each tag), the framer agrees with a full rescan."""
+    framer = TagFramer()
+    buffer, rest, pieces = b"", data, iter(cuts * 20)
+    while rest:
+        size = next(pieces, 1)
+        buffer, rest = buffer + rest[:size], rest[size:]
+        while True:
+            expected = _referenceTags(buffer)
+            try:
+                got: int | str = framer(buffer)
+            except FramingError:
+                got = "error"
+            assert got == expected, (buffer, got, expected)
+            if not isinstance(got, int) or not got:
+                break
+            buffer = buffer[got:]
+
+
+def test_xmpp_tag_sent_a_byte_at_a_time_is_scanned_once() -> None:
+    """A 16 KB tag in one-byte chunks: each call looks only at what is new (no quadratic rescan)."""
+    framer = TagFramer()
+    tag = b"<message " + b"a='x' " * 2000
+    buffer = b""
+    for byte in tag:
+        buffer += bytes((byte,))
+        assert framer(buffer) == 0
+        assert framer._position == len(buffer)  # scanned up to the end, no further work pending
+    assert framer(buffer + b"/>") == len(buffer) + 2
 
 
 def test_xmpp_refuses_comments() -> None:

@@ -21,34 +21,73 @@ from xml.sax.saxutils import quoteattr
 
 from . import FramingError, Step, noGreeting, quoted
 
-__all__ = ["Server", "Client", "tags"]
+__all__ = ["Server", "Client", "TagFramer", "tags"]
 
 TLS_NS = "urn:ietf:params:xml:ns:xmpp-tls"
 _STREAMS = "http://etherx.jabber.org/streams"
 _LIMIT = 16384
-_QUOTES = (0x22, 0x27)
+
+
+_SPECIAL = re.compile(rb"[\"'>]")
+
+
+class TagFramer:
+    """
+    Tag framing: text before a tag belongs to it; a tag ends at a '>' outside
+    quotes.  One per connection: it resumes where its last call stopped, so
+    a tag sent a few bytes at a time costs time linear in its length rather
+    than a rescan of the whole tag per chunk (which let one client keep the
+    reactor busy for seconds).  C-level searches jump between quotes and '>'.
+    """
+
+    def __init__(self) -> None:
+        self._restart()
+
+    def _restart(self) -> None:
+        self._seen = b""  # the buffer of the last call, all of it scanned
+        self._start = -1  # where the tag begins, once its '<' was seen
+        self._position = 0
+        self._quote = b""
+
+    def __call__(self, buffer: bytes) -> int:
+        if not buffer.startswith(self._seen):  # not the last buffer plus more: start afresh
+            self._restart()
+        self._seen = buffer
+        if self._start < 0:
+            self._start = buffer.find(b"<", self._position)
+            if self._start < 0:
+                self._position = len(buffer)
+                if len(buffer) > _LIMIT:
+                    raise FramingError(f"{len(buffer)} bytes of text and no tag")
+                return 0
+            self._position = self._start + 1
+        end = min(len(buffer), _LIMIT)
+        position, quote = self._position, self._quote
+        while position < end:
+            if quote:
+                closing = buffer.find(quote, position, end)
+                if closing < 0:
+                    position = end
+                    break
+                position, quote = closing + 1, b""
+                continue
+            found = _SPECIAL.search(buffer, position, end)
+            if found is None:
+                position = end
+                break
+            if buffer[found.start()] == 0x3E:  # '>'
+                self._restart()  # the caller takes the tag; what follows is a new buffer
+                return found.start() + 1
+            position, quote = found.start() + 1, buffer[found.start() : found.end()]
+        self._position, self._quote = position, quote
+        if len(buffer) >= _LIMIT:
+            raise FramingError(f"a tag longer than {_LIMIT} bytes ({quoted(buffer[self._start :], 40)})")
+        return 0
 
 
 def tags(buffer: bytes) -> int:
-    """Tag framing: text before a tag belongs to it; a tag ends at a '>' outside quotes."""
-    start = buffer.find(b"<")
-    if start < 0:
-        if len(buffer) > _LIMIT:
-            raise FramingError(f"{len(buffer)} bytes of text and no tag")
-        return 0
-    quote = 0
-    for i in range(start + 1, min(len(buffer), _LIMIT)):
-        char = buffer[i]
-        if quote:
-            if char == quote:
-                quote = 0
-        elif char in _QUOTES:
-            quote = char
-        elif char == 0x3E:
-            return i + 1
-    if len(buffer) >= _LIMIT:
-        raise FramingError(f"a tag longer than {_LIMIT} bytes ({quoted(buffer[start:], 40)})")
-    return 0
+    """Tag framing of one whole buffer (a fresh L{TagFramer})."""
+    return TagFramer()(buffer)
 
 
 class Tag(NamedTuple):
@@ -98,9 +137,9 @@ _POLICY = (
 
 class Server:
     name = "xmpp"
-    framing = staticmethod(tags)
 
     def __init__(self, serverName: str) -> None:
+        self.framing = TagFramer()
         self._name = serverName
         self._state = self._header
 
@@ -151,9 +190,9 @@ class Server:
 
 class Client:
     name = "xmpp"
-    framing = staticmethod(tags)
 
     def __init__(self, serverName: str, localName: str) -> None:
+        self.framing = TagFramer()
         self._domain = serverName
         self._state = self._header
         self._offered = False
