@@ -194,6 +194,12 @@ class _TrackingFactory(Factory):
         protocol.connectionLost = connectionLost  # type: ignore[method-assign]
         return protocol
 
+    def logPrefix(self) -> str:
+        """The application's name in Twisted's log lines ("Site (TLS) starting on 8443")."""
+        wrapped = self.wrappedFactory
+        prefix = getattr(wrapped, "logPrefix", None)
+        return prefix() if callable(prefix) else type(wrapped).__name__  # type: ignore[no-any-return]
+
     def __getattr__(self, name: str) -> Any:
         # ALPN (IProtocolNegotiationFactory) and the like pass through.
         return getattr(self.wrappedFactory, name)
