@@ -1051,18 +1051,17 @@ def test_sighup_reaches_the_workers(pki: PKI, tmp_path: Path) -> None:
         assert len(seen) == 2 and set(seen.values()) == {want.encode()}, seen
 
 
-def test_plain_smtp_client_relayed_through_starttls_to_the_backend(pki: PKI, tmp_path: Path) -> None:
-    """--connect starttls:...:dialect=smtp: the client is greeted, the backend only sees TLS."""
-    import smtplib
-
+@contextmanager
+def _starttlsSMTPBackend(pki: PKI) -> Iterator[tuple[int, list[tuple[bool, bytes]]]]:
+    """A plain aiosmtpd that requires STARTTLS: its port, and (secured?, body) for each message it gets."""
     pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd (test extra) is not installed")
     from aiosmtpd.controller import Controller
 
-    class Handler:
-        messages: list[tuple[bool, bytes]] = []
+    messages: list[tuple[bool, bytes]] = []
 
+    class Handler:
         async def handle_DATA(self, server: object, session: Any, envelope: Any) -> str:
-            Handler.messages.append((session.ssl is not None, envelope.content))
+            messages.append((session.ssl is not None, envelope.content))
             return "250 OK"
 
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -1072,51 +1071,41 @@ def test_plain_smtp_client_relayed_through_starttls_to_the_backend(pki: PKI, tmp
     )
     controller.start()
     try:
+        yield controller.port, messages
+    finally:
+        controller.stop()
+
+
+def test_plain_smtp_client_relayed_through_starttls_to_the_backend(pki: PKI, tmp_path: Path) -> None:
+    """--connect starttls:...:dialect=smtp: the client is greeted, the backend only sees TLS."""
+    import smtplib
+
+    with _starttlsSMTPBackend(pki) as (backendPort, messages):
         port = freePort()
-        backend = f"starttls:localhost:{controller.port}:dialect=smtp:trustRoots={pki.ca_pem}"
+        backend = f"starttls:localhost:{backendPort}:dialect=smtp:trustRoots={pki.ca_pem}"
         with twistd(tmp_path, "--listen", f"tcp:{port}:interface=127.0.0.1", "--connect", backend) as server:
             with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=20) as smtp:
                 assert smtp.docmd("NOOP")[0] == 250  # smtplib read our greeting on connect
                 smtp.sendmail("a@example.test", ["b@example.test"], b"Subject: upgraded\r\n\r\nhello\r\n")
             server.waitFor(r"sni=- plaintext - in=\d+ out=\d+ [\d.]+s closed")
-    finally:
-        controller.stop()
-    assert [(secured, b"Subject: upgraded" in body) for secured, body in Handler.messages] == [(True, True)]
+    assert [(secured, b"Subject: upgraded" in body) for secured, body in messages] == [(True, True)]
 
 
 def test_starttls_listener_to_starttls_backend_greets_once(pki: PKI, tmp_path: Path) -> None:
     """starttls: on both sides: the client is greeted before its upgrade, not again after it (RFC 3207)."""
     import smtplib
 
-    pytest.importorskip("aiosmtpd.controller", reason="aiosmtpd (test extra) is not installed")
-    from aiosmtpd.controller import Controller
-
-    class Handler:
-        messages: list[tuple[bool, bytes]] = []
-
-        async def handle_DATA(self, server: object, session: Any, envelope: Any) -> str:
-            Handler.messages.append((session.ssl is not None, envelope.content))
-            return "250 OK"
-
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(pki.server_pem)
-    controller = Controller(
-        Handler(), hostname="127.0.0.1", port=freePort(), tls_context=context, require_starttls=True
-    )
-    controller.start()
-    try:
+    with _starttlsSMTPBackend(pki) as (backendPort, messages):
         port = freePort()
         listen = f"starttls:{port}:interface=127.0.0.1:certificate={pki.server_pem}:dialect=smtp"
-        backend = f"starttls:localhost:{controller.port}:dialect=smtp:trustRoots={pki.ca_pem}"
+        backend = f"starttls:localhost:{backendPort}:dialect=smtp:trustRoots={pki.ca_pem}"
         with twistd(tmp_path, "--listen", listen, "--connect", backend):
             with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=20) as smtp:
                 smtp.starttls(context=ssl.create_default_context(cafile=pki.ca_pem))
                 # A second greeting would be read as the answer to EHLO.
                 assert smtp.ehlo()[0] == 250
                 smtp.sendmail("a@example.test", ["b@example.test"], b"Subject: twice\r\n\r\nhello\r\n")
-    finally:
-        controller.stop()
-    assert [(secured, b"Subject: twice" in body) for secured, body in Handler.messages] == [(True, True)]
+    assert [(secured, b"Subject: twice" in body) for secured, body in messages] == [(True, True)]
 
 
 # --- the command line, parsed in-process ---------------------------------------------
