@@ -9,6 +9,7 @@ default, or whatever C{endpoint=} describes.
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import Callable
 from typing import Any
@@ -29,7 +30,7 @@ from zope.interface import implementer
 
 from ._context import clientContext
 from ._creators import ClientCreator, ServerCreator
-from ._errors import DescriptionError
+from ._errors import CertificateError, DescriptionError
 from ._handshake import HandshakeGateFactory, TLSFactory
 from ._identity import selectClientIdentity, selectServerIdentities, storePath, trustCertificates
 from ._listen import SocketOptionServerEndpoint
@@ -263,6 +264,16 @@ def buildServer(reactor: Any, options: ServerOptions, nested: NestedParser) -> T
     re-read when their files change.
     """
     identity = options.policy.identity
+    if identity.everyEntry and options.policy.store and not os.path.isdir(storePath(options.policy.store)):
+        directory, prefix = options.policy.store, options.prefix
+        raise CertificateError(
+            f"{prefix}:{directory}:{options.port}: a server description read as Twisted's "
+            f"{prefix}:DIRECTORY:PORT form (serve every certificate of a directory), but {directory!r} is "
+            f"not a directory; for a server write {prefix}:{options.port}:certificate=FILE-OR-NAME, "
+            f"for a client use clientFromString",
+            option="store",
+            value=directory,
+        )
     selected = selectServerIdentities(identity, options.policy.store)
     authorities = None
     if options.verifyClient is not ClientVerification.NONE:

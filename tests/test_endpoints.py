@@ -484,3 +484,13 @@ def test_certificate_openssl_refuses_is_a_certificate_error(tmp_path: os.PathLik
     assert "OpenSSL refuses the certificate from" in str(caught.value)
     assert "ee key too small" in str(caught.value)
     assert caught.value.option == "certificate"
+
+
+def test_twisted_directory_form_with_a_host_name_is_explained() -> None:
+    """tls:HOST:PORT given to serverFromString is Twisted's tls:DIRECTORY:PORT: say so, and what to write."""
+    with pytest.raises(securesock.CertificateError) as caught:
+        securesock.serverFromString(reactor, "tls:no-such-directory.example:443")
+    message = str(caught.value)
+    assert "read as Twisted's tls:DIRECTORY:PORT form" in message
+    assert "'no-such-directory.example' is not a directory" in message
+    assert "tls:443:certificate=FILE-OR-NAME" in message and "clientFromString" in message
