@@ -16,7 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from ._guard import failureText
+from ._guard import failureText, peerName
 from ._sessioninfo import TLSDetails, handshakeDone, sessionInfo, sslConnection
 
 __all__ = ["LoggedProtocol", "closeReason"]
@@ -76,8 +76,7 @@ class LoggedProtocol(Protocol):
         self.bytesOut += len(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        peer = self.transport.getPeer() if self.transport is not None else None
-        where = f"{getattr(peer, 'host', '?')}:{getattr(peer, 'port', '?')}"
+        where = peerName(self.transport)
         if not self._ready:
             log.info("{peer} handshake failed: {reason}", peer=where, reason=closeReason(reason))
             return

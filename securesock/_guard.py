@@ -29,18 +29,22 @@ from twisted.python.failure import Failure
 
 from ._errors import TLSHandshakeError
 
-__all__ = ["HandshakeGuard", "HandshakeWatch", "failureText"]
+__all__ = ["HandshakeGuard", "HandshakeWatch", "failureText", "peerName"]
 
 log = Logger()
 
 
-def _peer(protocol: Any) -> str:
-    transport = getattr(protocol, "transport", None)
+def peerName(transport: Any) -> str:
+    """The other end of C{transport} for messages: C{host:port}, C{[v6]:port}, or what it is."""
     address = transport.getPeer() if transport is not None else None
     host = getattr(address, "host", None)
     if host is None:
         return str(address) if address is not None else "a client"
     return f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"  # type: ignore[union-attr]
+
+
+def _peer(protocol: Any) -> str:
+    return peerName(getattr(protocol, "transport", None))
 
 
 def failureText(reason: Failure) -> str:

@@ -27,7 +27,7 @@ from twisted.internet.interfaces import (
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
-from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory
+from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, directlyProvides, implementer, providedBy
 
@@ -105,7 +105,9 @@ class _TLSProtocol(BufferingTLSTransport):
     _aggregator: Any  # _Writes, then Twisted's null aggregator once the connection is lost
 
     def __init__(self, factory: TLSFactory, wrappedProtocol: IProtocol, _connectWrapped: bool = True) -> None:
-        super().__init__(factory, wrappedProtocol, _connectWrapped)
+        # BufferingTLSTransport.__init__ only installs Twisted's aggregator, which
+        # _Writes replaces: skip it rather than build one per connection for nothing.
+        TLSMemoryBIOProtocol.__init__(self, factory, wrappedProtocol, _connectWrapped)
         self._aggregator = _Writes(super(BufferingTLSTransport, self).write, factory._clock)
         self.write = self._aggregator.write  # type: ignore[method-assign]
 

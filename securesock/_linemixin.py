@@ -19,8 +19,9 @@ from twisted.internet.interfaces import ISSLTransport
 from twisted.logger import Logger
 
 from ._errors import StartTLSInjectionError
+from ._guard import peerName
 from ._options import ClientOptions, ServerOptions
-from ._starttls import TLSDetails, TLSUpgrade, peerName, startTLS
+from ._starttls import TLSDetails, TLSUpgrade, startTLS
 from .dialects import commandOf, quoted
 
 __all__ = ["StartTLSLineMixin"]

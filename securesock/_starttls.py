@@ -43,7 +43,7 @@ from zope.interface import implementer
 from ._description import parseClient, parseServer
 from ._endpoints import NestedParser, TLSClientEndpoint, TLSServerEndpoint, buildClient, buildServer
 from ._errors import DescriptionError, StartTLSError, StartTLSInjectionError
-from ._guard import HandshakeGuard
+from ._guard import HandshakeGuard, peerName
 from ._handshake import handshakeError
 from ._options import ClientOptions, ServerOptions
 from ._sessioninfo import TLSDetails
@@ -66,15 +66,6 @@ log = Logger()
 # How long a server waits for a client to reach the end of its handshake
 # (Postfix's smtpd_timeout is 300 s); a client uses its timeout= option.
 SERVER_UPGRADE_TIMEOUT = 300.0
-
-
-def peerName(transport: Any) -> str:
-    """host:port of the other end, for messages."""
-    address = transport.getPeer()
-    host = getattr(address, "host", None)
-    if host is None:
-        return str(address)
-    return f"[{host}]:{address.port}" if ":" in host else f"{host}:{address.port}"
 
 
 @implementer(IHandshakeListener)

@@ -26,7 +26,14 @@ from ._cli import CommandError
 from ._devca import Issued, certificatePEM, issue, keyPEM, makeAuthority
 from ._errors import CertificateError
 from ._hashes import looksLikeHash, parseCertificateHash, spaced
-from ._material import _PEM_KEY, _isPKCS12, _publicKeyBytes, loadIdentity, readPassphrase
+from ._material import (
+    _PEM_KEY,
+    _isPKCS12,
+    _loadCertificatesFromData,
+    _publicKeyBytes,
+    loadIdentity,
+    readPassphrase,
+)
 from ._options import IdentitySpec, Passphrase
 from ._optiontable import SERVER, optionsFor
 from ._store import PKCS12_SUFFIXES, Entry, Store, defaultStorePath, describeEntry, openStore
@@ -326,13 +333,12 @@ def _import(args: argparse.Namespace) -> int:
 
 def _certificatesOf(data: bytes, path: str) -> list[x509.Certificate]:
     try:
-        if b"-----BEGIN CERTIFICATE-----" in data:
-            return list(x509.load_pem_x509_certificates(data))
-        if data[:1] == b"\x30":
-            return [x509.load_der_x509_certificate(data)]
-    except ValueError:
+        certificates = _loadCertificatesFromData(data, path, "FILE")
+    except CertificateError:
         raise CommandError(f"{path}: a certificate in it cannot be read (damaged PEM or DER)") from None
-    raise CommandError(f"{path}: holds no certificate (expected PEM, DER or PKCS#12)")
+    if not certificates:
+        raise CommandError(f"{path}: holds no certificate (expected PEM, DER or PKCS#12)")
+    return certificates
 
 
 def _leafFor(

@@ -265,13 +265,13 @@ def _stopWithFailure() -> None:
     reactor.callWhenRunning(reactor.stop)  # type: ignore[attr-defined]
 
 
-def _backendGreeting(connect: str) -> bytes | None:
+def _backendGreeting(backend: Any) -> bytes | None:
     """The greeting relayed clients get when --connect is a starttls: description."""
-    from ._description import parseClient
+    from ._options import ClientOptions
     from ._relay import greetingFor
 
-    options = parseClient(connect)
-    if isinstance(options, str):
+    options = getattr(backend, "options", None)  # securesock's client endpoints keep their parsed options
+    if not isinstance(options, ClientOptions):
         return None
     return greetingFor(options.dialect, options.serverName or options.host)
 
@@ -293,7 +293,7 @@ class SecuresockService(MultiService):
         application: IProtocolFactory = (
             DiagnosticFactory(reactor)
             if backend is None
-            else RelayFactory(backend, connect or "", _backendGreeting(connect or ""))
+            else RelayFactory(backend, connect or "", _backendGreeting(backend))
         )
         for description, endpoint in endpoints:
             _ListenService(
