@@ -40,7 +40,7 @@ from ._reload import Renewal, serverCreator
 from ._store import openStore
 from ._versions import formatProtocols
 
-__all__ = ["TLSServerEndpoint", "TLSClientEndpoint", "buildServer", "buildClient"]
+__all__ = ["TLSServerEndpoint", "TLSClientEndpoint", "buildServer", "buildClient", "prebuildServer"]
 
 # Chosen by securesock/__init__.py so nested endpoint= descriptions get the
 # full grammar (URL forms, securesock's prefixes) without a cyclic import.
@@ -263,6 +263,21 @@ def buildServer(reactor: Any, options: ServerOptions, nested: NestedParser) -> T
     certificates (files, store names or thumbprints, several for SNI) are
     re-read when their files change.
     """
+    creator, renewal, served = _prebuilt.get(options) or serverTLS(options)
+    endpoint = TLSServerEndpoint(_innerServer(reactor, options, nested), creator, options, served)
+    endpoint.renewal = renewal
+    return endpoint
+
+
+# Built by prebuildServer, before worker processes fork (securesock._prefork).
+_prebuilt: dict[ServerOptions, tuple[ServerCreator, Renewal, Identity]] = {}
+
+
+def serverTLS(options: ServerOptions) -> tuple[ServerCreator, Renewal, Identity]:
+    """
+    The TLS side of a server: its connection creator, the renewal that keeps
+    it current, and the default certificate.  Needs no reactor.
+    """
     identity = options.policy.identity
     if identity.everyEntry and options.policy.store and not os.path.isdir(storePath(options.policy.store)):
         directory, prefix = options.policy.store, options.prefix
@@ -280,11 +295,17 @@ def buildServer(reactor: Any, options: ServerOptions, nested: NestedParser) -> T
         authorities = trustCertificates(options.caCerts, "caCerts", options.policy.store)
     store = openStore(storePath(options.policy.store)) if identity.everyEntry else None
     creator, renewal = serverCreator(options, selected, authorities, store)
-    endpoint = TLSServerEndpoint(
-        _innerServer(reactor, options, nested), creator, options, selected[0].identity
-    )
-    endpoint.renewal = renewal
-    return endpoint
+    return creator, renewal, selected[0].identity
+
+
+def prebuildServer(options: ServerOptions) -> None:
+    """
+    Build the TLS side of C{options} now, for every later L{buildServer} of
+    equal options in this process and in processes forked from it.  OpenSSL
+    makes a context's session ticket keys when the context is created, so
+    workers forked after this accept each other's tickets.
+    """
+    _prebuilt[options] = serverTLS(options)
 
 
 def buildClient(reactor: Any, options: ClientOptions, nested: NestedParser) -> TLSClientEndpoint:

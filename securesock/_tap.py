@@ -343,26 +343,34 @@ class SecuresockService(MultiService):
 
 
 def makeService(options: Options) -> MultiService:
-    """The service twistd runs; with --workers, also the worker processes."""
+    """
+    The service twistd runs.  With --workers N (N > 1) this process only
+    supervises: the N workers listen, forked after their TLS contexts were
+    built so that they share session ticket keys (L{securesock._prefork}).
+    """
+    supervising = options["workers"] > 1 and not options["worker"]
     service = SecuresockService(
-        options["reactor"], options["endpoints"], options["backend"], options["connect"], options["grace"]
+        options["reactor"],
+        [] if supervising else options["endpoints"],
+        options["backend"],
+        options["connect"],
+        options["grace"],
     )
     if options["worker"]:
         from ._workers import ParentWatch
 
         ParentWatch(options["reactor"]).setServiceParent(service)
-    elif options["workers"] > 1:
-        from ._workers import WorkerPool
+    elif supervising:
+        from ._workers import WorkerPool, supervisorArguments
 
-        WorkerPool(options["reactor"], _workerArguments(options), options["workers"] - 1).setServiceParent(
-            service
-        )
+        arguments = supervisorArguments(options["workers"], options["grace"], _workerArguments(options))
+        WorkerPool(options["reactor"], arguments).setServiceParent(service)
     return service
 
 
 def _workerArguments(options: Options) -> list[str]:
-    args = [sys.executable, "-c", "from twisted.scripts.twistd import run; run()"]
-    args += ["-n", "--pidfile="]
+    """The twistd command line of one worker."""
+    args = ["-n", "--pidfile="]
     twistdOptions = getattr(options, "parent", None) or {}
     for name in ("uid", "gid"):  # each worker binds as the parent did, then drops privileges itself
         if twistdOptions.get(name) is not None:

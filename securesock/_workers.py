@@ -1,34 +1,40 @@
 """
-Worker processes for ``twistd securesock --workers N``: N-1 copies of the
-command (the first process serves too), each listening on the same ports with
-SO_REUSEPORT so the kernel spreads new connections across cores.  Workers
-are stopped with the parent, receive its SIGHUP, and are restarted (a
-bounded number of times) if they die.
+The parent side of ``twistd securesock --workers N``: it starts one
+supervisor (L{securesock._prefork}) that builds the TLS contexts and forks
+the N workers, each listening on the same ports with SO_REUSEPORT so the
+kernel spreads new connections across cores; the workers share session
+ticket keys.  This process logs their output, passes SIGHUP on, and stops
+them when it stops.  If the supervisor ends on its own (no worker could
+start), twistd stops with exit status 1.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Any
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred, DeferredList
+from twisted.internet.defer import Deferred, succeed
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-__all__ = ["WorkerPool", "ParentWatch"]
+__all__ = ["WorkerPool", "ParentWatch", "supervisorArguments"]
 
 log = Logger(namespace="securesock.workers")
 
-_MAX_RESTARTS = 5
 _MAX_LINE = 65536  # a longer run of output without a newline is logged in pieces
 
 
-class _Worker(ProcessProtocol):
-    def __init__(self, pool: WorkerPool, number: int) -> None:
+def supervisorArguments(count: int, grace: float, twistdArguments: list[str]) -> list[str]:
+    """The command that forks C{count} workers running C{twistd twistdArguments}."""
+    return [sys.executable, "-m", "securesock._prefork", str(count), str(grace), *twistdArguments]
+
+
+class _Supervisor(ProcessProtocol):
+    def __init__(self, pool: WorkerPool) -> None:
         self.pool = pool
-        self.number = number
         self.ended: Deferred[None] = Deferred()
         self._partial: dict[int, bytes] = {}  # per stream, so stdout and stderr lines never mix
 
@@ -42,7 +48,8 @@ class _Worker(ProcessProtocol):
             self._log(line)
 
     def _log(self, line: bytes) -> None:
-        log.info("worker {number}: {line}", number=self.number, line=line.decode("utf-8", "replace"))
+        # The supervisor's lines already say which worker ("worker 2: ...").
+        log.info("{line}", line=line.decode("utf-8", "replace"))
 
     def processEnded(self, reason: Failure) -> None:
         for rest in self._partial.values():
@@ -50,81 +57,60 @@ class _Worker(ProcessProtocol):
                 self._log(rest)
         self._partial.clear()
         self.ended.callback(None)
-        self.pool.workerEnded(self, reason)
+        self.pool.supervisorEnded(reason)
 
 
 class WorkerPool(Service):
-    """Starts, watches and stops the worker processes."""
+    """Starts the workers' supervisor, passes signals on, and stops it."""
 
-    def __init__(self, reactor: Any, arguments: list[str], count: int) -> None:
+    def __init__(self, reactor: Any, arguments: list[str]) -> None:
         self._reactor = reactor
         self._arguments = arguments
-        self._count = count
-        self._workers: dict[int, tuple[_Worker, Any]] = {}
-        self._restarts = 0
-        self._started = False
+        self._supervisor: _Supervisor | None = None
+        self._process: Any = None
 
     def privilegedStartService(self) -> None:
         # Before twistd drops privileges: each worker binds its own sockets (the
         # kernel shares a port only between sockets of one user) and drops them
         # itself with the --uid/--gid it is given.
         super().privilegedStartService()
-        self._startWorkers()
+        self._start()
 
     def startService(self) -> None:
         super().startService()
-        self._startWorkers()
+        self._start()
 
-    def _startWorkers(self) -> None:
-        if self._started:
+    def _start(self) -> None:
+        if self._supervisor is not None:
             return
-        self._started = True
-        for number in range(1, self._count + 1):
-            self._spawn(number)
+        self._supervisor = _Supervisor(self)
+        self._process = self._reactor.spawnProcess(
+            self._supervisor, self._arguments[0], self._arguments, env=dict(os.environ)
+        )
+        log.info("started the workers' supervisor (pid {pid})", pid=self._process.pid)
 
-    def _spawn(self, number: int) -> None:
-        worker = _Worker(self, number)
-        env = dict(os.environ, SECURESOCK_WORKER=str(number))
-        process = self._reactor.spawnProcess(worker, self._arguments[0], self._arguments, env=env)
-        self._workers[number] = (worker, process)
-        log.info("started worker {number} (pid {pid})", number=number, pid=process.pid)
-
-    def workerEnded(self, worker: _Worker, reason: Failure) -> None:
-        self._workers.pop(worker.number, None)
+    def supervisorEnded(self, reason: Failure) -> None:
+        self._process = None
         if not self.running:
             return
-        if self._restarts >= _MAX_RESTARTS:
-            log.error(
-                "worker {number} ended ({reason}); not restarting again",
-                number=worker.number,
-                reason=reason.getErrorMessage(),
-            )
-            return
-        self._restarts += 1
-        log.warn(
-            "worker {number} ended ({reason}); restarting",
-            number=worker.number,
-            reason=reason.getErrorMessage(),
-        )
-        self._reactor.callLater(1.0, self._restart, worker.number)
+        from ._tap import _stopWithFailure
 
-    def _restart(self, number: int) -> None:
-        if self.running:  # not once the pool is stopping: the new worker would be left behind
-            self._spawn(number)
+        log.error("the workers' supervisor ended ({reason}); stopping", reason=reason.getErrorMessage())
+        _stopWithFailure()
 
     def signalAll(self, name: str) -> None:
-        for _, process in list(self._workers.values()):
+        if self._process is not None:
             try:
-                process.signalProcess(name)
+                self._process.signalProcess(name)
             except Exception:
                 pass  # already gone
 
     def stopService(self) -> Deferred[Any]:  # type: ignore[override]
         super().stopService()
-        self._started = False
-        ended = [worker.ended for worker, _ in self._workers.values()]
+        if self._supervisor is None or self._process is None:
+            return succeed(None)
         self.signalAll("TERM")
-        return DeferredList(ended)  # type: ignore[return-value]
+        return self._supervisor.ended
 
 
 class ParentWatch(Service):

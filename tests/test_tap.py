@@ -357,6 +357,47 @@ def test_workers_share_the_port(pki: PKI, tmp_path: Path) -> None:
         assert len(pids) == 2, pids
 
 
+@pytest.mark.parametrize("version", ["TLSv1_2", "TLSv1_3"])
+def test_workers_share_session_tickets(pki: PKI, tmp_path: Path, version: str) -> None:
+    """A returning client resumes on whichever worker the kernel hands it to."""
+    port = freePort()
+    with twistd(tmp_path, "--listen", listen(pki, port), "--workers", "2") as server:
+        server.waitFor(r"worker 2: .*listening: ", timeout=30)
+        context = ssl.create_default_context(cafile=pki.ca_pem)
+        context.minimum_version = context.maximum_version = getattr(ssl.TLSVersion, version)
+        session = None
+        served: list[tuple[bytes, bool | None]] = []
+        for _ in range(40):
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
+                with context.wrap_socket(raw, server_hostname="localhost", session=session) as tls:
+                    tls.sendall(b"who\n")
+                    reply = _readAll(tls)  # to the end: TLS 1.3 tickets arrive after the handshake
+                    pid = re.search(rb"Served by: pid (\d+)", reply)
+                    assert pid is not None, reply
+                    served.append((pid.group(1), tls.session_reused))
+                    session = session or tls.session
+            if len({pid for pid, _ in served[1:]}) == 2 and len(served) >= 10:
+                break
+        returning = served[1:]
+        assert len({pid for pid, _ in returning}) == 2, served  # both workers were reached ...
+        assert all(reused for _, reused in returning), served  # ... and each resumed the session
+
+
+def test_workers_on_a_busy_port_stop_twistd(pki: PKI, tmp_path: Path) -> None:
+    with socket.socket() as busy:  # bound without SO_REUSEPORT: the workers cannot share it
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        with twistd(tmp_path, "--listen", listen(pki, port), "--workers", "2", expectRunning=False) as server:
+            assert server.process.wait(30) == 1
+            log = server.log
+            assert f"cannot listen with tls:{port}" in log
+            assert re.search(
+                r"worker [12] ended during its start \(exit status 1\); not restarting it", log
+            ), log
+            assert "no worker is left running" in log
+
+
 def test_workers_need_fixed_port(pki: PKI, tmp_path: Path) -> None:
     with twistd(tmp_path, "--listen", listen(pki, 0), "--workers", "2", expectRunning=False) as server:
         server.process.wait(20)
@@ -939,7 +980,8 @@ def test_workers_on_plain_tcp_both_serve(tmp_path: Path) -> None:
                 pids.update(re.findall(rb"Served by: pid (\d+)", _readAll(s)))
             if len(pids) == 2:
                 break
-        assert len(pids) == 2 and str(server.process.pid).encode() in pids, pids
+        # the workers serve; the twistd process only supervises them
+        assert len(pids) == 2 and str(server.process.pid).encode() not in pids, pids
 
 
 def test_worker_stops_when_its_parent_is_killed(pki: PKI, tmp_path: Path) -> None:
@@ -1234,34 +1276,43 @@ class _SpawningClock:
         return _FakeProcess()
 
 
-def test_worker_pool_does_not_restart_a_worker_once_stopping() -> None:
+def test_supervisor_ending_while_serving_stops_twistd(monkeypatch: pytest.MonkeyPatch) -> None:
     from twisted.internet.error import ProcessTerminated
     from twisted.python.failure import Failure
 
+    from securesock import _tap
     from securesock._workers import WorkerPool
 
+    stops: list[str] = []
+    monkeypatch.setattr(_tap, "_stopWithFailure", lambda: stops.append("stop"))
     reactor = _SpawningClock()
-    pool = WorkerPool(reactor, [sys.executable], 1)
+    pool = WorkerPool(reactor, [sys.executable])
     pool.startService()
+    pool.startService()  # privilegedStartService then startService: one supervisor
     assert len(reactor.spawned) == 1
-    reactor.spawned[0].processEnded(Failure(ProcessTerminated(1)))  # dies: restart due in 1 s
-    pool.stopService()  # ... but the pool stops first
-    reactor.clock.advance(2)
-    assert len(reactor.spawned) == 1
+    reactor.spawned[0].processEnded(Failure(ProcessTerminated(1)))  # no worker could start
+    assert stops == ["stop"]
+
+    stopping = WorkerPool(reactor, [sys.executable])
+    stopping.startService()
+    ended = stopping.stopService()  # SIGTERM to the supervisor, which then ends
+    assert not ended.called
+    reactor.spawned[1].processEnded(Failure(ProcessTerminated(0)))
+    assert ended.called and stops == ["stop"]
 
 
-def test_worker_output_is_logged_line_by_line_per_stream(logLines: Any) -> None:
+def test_supervisor_output_is_logged_line_by_line_per_stream(logLines: Any) -> None:
     from twisted.internet.error import ProcessDone
     from twisted.python.failure import Failure
 
-    from securesock._workers import WorkerPool, _Worker
+    from securesock._workers import WorkerPool, _Supervisor
 
-    worker = _Worker(WorkerPool(_SpawningClock(), [sys.executable], 1), 7)
-    worker.childDataReceived(1, b"out one\nout ")
-    worker.childDataReceived(2, b"err one\n")
-    worker.childDataReceived(1, b"two\n" + b"x\n" * 300)
-    worker.childDataReceived(2, b"no newline at the end")
-    worker.processEnded(Failure(ProcessDone(0)))
+    supervisor = _Supervisor(WorkerPool(_SpawningClock(), [sys.executable]))
+    supervisor.childDataReceived(1, b"worker 7: out one\nworker 7: out ")
+    supervisor.childDataReceived(2, b"worker 7: err one\n")
+    supervisor.childDataReceived(1, b"two\n" + b"worker 7: x\n" * 300)
+    supervisor.childDataReceived(2, b"worker 7: no newline at the end")
+    supervisor.processEnded(Failure(ProcessDone(0)))
     lines = [text for text in (t for _, _, t in logLines.events) if text.startswith("worker 7: ")]
     assert lines == (
         ["worker 7: out one", "worker 7: err one", "worker 7: out two"]

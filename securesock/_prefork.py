@@ -1,0 +1,317 @@
+"""
+The worker processes of ``twistd securesock --workers N``, forked from one
+process that built every listener's TLS contexts first and never started a
+reactor.
+
+OpenSSL makes a context's session ticket keys when the context is created,
+so workers forked after the contexts exist accept each other's tickets: a
+returning client resumes its session on whichever worker the kernel hands
+its next connection to (SO_REUSEPORT spreads connections by address and
+port, not by client).  A reactor cannot be forked (its epoll instance would
+be shared), hence this small supervisor without one:
+
+    python -m securesock._prefork COUNT GRACE TWISTD-ARGUMENT...
+
+It prebuilds the TLS side of every ``--listen`` in the twistd arguments,
+forks COUNT workers that each run ``twistd TWISTD-ARGUMENT...``, writes their
+output as ``worker N: line``, restarts a worker that dies (a bounded number
+of times, never one that dies during its start), passes SIGHUP on, and on
+SIGTERM, SIGINT or the end of its standard input (its parent is gone) stops
+them: SIGTERM, then SIGKILL after the grace period.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import select
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+__all__ = ["prebuild", "main"]
+
+MAX_RESTARTS = 5
+# A worker that ends sooner than this after its start failed to start (a busy
+# port, a certificate gone): starting it again would fail again.
+STARTUP_SECONDS = 5.0
+_HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
+_TICK = 0.5  # seconds between looks at the children, at most
+_MAX_LINE = 65536  # a longer run of output without a newline goes out in pieces
+
+
+def prebuild(descriptions: Sequence[str]) -> int:
+    """
+    Build the TLS side of every securesock server description in
+    C{descriptions} (others, e.g. C{tcp:}, have none); returns how many.
+    """
+    from ._description import parseServer
+    from ._endpoints import prebuildServer
+
+    count = 0
+    for description in descriptions:
+        parsed = parseServer(description)
+        if not isinstance(parsed, str):
+            prebuildServer(parsed)
+            count += 1
+    return count
+
+
+def listenDescriptions(twistdArguments: Sequence[str]) -> list[str]:
+    """The values of C{--listen}/C{-l} in a twistd securesock command."""
+    found = []
+    for index, argument in enumerate(twistdArguments):
+        if argument in ("--listen", "-l") and index + 1 < len(twistdArguments):
+            found.append(twistdArguments[index + 1])
+        elif argument.startswith("--listen="):
+            found.append(argument[len("--listen=") :])
+    return found
+
+
+@dataclass
+class _Child:
+    number: int
+    pid: int
+    output: int  # read end of the worker's stdout and stderr
+    started: float
+    partial: bytes = b""
+
+
+@dataclass
+class Supervisor:
+    """Forks, watches, restarts and stops the workers."""
+
+    count: int
+    grace: float
+    twistdArguments: list[str]
+    children: dict[int, _Child] = field(default_factory=dict)  # by pid
+    restarts: int = 0
+    stopping: bool = False
+    deadline: float = 0.0
+    due: list[tuple[float, int]] = field(default_factory=list)  # (when, number) of restarts
+    _signals: list[int] = field(default_factory=list)
+
+    def run(self) -> int:
+        """Serve until stopped; the exit status.  In a worker it never returns."""
+        wakeup, self._wakeupWrite = os.pipe()
+        for fd in (wakeup, self._wakeupWrite):
+            fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_NONBLOCK)
+        signal.set_wakeup_fd(self._wakeupWrite)
+        for handled in _HANDLED:
+            signal.signal(handled, self._signalled)
+        for number in range(1, self.count + 1):
+            self._fork(number)
+        while self.children or (self.due and not self.stopping):
+            readable = [wakeup, *(child.output for child in self.children.values() if child.output >= 0)]
+            if not self.stopping:
+                readable.append(0)
+            try:
+                ready, _, _ = select.select(readable, [], [], _TICK)
+            except InterruptedError:  # pragma: no cover - Python retries select itself (PEP 475)
+                ready = []
+            if wakeup in ready:
+                _drain(wakeup)
+            for received in self._takeSignals():
+                self._handleSignal(received)
+            for child in list(self.children.values()):
+                if child.output in ready:
+                    self._relay(child)
+            if 0 in ready and not os.read(0, 4096):
+                self._say("the parent process is gone; stopping the workers")
+                self._stop()
+            self._reap()
+            self._restartDue()
+            if self.stopping and self.children and time.monotonic() > self.deadline:
+                for pid in self.children:
+                    _kill(pid, signal.SIGKILL)
+        if self.stopping:
+            return 0
+        self._say("no worker is left running")
+        return 1
+
+    # -- signals -------------------------------------------------------------
+
+    def _signalled(self, number: int, frame: object) -> None:
+        self._signals.append(number)
+
+    def _takeSignals(self) -> list[int]:
+        taken, self._signals[:] = list(self._signals), []
+        return taken
+
+    def _handleSignal(self, number: int) -> None:
+        if number == signal.SIGHUP:
+            for pid in self.children:
+                _kill(pid, signal.SIGHUP)
+        elif number in (signal.SIGTERM, signal.SIGINT):
+            self._stop()
+
+    def _stop(self) -> None:
+        if self.stopping:
+            return
+        self.stopping = True
+        self.due.clear()
+        self.deadline = time.monotonic() + self.grace + 5.0
+        for pid in self.children:
+            _kill(pid, signal.SIGTERM)
+
+    # -- workers -------------------------------------------------------------
+
+    def _fork(self, number: int) -> None:
+        readEnd, writeEnd = os.pipe()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        pid = os.fork()
+        if pid == 0:  # the worker
+            os.close(readEnd)
+            self._becomeWorker(number, writeEnd)
+        os.close(writeEnd)
+        self.children[pid] = _Child(number, pid, readEnd, time.monotonic())
+        self._say(f"started worker {number} (pid {pid})")
+
+    def _becomeWorker(self, number: int, output: int) -> None:
+        signal.set_wakeup_fd(-1)
+        for handled in _HANDLED:
+            signal.signal(handled, signal.SIG_DFL)
+        os.dup2(output, 1)
+        os.dup2(output, 2)
+        os.close(output)
+        for child in self.children.values():
+            os.close(child.output)
+        os.close(self._wakeupWrite)
+        devnull = os.open(os.devnull, os.O_RDONLY)
+        os.dup2(devnull, 0)  # the parent's pipe is the supervisor's to watch
+        os.close(devnull)
+        os.environ["SECURESOCK_WORKER"] = str(number)
+        sys.argv = ["twistd", *self.twistdArguments]
+        from twisted.scripts.twistd import run
+
+        run()
+        sys.exit(0)  # through the interpreter's exit: atexit handlers set the status
+
+    def _relay(self, child: _Child) -> None:
+        try:
+            data = os.read(child.output, 65536)
+        except OSError:
+            data = b""
+        if not data:
+            os.close(child.output)
+            child.output = -1
+            if child.partial:
+                self._say(f"worker {child.number}: {child.partial.decode('utf-8', 'replace')}")
+                child.partial = b""
+            return
+        *lines, rest = (child.partial + data).split(b"\n")
+        if len(rest) >= _MAX_LINE:
+            lines.append(rest)
+            rest = b""
+        child.partial = rest
+        for line in lines:
+            self._say(f"worker {child.number}: {line.decode('utf-8', 'replace')}")
+
+    def _relayRest(self, child: _Child) -> None:
+        """What an ended worker wrote last (a process it started may hold the pipe: no waiting)."""
+        for _ in range(64):
+            if child.output < 0 or not select.select([child.output], [], [], 0)[0]:
+                break
+            self._relay(child)
+        if child.output >= 0:
+            os.close(child.output)
+            child.output = -1
+
+    def _reap(self) -> None:
+        for _ in range(len(self.children)):
+            try:
+                pid, status = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                return
+            if pid == 0:
+                return
+            child = self.children.pop(pid, None)
+            if child is None:
+                continue
+            self._relayRest(child)
+            self._ended(child, status)
+
+    def _ended(self, child: _Child, status: int) -> None:
+        how = _describeStatus(status)
+        if self.stopping:
+            self._say(f"worker {child.number} ended ({how})")
+            return
+        if time.monotonic() - child.started < STARTUP_SECONDS and status != 0:
+            self._say(f"worker {child.number} ended during its start ({how}); not restarting it")
+            return
+        if self.restarts >= MAX_RESTARTS:
+            self._say(f"worker {child.number} ended ({how}); not restarting again")
+            return
+        self.restarts += 1
+        self._say(f"worker {child.number} ended ({how}); restarting")
+        self.due.append((time.monotonic() + 1.0, child.number))
+
+    def _restartDue(self) -> None:
+        now = time.monotonic()
+        for entry in [entry for entry in self.due if entry[0] <= now]:
+            self.due.remove(entry)
+            self._fork(entry[1])
+
+    def _say(self, line: str) -> None:
+        data = (line + "\n").encode("utf-8", "replace")
+        try:
+            while data:
+                data = data[os.write(1, data) :]
+        except BrokenPipeError:
+            self._stop()  # the parent is gone
+        except BlockingIOError:  # pragma: no cover - stdout is a blocking pipe
+            pass
+
+
+def _drain(fd: int) -> None:
+    for _ in range(64):
+        try:
+            if not os.read(fd, 512):
+                return
+        except BlockingIOError:
+            return
+
+
+def _kill(pid: int, number: int) -> None:
+    try:
+        os.kill(pid, number)
+    except ProcessLookupError:
+        pass
+
+
+def _describeStatus(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        return f"signal {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exit status {os.WEXITSTATUS(status)}"
+
+
+def main(argv: Sequence[str]) -> int:
+    if len(argv) < 3:
+        print("usage: python -m securesock._prefork COUNT GRACE TWISTD-ARGUMENT...", file=sys.stderr)
+        return 2
+    count, grace, twistdArguments = int(argv[0]), float(argv[1]), list(argv[2:])
+    from ._errors import DescriptionError
+
+    try:
+        prebuild(listenDescriptions(twistdArguments))
+    except DescriptionError as e:
+        print(f"cannot start the workers: {e}", file=sys.stderr)
+        return 1
+    if "twisted.internet.reactor" in sys.modules:  # pragma: no cover - a bug of ours
+        print("cannot start the workers: a reactor exists before they fork", file=sys.stderr)
+        return 1
+    signal.signal(signal.SIGPIPE, signal.SIG_IGN)
+    return Supervisor(count, grace, twistdArguments).run()
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main(sys.argv[1:]))
+    except OSError as e:
+        if e.errno != errno.EPIPE:
+            raise
+        sys.exit(1)
