@@ -1,6 +1,8 @@
 """
 The benchmark suite: securesock against Twisted's own ``ssl:`` endpoint,
-stunnel and asyncio + the standard library's ssl, in one run.
+stunnel and asyncio + the standard library's ssl, in one run, with the floor
+of the stack securesock and ``ssl:`` share: a blocking pyOpenSSL server with
+no event loop (handshakes and bulk only; it serves one connection at a time).
 
     python3 -m pip install -r bench/requirements.txt   # matplotlib
     python3 bench/run.py [--quick] [--runs N] [--no-docs]
@@ -15,7 +17,7 @@ servers take turns inside each run) before the median.
 
 Writes bench/results.json, docs/performance.md (from the results and the
 issue's targets) and docs/performance.png.  The whole suite takes about
-8 minutes (--quick: about 2, for a smoke test; its figures are not for
+13 minutes (--quick: about 3, for a smoke test; its figures are not for
 publication).
 """
 
@@ -47,7 +49,9 @@ from securesock._devca import certificatePEM, issue, keyPEM, makeAuthority  # no
 
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
-KINDS = ("securesock", "twisted", "stunnel", "asyncio")
+KINDS = ("securesock", "twisted", "stunnel", "asyncio", "pyopenssl")
+# The pyOpenSSL floor serves one connection at a time: no loads of many concurrent clients.
+SEQUENTIAL = {"pyopenssl"}
 TICK = os.sysconf("SC_CLK_TCK")
 
 
@@ -114,7 +118,7 @@ class Server:
         self.extra: list[subprocess.Popen[bytes]] = []
         log = open(work / f"{kind}-{time.monotonic_ns()}.log", "wb")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        if kind in ("securesock", "twisted", "asyncio"):
+        if kind in ("securesock", "twisted", "asyncio", "pyopenssl"):
             self.process = subprocess.Popen(
                 pinned(
                     SERVER_CORE, [sys.executable, str(BENCH / "servers.py"), kind, "0", str(cert), str(key)]
@@ -390,6 +394,8 @@ def runSuite(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                         kind,
                         measured(server, bulk, loadgen, server.port, "send", size),
                     )
+                    if kind in SEQUENTIAL:
+                        continue
                     record(
                         results,
                         "echo 100 B, 50 clients",
@@ -408,6 +414,8 @@ def runSuite(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     count = 300 if args.quick else 1000
     for _run in range(runs):
         for kind in KINDS:
+            if kind in SEQUENTIAL:
+                continue
             with servers([kind], cert, key, work, loadgen) as running:
                 record(
                     results, f"idle memory, {count} conns", kind, idleMemory(running[kind], loadgen, count)

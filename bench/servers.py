@@ -1,12 +1,16 @@
 """
 The benchmark's Python servers: one application, three TLS stacks.
 
-    python3 bench/servers.py securesock|twisted|asyncio PORT CERT KEY
+    python3 bench/servers.py securesock|twisted|asyncio|pyopenssl PORT CERT KEY
 
 securesock and twisted run the same Twisted protocol; only the endpoint
 differs (securesock's C{tls:} or Twisted's own C{ssl:}).  asyncio runs the
-same commands on C{asyncio} with the standard library's C{ssl}.  The
-commands (the first line of each connection; bench/loadgen.c speaks them):
+same commands on C{asyncio} with the standard library's C{ssl}.  pyopenssl
+is the floor of the stack securesock and C{ssl:} share: a blocking,
+single-threaded pyOpenSSL server on the accepted socket (OpenSSL's socket
+BIO, no memory BIO, no event loop), one connection at a time, with a
+context configured like securesock's.  The commands (the first line of each
+connection; bench/loadgen.c speaks them):
 
   E           echo everything that follows
   S n         send n bytes (with back-pressure)
@@ -201,10 +205,108 @@ def asyncioServer(port: int, cert: str, key: str) -> None:
     asyncio.run(main())
 
 
+def pyopensslServer(port: int, cert: str, key: str) -> None:
+    """
+    The floor: what pyOpenSSL itself costs per handshake and per byte, with
+    no event loop.  Serves one connection at a time (so no concurrent loads:
+    echo with 50 clients, TTFB and idle memory are not measured on it).
+    """
+    import socket
+    import struct
+    import time
+
+    from OpenSSL import SSL
+
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.use_certificate_file(cert)
+    context.use_privatekey_file(key)
+    context.check_privatekey()
+    # As securesock's server context (securesock/_context.py): a TLS 1.2
+    # session cache with a session id context, OpenSSL's tickets (default:
+    # on), released buffers, and whole writes (pyOpenSSL turns partial
+    # writes on, which would stop every SSL_write after one 16 KiB record).
+    context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE)
+    context.set_session_id(b"bench")
+    context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+    context.set_mode(SSL.MODE_RELEASE_BUFFERS)
+    context.clear_mode(0x1)  # SSL_MODE_ENABLE_PARTIAL_WRITE
+    timeouts = struct.pack("ll", 30, 0)  # per blocking call on a connection (SO_RCVTIMEO / SO_SNDTIMEO)
+    view = memoryview(CHUNK)
+
+    def serve(conn: SSL.Connection) -> None:
+        conn.set_accept_state()
+        conn.do_handshake()
+        head = b""
+        while b"\n" not in head:
+            head += conn.recv(4096)
+            if len(head) > 4096:
+                return
+        line, rest = head.split(b"\n", 1)
+        if line.startswith(b"GET"):
+            conn.sendall(PAGE)
+            conn.shutdown()
+            return
+        if line == b"E":
+            if rest:
+                conn.sendall(rest)
+            while time.monotonic() < deadline:
+                conn.sendall(conn.recv(1 << 16))
+            return
+        if line.startswith(b"S "):
+            remaining = int(line[2:])
+            while remaining > 0:
+                conn.sendall(view[: min(remaining, len(CHUNK))])
+                remaining -= len(CHUNK)
+        elif line.startswith(b"R "):
+            remaining = int(line[2:]) - len(rest)
+            while remaining > 0:
+                remaining -= len(conn.recv(1 << 16))
+            conn.sendall(b"OK\n")
+        else:
+            return
+        # until the client closes (as the other servers, which close when the client does)
+        while time.monotonic() < deadline:
+            conn.recv(1 << 16)
+
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(4096)
+    deadline = time.monotonic() + LIFETIME
+    print("READY", listener.getsockname()[1], flush=True)
+    while (left := deadline - time.monotonic()) > 0:
+        listener.settimeout(left)
+        try:
+            sock, _ = listener.accept()
+        except TimeoutError:
+            break
+        except OSError:  # e.g. ECONNABORTED, EMFILE: try again
+            time.sleep(0.01)
+            continue
+        try:
+            sock.setblocking(True)  # OpenSSL reads and writes the descriptor itself
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeouts)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeouts)
+            conn = SSL.Connection(context, sock)
+            try:
+                serve(conn)
+            except SSL.ZeroReturnError:  # the client's close_notify: answer it
+                conn.shutdown()
+        except (SSL.Error, OSError, ValueError):
+            pass  # this connection only: peer reset, EOF without close_notify, bad command, timeout
+        except Exception as e:  # anything else ends this connection too, not the server
+            print(f"pyopenssl server: {e!r}", file=sys.stderr, flush=True)
+        finally:
+            sock.close()
+
+
 def main() -> None:
     kind, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     if kind == "asyncio":
         asyncioServer(port, cert, key)
+    elif kind == "pyopenssl":
+        pyopensslServer(port, cert, key)
     elif kind in ("securesock", "twisted"):
         twistedServer(kind, port, cert, key)
     else:
