@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from OpenSSL import SSL
+from twisted.internet.abstract import FileDescriptor
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
@@ -33,6 +34,7 @@ from zope.interface import alsoProvides, directlyProvides, implementer, provided
 
 from ._errors import TLSHandshakeError
 from ._guard import HandshakeGuard, HandshakeWatch, _peer
+from ._records import RecordCounter
 from ._wrongmode import HTTP_400, isHTTPRequest, isTLSRecord, plaintextFromClient, plaintextFromServer
 
 __all__ = ["TLSFactory", "HandshakeGateFactory", "handshakeError"]
@@ -43,6 +45,10 @@ log = Logger()
 _SESSION_READS = 3
 # Application bytes handed to OpenSSL per call (16 records).
 _WRITE_SIZE = 2**18
+# Bytes asked of SSL_read: more than a record holds (16 KiB), so one call per record.
+_READ_SIZE = 2**15
+# _TLSProtocol._records when how many records OpenSSL has not read is not known.
+_UNKNOWN = -1
 
 
 class _Writes:
@@ -102,6 +108,11 @@ class _TLSProtocol(BufferingTLSTransport):
     _plaintext = False
 
     _sessionReads = 0  # clients: reads left in which to look for a resumable session
+    # Whole records received and not yet read by SSL_read: each read takes at
+    # least one, so reading stops at 0 without a WantReadError; _UNKNOWN until
+    # the handshake is done (do_handshake reads an unknown number).
+    _records = _UNKNOWN
+    _sendsNow = False  # the transport is a file descriptor we may write out at once
     _aggregator: Any  # _Writes, then Twisted's null aggregator once the connection is lost
 
     def __init__(self, factory: TLSFactory, wrappedProtocol: IProtocol, _connectWrapped: bool = True) -> None:
@@ -116,6 +127,8 @@ class _TLSProtocol(BufferingTLSTransport):
             transport.setTcpNoDelay(True)
         if self.factory.isClient and hasattr(self.factory.creator, "rememberSession"):
             self._sessionReads = _SESSION_READS
+        self._counter = RecordCounter()
+        self._sendsNow = isinstance(transport, FileDescriptor)
         self._connectTLS(transport)
         if self.factory.guard is not None:
             self._watch = self.factory.guard.watch(self)
@@ -181,7 +194,24 @@ class _TLSProtocol(BufferingTLSTransport):
                 return
             transport.write(data)
             if len(data) < size:  # the BIO is empty: no second read to fail
-                return
+                break
+        if self._sendsNow:
+            self._sendNow(transport)
+
+    @staticmethod
+    def _sendNow(transport: FileDescriptor) -> None:
+        """
+        Hand what was just written to the kernel now, rather than from the
+        reactor's next "writable" event: one pass through the event loop
+        less per response and per handshake flight.  Only in the plain
+        case: no producer to resume, no close under way (the reactor, which
+        handles what C{doWrite} returns then, keeps those).  A failed send
+        leaves the descriptor registered for writing, so the reactor's next
+        C{doWrite} meets the error again and ends the connection as usual.
+        """
+        if transport.producer is None and not transport.disconnecting and transport.connected:
+            if not getattr(transport, "_writeDisconnecting", False):
+                transport.doWrite()
 
     def _rememberSession(self, wasDone: bool) -> None:
         """
@@ -211,7 +241,41 @@ class _TLSProtocol(BufferingTLSTransport):
         if self._watch is not None:
             self._watch.lost(self, self._reason or reason, logged=self._plaintext)
             self._watch = None
+        self._records = _UNKNOWN  # Twisted's connectionLost reads whatever is left
         super().connectionLost(reason)
+
+    def _flushReceiveBIO(self) -> None:
+        """
+        Twisted's C{_flushReceiveBIO}, reading only as many records as have
+        arrived whole: the steady state costs no WantReadError from
+        C{SSL_read}, and no empty read of the send BIO (reading sends
+        nothing, unless a record other than application data was read,
+        e.g. a TLS 1.3 KeyUpdate; then a read finds no data and the send
+        BIO is flushed as Twisted does).
+        """
+        connection = self._tlsConnection
+        deliver = self.wrappedProtocol.dataReceived
+        quiet = True
+        while not self._lostTLSConnection and self._records:
+            try:
+                data = connection.recv(_READ_SIZE)
+            except SSL.WantReadError:
+                self._records = 0
+                quiet = False
+            except SSL.ZeroReturnError:
+                self._shutdownTLS()
+                self._tlsShutdownFinished(None)
+                quiet = False
+            except SSL.Error:
+                self._tlsShutdownFinished(Failure())
+                quiet = False
+            else:
+                if self._records > 0:
+                    self._records -= 1
+                if not self._aborted:
+                    deliver(data)
+        if not quiet:
+            self._flushSendBIO()
 
     def dataReceived(self, data: bytes) -> None:
         if self.firstBytes is None:
@@ -225,16 +289,29 @@ class _TLSProtocol(BufferingTLSTransport):
         writes = self._aggregator
         writes.holding = True
         try:
-            if self._sessionReads:
-                wasDone = self._handshakeDone
-                super().dataReceived(data)
-                if self._handshakeDone and self._sessionReads and self._reason is None:
-                    self._rememberSession(wasDone)
-            else:
-                super().dataReceived(data)
+            wasDone = self._handshakeDone
+            self._tlsReceived(data)
+            if self._sessionReads and self._handshakeDone and self._reason is None:
+                self._rememberSession(wasDone)
         finally:
             writes.holding = False
             writes.flush()
+
+    def _tlsReceived(self, data: bytes) -> None:
+        """Twisted's C{TLSMemoryBIOProtocol.dataReceived}, counting records as they arrive."""
+        if self._records >= 0:
+            self._records += self._counter.feed(data)
+        else:
+            self._counter.feed(data)
+        self._tlsConnection.bio_write(data)
+        if not self._handshakeDone:
+            self._checkHandshakeStatus()
+            if not self._handshakeDone:
+                return
+            self._records = _UNKNOWN  # what do_handshake left unread: read until OpenSSL wants more
+        if self._appSendBuffer:
+            self._unbufferPendingWrites()  # type: ignore[no-untyped-call]
+        self._flushReceiveBIO()
 
     def _refusePlaintext(self, data: bytes) -> None:
         """A client spoke plaintext to this TLS server: say so, answer HTTP like nginx, close."""

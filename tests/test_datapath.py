@@ -353,3 +353,114 @@ async def test_client_large_write_reaches_python_server(pki: PKI) -> None:
     await endpoint.connect(Factory.forProtocol(Push)).addTimeout(TIMEOUT, reactor)
     await deferToThread(thread.join, TIMEOUT)
     assert outcome == {"size": len(BIG), "sha256": hashlib.sha256(BIG).hexdigest()}
+
+
+class Echo(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+
+
+def echoClient(port: int, cafile: str, messages: list[bytes]) -> list[bytes]:
+    """Each message sent on its own (one TLS record each), its echo read back before the next."""
+    context = ssl.create_default_context(cafile=cafile)
+    replies = []
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            for message in messages:
+                tls.sendall(message)
+                reply = b""
+                while len(reply) < len(message):
+                    chunk = tls.recv(1 << 20)
+                    if not chunk:
+                        break
+                    reply += chunk
+                replies.append(reply)
+    return replies
+
+
+@pytest.mark.parametrize("version", ["TLSv1_2", "TLSv1_3"])
+@pytest_twisted.ensureDeferred
+async def test_one_ssl_read_per_record_once_connected(
+    pki: PKI, version: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    After the handshake the server reads each record with one SSL_read, not
+    one more that fails with WantReadError, also for messages of several
+    records cut into several TCP chunks; everything arrives, in order.
+    """
+    from OpenSSL import SSL
+
+    wants: list[int] = []
+    reads: list[int] = []
+    original = SSL.Connection.recv
+
+    def counted(self: SSL.Connection, bufsiz: int, flags: int | None = None) -> bytes:
+        try:
+            data = original(self, bufsiz, flags)
+        except SSL.WantReadError:
+            wants.append(1)
+            raise
+        reads.append(len(data))
+        return data
+
+    monkeypatch.setattr(SSL.Connection, "recv", counted)
+    protocols = "TLS1_2" if version == "TLSv1_2" else "TLS1_3"
+    description = f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}:protocols={protocols}"
+    port = await listen(description, Factory.forProtocol(Echo))
+    messages = [b"m%03d\n" % i for i in range(50)] + [bytes(range(256)) * 400]  # then 100 KiB: 7 records
+    try:
+        replies = await deferToThread(echoClient, port.getHost().port, pki.ca_pem, messages)
+    finally:
+        await port.stopListening()
+    assert replies == messages
+    assert sum(reads) == sum(len(m) for m in messages)
+    # A handful at the handshake's end (reading until OpenSSL wants more), none per message.
+    assert len(wants) <= 3, (len(wants), len(reads))
+
+
+@pytest.mark.parametrize("command", ["K", "k"])
+@pytest_twisted.ensureDeferred
+async def test_tls13_key_update_mid_stream(pki: PKI, command: str) -> None:
+    """
+    openssl s_client sends a TLS 1.3 KeyUpdate ("K": and asks the server to
+    update its keys too; "k": not) between two messages: a record that is not
+    application data, read among counted ones.  Both messages are echoed.
+    """
+    from .conftest import requireTool
+
+    openssl = requireTool("openssl")
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}", Factory.forProtocol(Echo))
+
+    def converse() -> tuple[bytes, bytes]:
+        import subprocess
+
+        process = subprocess.Popen(
+            [openssl, "s_client", "-connect", f"127.0.0.1:{port.getHost().port}", "-CAfile", pki.ca_pem,
+             "-tls1_3", "-quiet", "-no_ign_eof", "-verify_return_error"],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        )  # fmt: skip
+        assert process.stdin is not None and process.stdout is not None
+        try:
+            seen = b""
+            for line in (b"before\n", command.encode() + b"\n", b"after\n", b"again\n"):
+                process.stdin.write(line)
+                process.stdin.flush()
+                if line[:1] in b"Kk" and len(line) == 2:
+                    time.sleep(0.5)  # s_client reads the command line alone, not with the next one
+                    continue  # a command to s_client, not data
+                deadline = time.monotonic() + TIMEOUT
+                while line not in seen and time.monotonic() < deadline:
+                    seen += process.stdout.read1(4096)
+            out, err = process.communicate(timeout=TIMEOUT)  # closes stdin: s_client ends
+            return seen + out, err
+        finally:
+            if process.poll() is None:
+                process.kill()
+                process.wait(5)
+
+    try:
+        seen, err = await deferToThread(converse)
+    finally:
+        await port.stopListening()
+    assert b"KEYUPDATE" in err, err
+    assert seen.split(b"\n")[:3] == [b"before", b"after", b"again"], (seen, err)
