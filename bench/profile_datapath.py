@@ -2,7 +2,9 @@
 Where a securesock (or Twisted ssl:) server spends its CPU: cProfile of the
 server process under one load from bench/loadgen.c.
 
-    python3 bench/profile_datapath.py securesock|twisted echo|handshake|bulk [--seconds 5]
+    python3 bench/profile_datapath.py securesock|twisted echo|handshake|bulk|upload [--seconds 5]
+
+bulk: the server sends 256 MiB per second asked; upload: it receives them.
 
 Prints the top functions by own time and by cumulative time.  The server
 runs in this process (pinned to core 0), the load generator on core 1.
@@ -33,9 +35,10 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("kind", choices=["securesock", "twisted"])
-    parser.add_argument("load", choices=["echo", "handshake", "bulk"])
+    parser.add_argument("load", choices=["echo", "handshake", "bulk", "upload"])
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--dump", help="also write the raw profile here (pstats format)")
     args = parser.parse_args()
     os.sched_setaffinity(0, {0})
     with tempfile.TemporaryDirectory(prefix="securesock-profile-") as directory:
@@ -50,9 +53,10 @@ def main() -> None:
             try:
                 if args.load == "echo":
                     suite.echo(loadgen, port, args.seconds)
-                elif args.load == "bulk":
+                elif args.load in ("bulk", "upload"):
+                    direction = "recv" if args.load == "bulk" else "send"  # the load generator's side
                     for _ in range(args.seconds):
-                        suite.bulk(loadgen, port, "recv", 256 * 2**20)
+                        suite.bulk(loadgen, port, direction, 256 * 2**20)
                 else:
                     suite.sTime(port, args.seconds, "1_3", False, False)
             finally:
@@ -62,6 +66,8 @@ def main() -> None:
         servers.LIFETIME = args.seconds * 20 + 60
         profile = cProfile.Profile()
         profile.runcall(servers.twistedServer, args.kind, port, str(cert), str(key))
+        if args.dump:
+            profile.dump_stats(args.dump)
         stats = pstats.Stats(profile)
         stats.sort_stats("tottime").print_stats(args.top)
         stats.sort_stats("cumulative").print_stats(args.top)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from OpenSSL import SSL
-from twisted.internet.abstract import FileDescriptor
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
@@ -95,6 +95,48 @@ class _Writes:
         self.flush()
 
 
+# The last interface each transport class provides (see _TLSProtocol._connectTLS).
+_LAST_INTERFACE: dict[type, Any] = {}
+
+
+def _lastInterface(transport: Any) -> Any:
+    """
+    The last of C{providedBy(transport)}, remembered per class: walking a TCP
+    transport's interfaces costs some 40 Python calls per connection.  A
+    transport with interfaces of its own (C{directlyProvides}) is walked.
+    """
+    kind = type(transport)
+    if "__provides__" in getattr(transport, "__dict__", {"__provides__": None}):
+        declared = list(providedBy(transport))
+        return declared[-1] if declared else None
+    if kind not in _LAST_INTERFACE:
+        declared = list(providedBy(transport))
+        _LAST_INTERFACE[kind] = declared[-1] if declared else None
+    return _LAST_INTERFACE[kind]
+
+
+def _sendsAtOnce(transport: Any) -> bool:
+    """
+    Whether bytes for C{transport}, a TCP (or UNIX) connection of Twisted's,
+    may go to its socket now rather than through its buffer: only when that
+    buffer is empty (the order of bytes is kept), and in the plain case (no
+    producer to pause or resume, no close or half-close under way), which
+    Twisted's own write path keeps handling.  These are attributes of
+    C{twisted.internet.abstract.FileDescriptor}; tests/test_handshake_overrides.py
+    pins the Twisted code they come from.
+    """
+    return (
+        transport.connected
+        and transport.producer is None
+        and not transport.disconnecting
+        and not transport._tempDataBuffer
+        and transport.offset == len(transport.dataBuffer)
+        and not transport._writeDisconnecting
+        and not transport._writeDisconnected
+        and not getattr(transport, "_aborting", False)
+    )
+
+
 class _TLSProtocol(BufferingTLSTransport):
     """
     Twisted's TLS protocol, plus TCP_NODELAY when the endpoint asks, plus a
@@ -112,7 +154,7 @@ class _TLSProtocol(BufferingTLSTransport):
     # least one, so reading stops at 0 without a WantReadError; _UNKNOWN until
     # the handshake is done (do_handshake reads an unknown number).
     _records = _UNKNOWN
-    _sendsNow = False  # the transport is a file descriptor we may write out at once
+    _direct = False  # the transport is a TCP or UNIX connection of Twisted's (see _sendsAtOnce)
     _aggregator: Any  # _Writes, then Twisted's null aggregator once the connection is lost
 
     def __init__(self, factory: TLSFactory, wrappedProtocol: IProtocol, _connectWrapped: bool = True) -> None:
@@ -128,7 +170,7 @@ class _TLSProtocol(BufferingTLSTransport):
         if self.factory.isClient and hasattr(self.factory.creator, "rememberSession"):
             self._sessionReads = _SESSION_READS
         self._counter = RecordCounter()
-        self._sendsNow = isinstance(transport, FileDescriptor)
+        self._direct = isinstance(transport, tcp.Connection)
         self._connectTLS(transport)
         if self.factory.guard is not None:
             self._watch = self.factory.guard.watch(self)
@@ -142,9 +184,9 @@ class _TLSProtocol(BufferingTLSTransport):
         """
         self._tlsConnection = self.factory._creatorCallable(self)
         self._appSendBuffer = []
-        declared = list(providedBy(transport))
-        if declared:
-            directlyProvides(self, declared[-1])
+        last = _lastInterface(transport)
+        if last is not None:
+            directlyProvides(self, last)
         Protocol.makeConnection(self, transport)
         self.factory.registerProtocol(self)
         if self._connectWrapped:
@@ -192,26 +234,22 @@ class _TLSProtocol(BufferingTLSTransport):
                 data = connection.bio_read(size)
             except SSL.WantReadError:
                 return
-            transport.write(data)
+            if self._direct and not self._aborted and _sendsAtOnce(transport):
+                # To the kernel now, not from the reactor's next "writable" event: two
+                # epoll_ctl calls and a pass through the event loop less per response
+                # and per handshake flight.  What the socket does not take (or an error,
+                # which the reactor's next write then meets and reports) goes through
+                # the transport.  Not once aborted: Twisted drops what is queued then.
+                try:
+                    sent = transport.socket.send(data)
+                except OSError:
+                    sent = 0
+                if sent < len(data):
+                    transport.write(data[sent:] if sent else data)
+            else:
+                transport.write(data)
             if len(data) < size:  # the BIO is empty: no second read to fail
                 break
-        if self._sendsNow:
-            self._sendNow(transport)
-
-    @staticmethod
-    def _sendNow(transport: FileDescriptor) -> None:
-        """
-        Hand what was just written to the kernel now, rather than from the
-        reactor's next "writable" event: one pass through the event loop
-        less per response and per handshake flight.  Only in the plain
-        case: no producer to resume, no close under way (the reactor, which
-        handles what C{doWrite} returns then, keeps those).  A failed send
-        leaves the descriptor registered for writing, so the reactor's next
-        C{doWrite} meets the error again and ends the connection as usual.
-        """
-        if transport.producer is None and not transport.disconnecting and transport.connected:
-            if not getattr(transport, "_writeDisconnecting", False):
-                transport.doWrite()
 
     def _rememberSession(self, wasDone: bool) -> None:
         """

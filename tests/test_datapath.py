@@ -464,3 +464,39 @@ async def test_tls13_key_update_mid_stream(pki: PKI, command: str) -> None:
         await port.stopListening()
     assert b"KEYUPDATE" in err, err
     assert seen.split(b"\n")[:3] == [b"before", b"after", b"again"], (seen, err)
+
+
+class Aborter(Protocol):
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(b"partial")  # type: ignore[union-attr]
+        self.transport.abortConnection()  # type: ignore[union-attr]
+
+
+def endOfStream(port: int, cafile: str) -> str:
+    """How the stream ends for a client that asked a question: 'close_notify' or the error seen."""
+    context = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as tls:
+            tls.sendall(b"question\n")
+            try:
+                for _ in range(1000):
+                    if not tls.recv(65536):
+                        return "close_notify"
+            except (ssl.SSLError, OSError) as e:
+                return type(e).__name__
+    return "no end"
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_aborted_connection_does_not_end_with_close_notify(pki: PKI) -> None:
+    """
+    abortConnection must not look like a clean end to the peer (which would
+    take a cut-off answer as complete): no close_notify goes out, though
+    securesock hands TLS records to the socket at once where it can.
+    """
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}", Factory.forProtocol(Aborter))
+    try:
+        ending = await deferToThread(endOfStream, port.getHost().port, pki.ca_pem)
+    finally:
+        await port.stopListening()
+    assert ending in ("SSLEOFError", "ConnectionResetError"), ending

@@ -1,7 +1,9 @@
 """
 securesock/_handshake.py re-implements three private methods of Twisted's
 TLSMemoryBIOProtocol (makeConnection, _write, _flushSendBIO) and replaces
-BufferingTLSTransport's write aggregator.  A Twisted that changes any of
+BufferingTLSTransport's write aggregator; it also writes to a TCP
+connection's socket itself when the connection's buffer is empty, reading
+attributes of Twisted's FileDescriptor.  A Twisted that changes any of
 them must fail here, loudly, rather than be silently overridden.
 """
 
@@ -14,13 +16,14 @@ import textwrap
 from importlib.metadata import version
 from typing import Any
 
+from twisted.internet import abstract, tcp
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import optionsForClientTLS
 from twisted.internet.testing import StringTransport
 from twisted.protocols import tls
 from twisted.python.failure import Failure
-from zope.interface import directlyProvidedBy
+from zope.interface import directlyProvidedBy, providedBy
 
 from securesock._handshake import TLSFactory
 
@@ -36,6 +39,13 @@ REVIEWED = {  # Twisted 26.10.0
     },
     "BufferingTLSTransport": {"59e8ecd4376ccac8b24540f922c675630c911371751c072b5df40890100e329f"},
     "_AggregateSmallWrites": {"84da4b9579da59d61197bfae04eb24d7f400c8095812a0bf41598f167d5935b5"},
+    "FileDescriptor.write": {"6be1610913d28b12448eba7f0f75b845121cff446fa3cc9b1cc56ba7fbd84be6"},
+    "FileDescriptor.doWrite": {"59d5e53f857a62d12e100c312f5f86ee219572d9dae77b3777a1848409ec1a88"},
+    "FileDescriptor.loseWriteConnection": {
+        "9499052d662b2249b026b485398248b1d3fc6eb727637d6898d1f078bfced6a6"
+    },
+    "tcp.Connection.abortConnection": {"bd29d600ba5cc1aad30d98b679fdfb7be306582bf553148076c555d1110103ea"},
+    "tcp.Connection.writeSomeData": {"ccd168f06f979ebde461af1bdad97351be2e5428f71bcbe2115191c8b6806f2e"},
 }
 
 # Where securesock copies or leans on each.
@@ -45,6 +55,11 @@ USED_BY = {
     "TLSMemoryBIOProtocol._flushSendBIO": "_TLSProtocol._flushSendBIO (a copy that empties the BIO)",
     "BufferingTLSTransport": "_TLSProtocol.__init__ (its _aggregator and write, replaced by _Writes)",
     "_AggregateSmallWrites": "_Writes (a copy that also holds writes during dataReceived)",
+    "FileDescriptor.write": "_sendsAtOnce (_tempDataBuffer: bytes queued, not yet sent)",
+    "FileDescriptor.doWrite": "_sendsAtOnce (dataBuffer and offset: what is being sent)",
+    "FileDescriptor.loseWriteConnection": "_sendsAtOnce (_writeDisconnecting / _writeDisconnected)",
+    "tcp.Connection.abortConnection": "_sendsAtOnce (_aborting)",
+    "tcp.Connection.writeSomeData": "_TLSProtocol._flushSendBIO (socket.send, as writeSomeData does)",
 }
 
 
@@ -70,6 +85,11 @@ def test_overridden_twisted_code_is_the_code_reviewed() -> None:
         "TLSMemoryBIOProtocol._flushSendBIO": digest(tls.TLSMemoryBIOProtocol._flushSendBIO),
         "BufferingTLSTransport": digest(tls.BufferingTLSTransport),
         "_AggregateSmallWrites": digest(tls._AggregateSmallWrites),
+        "FileDescriptor.write": digest(abstract.FileDescriptor.write),
+        "FileDescriptor.doWrite": digest(abstract.FileDescriptor.doWrite),
+        "FileDescriptor.loseWriteConnection": digest(abstract.FileDescriptor.loseWriteConnection),
+        "tcp.Connection.abortConnection": digest(tcp.Connection.abortConnection),
+        "tcp.Connection.writeSomeData": digest(tcp.Connection.writeSomeData),
     }
     changed = {
         name: f"{value} (used by {USED_BY[name]})"
@@ -107,3 +127,19 @@ def test_connect_tls_leaves_what_twisted_make_connection_leaves() -> None:
     finally:
         for protocol in (theirs, ours):
             protocol.connectionLost(Failure(ConnectionDone()))
+
+
+def test_interfaces_of_a_transport_with_declarations_of_its_own() -> None:
+    """The per-class memory of _connectTLS does not hide what one transport declares itself."""
+    from zope.interface import Interface, directlyProvides
+
+    from securesock._handshake import _lastInterface
+
+    class IExtra(Interface):
+        pass
+
+    plain, special = StringTransport(), StringTransport()
+    directlyProvides(special, IExtra, *directlyProvidedBy(special))
+    for transport in (plain, special, plain):
+        declared = list(providedBy(transport))
+        assert _lastInterface(transport) is declared[-1]
