@@ -89,10 +89,13 @@ class TLSClientEndpoint:
     handshake has completed and the server was verified.
     """
 
-    def __init__(self, inner: IStreamClientEndpoint, creator: ClientCreator, options: ClientOptions) -> None:
+    def __init__(
+        self, inner: IStreamClientEndpoint, creator: ClientCreator, options: ClientOptions, clock: Any = None
+    ) -> None:
         self.inner = inner
         self.creator = creator
         self.options = options
+        self.clock = clock  # for the handshake deadline (timeout=); None: no deadline
 
     def connect(self, protocolFactory: IProtocolFactory) -> Deferred[IProtocol]:
         options = self.options
@@ -101,7 +104,10 @@ class TLSClientEndpoint:
             if options.endpoint is None
             else f"{options.host} ({options.endpoint})"
         )
-        gates = HandshakeGateFactory(protocolFactory, peer, formatProtocols(self.options.policy.protocols))
+        deadline = None if self.clock is None else (self.clock, options.timeout)
+        gates = HandshakeGateFactory(
+            protocolFactory, peer, formatProtocols(self.options.policy.protocols), deadline
+        )
         connected = self.inner.connect(TLSFactory(self.creator, True, gates, self.options.policy.noDelay))
 
         def handshakeDone(tls: Any) -> Deferred[IProtocol]:
@@ -321,4 +327,4 @@ def buildClient(reactor: Any, options: ClientOptions, nested: NestedParser) -> T
     else:
         bind = None if options.bindAddress is None else (options.bindAddress, 0)
         inner = twistedEndpoints.HostnameEndpoint(reactor, options.host, options.port, options.timeout, bind)
-    return TLSClientEndpoint(inner, ClientCreator(context, options), options)
+    return TLSClientEndpoint(inner, ClientCreator(context, options), options, reactor)

@@ -119,15 +119,17 @@ def _sendsAtOnce(transport: Any) -> bool:
     """
     Whether bytes for C{transport}, a TCP (or UNIX) connection of Twisted's,
     may go to its socket now rather than through its buffer: only when that
-    buffer is empty (the order of bytes is kept), and in the plain case (no
-    producer to pause or resume, no close or half-close under way), which
-    Twisted's own write path keeps handling.  These are attributes of
+    buffer is empty (the order of bytes is kept), with no close or
+    half-close under way, and no producer other than a streaming one (the
+    TLS layer registers every producer as streaming; the transport pauses
+    it when what the socket did not take fills its buffer, and resumes it
+    when that has gone, as before).  These are attributes of
     C{twisted.internet.abstract.FileDescriptor}; tests/test_handshake_overrides.py
     pins the Twisted code they come from.
     """
     return (
         transport.connected
-        and transport.producer is None
+        and (transport.producer is None or transport.streamingProducer)
         and not transport.disconnecting
         and not transport._tempDataBuffer
         and transport.offset == len(transport.dataBuffer)
@@ -271,9 +273,14 @@ class _TLSProtocol(BufferingTLSTransport):
     # The handshake deadline and cap (securesock._guard) end here: at completion, or at loss.
     def _checkHandshakeStatus(self) -> None:
         super()._checkHandshakeStatus()  # type: ignore[no-untyped-call]
-        if self._watch is not None and self._handshakeDone:
-            self._watch.completed()
-            self._watch = None
+        if self._handshakeDone:
+            if self._watch is not None:
+                self._watch.completed()
+                self._watch = None
+            if self.firstBytes:
+                self.firstBytes = (
+                    b""  # only a failed handshake is explained with them: not kept per idle connection
+                )
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._watch is not None:
@@ -436,14 +443,38 @@ class _HandshakeGate(Protocol):
     connects only when the handshake has completed.
     """
 
-    def __init__(self, application: IProtocol, peer: str, protocols: str) -> None:
+    def __init__(
+        self, application: IProtocol, peer: str, protocols: str, deadline: tuple[Any, float] | None = None
+    ) -> None:
         self.application = application
         self.ready: Deferred[IProtocol] = Deferred(self._cancel)
         self._peer = peer
         self._protocols = protocols
         self._open = False
+        self._deadline = deadline  # (clock, seconds) the handshake may take once TCP is connected
+        self._timer: Any = None
+        self._expired = False
         if IHalfCloseableProtocol.providedBy(application):
             alsoProvides(self, IHalfCloseableProtocol)
+
+    def makeConnection(self, transport: Any) -> None:
+        super().makeConnection(transport)
+        if self._deadline is not None and not self._open:
+            clock, seconds = self._deadline
+            self._timer = clock.callLater(seconds, self._expire)
+
+    def _expire(self) -> None:
+        """The server accepted the connection but did not finish the handshake in time."""
+        self._timer = None
+        if not self._open and self.transport is not None:
+            self._expired = True
+            self.transport.abortConnection()  # type: ignore[attr-defined]
+
+    def _stopTimer(self) -> None:
+        if self._timer is not None:
+            if self._timer.active():
+                self._timer.cancel()
+            self._timer = None
 
     def _cancel(self, ready: Deferred[IProtocol]) -> None:
         transport: Any = self.transport
@@ -451,6 +482,7 @@ class _HandshakeGate(Protocol):
             transport.abortConnection()
 
     def handshakeCompleted(self) -> None:
+        self._stopTimer()
         self._open = True
         assert self.transport is not None
         self.application.makeConnection(self.transport)
@@ -469,20 +501,37 @@ class _HandshakeGate(Protocol):
         self.application.writeConnectionLost()  # type: ignore[attr-defined]
 
     def connectionLost(self, reason: Failure) -> None:  # type: ignore[override]
+        self._stopTimer()
         if self._open:
             self.application.connectionLost(reason)
         elif not self.ready.called:
-            received = getattr(self.transport, "firstBytes", None)
-            self.ready.errback(Failure(handshakeError(reason, self._peer, self._protocols, received)))
+            if self._expired:
+                assert self._deadline is not None
+                error = TLSHandshakeError(
+                    f"{self._peer} accepted the connection but did not complete the TLS handshake "
+                    f"within {self._deadline[1]:g} s (timeout=): it may not speak TLS on this port, "
+                    "or it waits for the client to speak first in plaintext"
+                )
+            else:
+                received = getattr(self.transport, "firstBytes", None)
+                error = handshakeError(reason, self._peer, self._protocols, received)
+            self.ready.errback(Failure(error))
 
 
 class HandshakeGateFactory(Factory):
     """Wraps the application's factory in handshake gates."""
 
-    def __init__(self, wrappedFactory: IProtocolFactory, peer: str, protocols: str) -> None:
+    def __init__(
+        self,
+        wrappedFactory: IProtocolFactory,
+        peer: str,
+        protocols: str,
+        deadline: tuple[Any, float] | None = None,
+    ) -> None:
         self.wrappedFactory = wrappedFactory
         self._peer = peer
         self._protocols = protocols
+        self._deadline = deadline  # (clock, seconds) each handshake may take
 
     def doStart(self) -> None:
         self.wrappedFactory.doStart()
@@ -494,4 +543,4 @@ class HandshakeGateFactory(Factory):
         application = self.wrappedFactory.buildProtocol(addr)
         if application is None:
             return None
-        return _HandshakeGate(application, self._peer, self._protocols)
+        return _HandshakeGate(application, self._peer, self._protocols, self._deadline)

@@ -255,7 +255,8 @@ OPTIONS: tuple[Option, ...] = (
         _seconds,
         "seconds, greater than 0",
         "30",
-        "Connection timeout for each connection attempt.",
+        "Connection timeout for each connection attempt; the TLS handshake must then complete within "
+        "as long again (a server that accepts and never answers fails the connection instead of hanging it).",
     ),
     Option(
         "bindAddress",

@@ -494,3 +494,53 @@ def test_twisted_directory_form_with_a_host_name_is_explained() -> None:
     assert "read as Twisted's tls:DIRECTORY:PORT form" in message
     assert "'no-such-directory.example' is not a directory" in message
     assert "tls:443:certificate=FILE-OR-NAME" in message and "clientFromString" in message
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_gives_up_on_a_server_that_never_answers_the_handshake(pki: PKI) -> None:
+    """
+    A server that accepts TCP and says nothing (a plaintext service waiting
+    for its client to speak first) fails the connection after timeout=,
+    instead of leaving connect() waiting forever.
+    """
+    import time
+
+    from twisted.internet.protocol import Protocol
+
+    silent = await securesock.serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
+        Factory.forProtocol(Protocol)
+    )
+    number = silent.getHost().port
+    endpoint = securesock.clientFromString(reactor, f"tls:127.0.0.1:{number}:trustRoots={pki.ca_pem}:timeout=0.5")
+    started = time.monotonic()
+    try:
+        with pytest.raises(TLSHandshakeError) as raised:
+            await endpoint.connect(Factory.forProtocol(Protocol))
+    finally:
+        await silent.stopListening()
+    elapsed = time.monotonic() - started
+    assert 0.4 < elapsed < 5, elapsed
+    assert str(raised.value) == (
+        f"127.0.0.1:{number} accepted the connection but did not complete the TLS "
+        "handshake within 0.5 s (timeout=): it may not speak TLS on this port, or it waits for the "
+        "client to speak first in plaintext"
+    )
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_handshake_deadline_is_cancelled_once_connected(pki: PKI) -> None:
+    """A connection made well within timeout= outlives it."""
+    from twisted.internet.protocol import Protocol
+    from twisted.internet.task import deferLater
+
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}")
+    try:
+        endpoint = securesock.clientFromString(
+            reactor, f"tls:localhost:{port.getHost().port}:trustRoots={pki.ca_pem}:timeout=0.3"
+        )
+        protocol = await endpoint.connect(Factory.forProtocol(Protocol))
+        await deferLater(reactor, 0.6, lambda: None)
+        assert protocol.transport.connected  # type: ignore[union-attr]
+        protocol.transport.loseConnection()  # type: ignore[union-attr]
+    finally:
+        await port.stopListening()

@@ -44,6 +44,9 @@ REVIEWED = {  # Twisted 26.10.0
     "FileDescriptor.loseWriteConnection": {
         "9499052d662b2249b026b485398248b1d3fc6eb727637d6898d1f078bfced6a6"
     },
+    "FileDescriptor.registerProducer": {
+        "dc9d71aafd21119ab73794dea0f114bd3ef4f30b2b1919aa3dcc74ddf257bc80"
+    },
     "tcp.Connection.abortConnection": {"bd29d600ba5cc1aad30d98b679fdfb7be306582bf553148076c555d1110103ea"},
     "tcp.Connection.writeSomeData": {"ccd168f06f979ebde461af1bdad97351be2e5428f71bcbe2115191c8b6806f2e"},
 }
@@ -58,6 +61,7 @@ USED_BY = {
     "FileDescriptor.write": "_sendsAtOnce (_tempDataBuffer: bytes queued, not yet sent)",
     "FileDescriptor.doWrite": "_sendsAtOnce (dataBuffer and offset: what is being sent)",
     "FileDescriptor.loseWriteConnection": "_sendsAtOnce (_writeDisconnecting / _writeDisconnected)",
+    "FileDescriptor.registerProducer": "_sendsAtOnce (producer, streamingProducer)",
     "tcp.Connection.abortConnection": "_sendsAtOnce (_aborting)",
     "tcp.Connection.writeSomeData": "_TLSProtocol._flushSendBIO (socket.send, as writeSomeData does)",
 }
@@ -88,6 +92,7 @@ def test_overridden_twisted_code_is_the_code_reviewed() -> None:
         "FileDescriptor.write": digest(abstract.FileDescriptor.write),
         "FileDescriptor.doWrite": digest(abstract.FileDescriptor.doWrite),
         "FileDescriptor.loseWriteConnection": digest(abstract.FileDescriptor.loseWriteConnection),
+        "FileDescriptor.registerProducer": digest(abstract.FileDescriptor.registerProducer),
         "tcp.Connection.abortConnection": digest(tcp.Connection.abortConnection),
         "tcp.Connection.writeSomeData": digest(tcp.Connection.writeSomeData),
     }
