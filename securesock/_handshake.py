@@ -47,6 +47,8 @@ _SESSION_READS = 3
 _WRITE_SIZE = 2**18
 # Bytes asked of SSL_read: more than a record holds (16 KiB), so one call per record.
 _READ_SIZE = 2**15
+# The most application data one TLS record carries.
+_RECORD = 2**14
 # _TLSProtocol._records when how many records OpenSSL has not read is not known.
 _UNKNOWN = -1
 
@@ -56,7 +58,10 @@ class _Writes:
     Small application writes gathered into large TLS records, as Twisted's
     C{BufferingTLSTransport} does, except that writes made while incoming
     data is handled (C{holding}) are sent when that handling ends, with no
-    timed call per response; other writes go at the next reactor turn.
+    timed call per response; other small writes go at the next reactor
+    turn.  A write of a whole record or more goes at once (with what was
+    gathered before it): there is nothing to gather it with, and a relay or
+    a producer writing large chunks saves a timed call per chunk.
     """
 
     MAX_BUFFER_SIZE = 64_000
@@ -72,7 +77,7 @@ class _Writes:
     def write(self, data: bytes) -> None:
         self._buffer.append(data + b"")  # a TypeError for str, at the caller
         self._left -= len(data)
-        if self._left < 0:
+        if self._left < 0 or len(data) >= _RECORD:
             self.flush()
         elif not self.holding and self._scheduled is None:
             self._scheduled = self._clock.callLater(0, self._scheduledFlush)

@@ -148,3 +148,30 @@ def test_interfaces_of_a_transport_with_declarations_of_its_own() -> None:
     for transport in (plain, special, plain):
         declared = list(providedBy(transport))
         assert _lastInterface(transport) is declared[-1]
+
+
+def test_writes_gather_small_ones_and_send_whole_records_at_once() -> None:
+    from twisted.internet.task import Clock
+
+    from securesock._handshake import _Writes
+
+    sent: list[bytes] = []
+    clock = Clock()
+    writes = _Writes(sent.append, clock)
+    writes.write(b"a")
+    writes.write(b"b")
+    assert sent == []  # gathered for the next reactor turn
+    clock.advance(0)
+    assert sent == [b"ab"]
+    writes.write(b"c")
+    writes.write(b"x" * 2**14)  # a whole record: at once, after what was gathered before it
+    assert sent == [b"ab", b"c" + b"x" * 2**14]
+    clock.advance(0)  # the timed call scheduled for b"c" finds nothing left
+    assert len(sent) == 2
+    writes.holding = True  # inside dataReceived: small writes wait for its end
+    writes.write(b"d")
+    clock.advance(0)
+    assert len(sent) == 2
+    writes.holding = False
+    writes.flush()
+    assert sent[-1] == b"d"
