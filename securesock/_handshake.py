@@ -34,7 +34,7 @@ from zope.interface import alsoProvides, directlyProvides, implementer, provided
 
 from ._errors import TLSHandshakeError
 from ._guard import HandshakeGuard, HandshakeWatch, _peer
-from ._records import RecordCounter
+from ._records import UNKNOWN, RecordCounter
 from ._wrongmode import HTTP_400, isHTTPRequest, isTLSRecord, plaintextFromClient, plaintextFromServer
 
 __all__ = ["TLSFactory", "HandshakeGateFactory", "handshakeError"]
@@ -49,8 +49,6 @@ _WRITE_SIZE = 2**18
 _READ_SIZE = 2**15
 # The most application data one TLS record carries.
 _RECORD = 2**14
-# _TLSProtocol._records when how many records OpenSSL has not read is not known.
-_UNKNOWN = -1
 
 
 class _Writes:
@@ -157,11 +155,11 @@ class _TLSProtocol(BufferingTLSTransport):
     _plaintext = False
 
     _sessionReads = 0  # clients: reads left in which to look for a resumable session
-    # Whole records received and not yet read by SSL_read: each read takes at
-    # least one, so reading stops at 0 without a WantReadError; _UNKNOWN until
-    # the handshake is done (do_handshake reads an unknown number).
-    _records = _UNKNOWN
-    _direct = False  # the transport is a TCP or UNIX connection of Twisted's (see _sendsAtOnce)
+    # _counter.unread: whole records received and not yet read by SSL_read;
+    # each read takes at least one, so reading stops at 0 without a
+    # WantReadError.  UNKNOWN until the handshake is done (do_handshake reads
+    # an unknown number) and once the connection is lost.
+    _counter: RecordCounter
     _aggregator: Any  # _Writes, then Twisted's null aggregator once the connection is lost
 
     def __init__(self, factory: TLSFactory, wrappedProtocol: IProtocol, _connectWrapped: bool = True) -> None:
@@ -177,7 +175,6 @@ class _TLSProtocol(BufferingTLSTransport):
         if self.factory.isClient and hasattr(self.factory.creator, "rememberSession"):
             self._sessionReads = _SESSION_READS
         self._counter = RecordCounter()
-        self._direct = isinstance(transport, tcp.Connection)
         self._connectTLS(transport)
         if self.factory.guard is not None:
             self._watch = self.factory.guard.watch(self)
@@ -241,7 +238,7 @@ class _TLSProtocol(BufferingTLSTransport):
                 data = connection.bio_read(size)
             except SSL.WantReadError:
                 return
-            if self._direct and not self._aborted and _sendsAtOnce(transport):
+            if isinstance(transport, tcp.Connection) and not self._aborted and _sendsAtOnce(transport):
                 # To the kernel now, not from the reactor's next "writable" event: two
                 # epoll_ctl calls and a pass through the event loop less per response
                 # and per handshake flight.  What the socket does not take (or an error,
@@ -281,17 +278,16 @@ class _TLSProtocol(BufferingTLSTransport):
         if self._handshakeDone:
             if self._watch is not None:
                 self._watch.completed()
-                self._watch = None
-            if self.firstBytes:
-                self.firstBytes = (
-                    b""  # only a failed handshake is explained with them: not kept per idle connection
-                )
+            # Back to the class's None: what explains a failed handshake is not kept
+            # per idle connection (memory per connection is a goal of its own).
+            self.__dict__.pop("_watch", None)
+            self.__dict__.pop("firstBytes", None)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._watch is not None:
             self._watch.lost(self, self._reason or reason, logged=self._plaintext)
             self._watch = None
-        self._records = _UNKNOWN  # Twisted's connectionLost reads whatever is left
+        self._counter.unread = UNKNOWN  # Twisted's connectionLost reads whatever is left
         super().connectionLost(reason)
 
     def _flushReceiveBIO(self) -> None:
@@ -304,13 +300,13 @@ class _TLSProtocol(BufferingTLSTransport):
         BIO is flushed as Twisted does).
         """
         connection = self._tlsConnection
-        deliver = self.wrappedProtocol.dataReceived
+        counter = self._counter
         quiet = True
-        while not self._lostTLSConnection and self._records:
+        while not self._lostTLSConnection and counter.unread:
             try:
                 data = connection.recv(_READ_SIZE)
             except SSL.WantReadError:
-                self._records = 0
+                counter.unread = 0
                 quiet = False
             except SSL.ZeroReturnError:
                 self._shutdownTLS()
@@ -320,15 +316,15 @@ class _TLSProtocol(BufferingTLSTransport):
                 self._tlsShutdownFinished(Failure())
                 quiet = False
             else:
-                if self._records > 0:
-                    self._records -= 1
+                if counter.unread > 0:
+                    counter.unread -= 1
                 if not self._aborted:
-                    deliver(data)
+                    self.wrappedProtocol.dataReceived(data)
         if not quiet:
             self._flushSendBIO()
 
     def dataReceived(self, data: bytes) -> None:
-        if self.firstBytes is None:
+        if self.firstBytes is None and not self._handshakeDone:
             self.firstBytes = data[:200]
             if not self.factory.isClient and not isTLSRecord(data):
                 self._refusePlaintext(data)
@@ -349,16 +345,13 @@ class _TLSProtocol(BufferingTLSTransport):
 
     def _tlsReceived(self, data: bytes) -> None:
         """Twisted's C{TLSMemoryBIOProtocol.dataReceived}, counting records as they arrive."""
-        if self._records >= 0:
-            self._records += self._counter.feed(data)
-        else:
-            self._counter.feed(data)
+        self._counter.feed(data)
         self._tlsConnection.bio_write(data)
         if not self._handshakeDone:
             self._checkHandshakeStatus()
             if not self._handshakeDone:
                 return
-            self._records = _UNKNOWN  # what do_handshake left unread: read until OpenSSL wants more
+            self._counter.unread = UNKNOWN  # what do_handshake left unread: read until OpenSSL wants more
         if self._appSendBuffer:
             self._unbufferPendingWrites()  # type: ignore[no-untyped-call]
         self._flushReceiveBIO()

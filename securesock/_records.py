@@ -10,22 +10,36 @@ C{SSL_read} once per record instead of once more to hear "nothing left"
 
 from __future__ import annotations
 
-__all__ = ["RecordCounter"]
+__all__ = ["RecordCounter", "UNKNOWN"]
 
 HEADER = 5
 
 
-class RecordCounter:
-    """Counts the records completed by each chunk of a stream fed in order."""
+UNKNOWN = -1
 
-    __slots__ = ("_need", "_head")
+
+class RecordCounter:
+    """
+    Counts the records completed by each chunk of a stream fed in order.
+    C{unread} is for the reader: whole records fed and not yet read (the
+    reader takes them off), or L{UNKNOWN} until the reader sets a count.
+    """
+
+    __slots__ = ("_need", "_head", "unread")
 
     def __init__(self) -> None:
         self._need = 0  # bytes missing from the record under way (0: at a header)
         self._head = b""  # the start of a header cut by a chunk's end
+        self.unread = UNKNOWN
 
     def feed(self, data: bytes) -> int:
-        """How many records end within C{data}."""
+        """How many records end within C{data}; they are added to C{unread} when it is known."""
+        complete = self._count(data)
+        if self.unread >= 0:
+            self.unread += complete
+        return complete
+
+    def _count(self, data: bytes) -> int:
         size = len(data)
         complete = 0
         offset = 0

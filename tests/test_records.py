@@ -49,3 +49,15 @@ def test_counts_match_record_ends_for_any_cuts(lengths: list[int], cuts: list[in
         total += got
         start = point
     assert total == len(lengths)
+
+
+def test_unread_records_are_counted_once_the_reader_knows_where_it_stands() -> None:
+    from securesock._records import UNKNOWN
+
+    counter = RecordCounter()
+    assert counter.feed(record(10)) == 1 and counter.unread == UNKNOWN  # the handshake's: not counted
+    counter.unread = 0  # the reader read until OpenSSL wanted more
+    counter.feed(record(10) + record(20)[:7])
+    assert counter.unread == 1
+    counter.feed(record(20)[7:])
+    assert counter.unread == 2
