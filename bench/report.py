@@ -297,10 +297,18 @@ def writeReport(data: dict[str, Any], docs: Path) -> None:
         "",
         f"Run on {data['date']} ({data['machine']}; {data['runs']} runs per figure, "
         f"{data['seconds'] / 60:.1f} minutes{', --quick: smoke-test figures only' if data.get('quick') else ''}). "
-        f"Load average at the end: {load}. **Caveat:** this run shared the machine's two cores with other "
-        "work (test suites of other engineers), so absolute figures are noisy and min-max ranges are wide; "
-        "ratios measured run by run are the more trustworthy figures. Re-run `python3 bench/run.py` on an "
-        "idle machine for publication.",
+        f"Load average at the end: {load} (the suite's own 1,000 idle connections and relay load count in it)"
+        + (
+            f"; CPU time taken by the hypervisor for other guests (steal) during the run: "
+            f"{data['steal_pct']:.1f}%"
+            if "steal_pct" in data
+            else ""
+        )
+        + ". **Caveat:** this is a 2-core virtual machine shared with other work; from one run to the next "
+        "the same code moves by tens of percent in some figures (compare the min-max ranges, and the runs "
+        "quoted above), most in the bulk figures, where the kernel's loopback work dominates the server's "
+        "CPU. Ratios measured run by run are the more trustworthy figures; re-run `python3 bench/run.py` on an "
+        "idle machine with dedicated cores for publication.",
         "",
         "Physical limit on one core (`openssl speed`, Debian's OpenSSL 3.0 — pyOpenSSL's wheel links "
         "OpenSSL 4.0, so this is indicative): "

@@ -58,6 +58,17 @@ TICK = os.sysconf("SC_CLK_TCK")
 # ---- processes ---------------------------------------------------------------
 
 
+def cpuTimes() -> list[int]:
+    """The machine's CPU time counters (/proc/stat "cpu" line: user ... steal), in ticks."""
+    return [int(x) for x in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:9]]
+
+
+def stealShare(start: list[int], end: list[int]) -> float:
+    """Percent of the machine's CPU time taken by the hypervisor for other guests (steal) in between."""
+    spent = [b - a for a, b in zip(start, end, strict=True)]
+    return 100.0 * spent[7] / sum(spent) if sum(spent) else 0.0
+
+
 def cpuSeconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
@@ -356,6 +367,7 @@ def runSuite(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     runs, seconds = args.runs, (1 if args.quick else 2)
     results: Results = {}
     started = time.monotonic()
+    stealStart = cpuTimes()
 
     for certName, (cert, key) in certs.items():
         with servers(KINDS, cert, key, work, loadgen) as running:
@@ -441,6 +453,7 @@ def runSuite(args: argparse.Namespace, work: Path) -> dict[str, Any]:
 
     speed = opensslSpeed(1)
     print(f"-- suite done after {time.monotonic() - started:.0f} s", flush=True)
+    stealEnd = cpuTimes()
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "quick": bool(args.quick),
@@ -448,6 +461,7 @@ def runSuite(args: argparse.Namespace, work: Path) -> dict[str, Any]:
         "seconds": time.monotonic() - started,
         "machine": f"{platform.machine()}, {os.cpu_count()} cores, {platform.python_implementation()} {platform.python_version()}",
         "load": os.getloadavg(),
+        "steal_pct": stealShare(stealStart, stealEnd),
         "openssl_speed": speed,
         "results": results,
     }

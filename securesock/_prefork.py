@@ -138,7 +138,9 @@ class Supervisor:
         self._signals.append(number)
 
     def _takeSignals(self) -> list[int]:
-        taken, self._signals[:] = list(self._signals), []
+        taken: list[int] = []
+        for _ in range(len(self._signals)):  # one at a time: a handler may append meanwhile
+            taken.append(self._signals.pop(0))
         return taken
 
     def _handleSignal(self, number: int) -> None:
