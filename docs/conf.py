@@ -9,7 +9,6 @@ Build with warnings as errors, as CI does:
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 project = "securesock"
 author = "the securesock authors"
@@ -50,19 +49,5 @@ def _epytext(app: object, what: str, name: str, obj: object, options: object, li
         lines[index] = line
 
 
-# Pages being written: each joins the Topics toctree of index.md once its
-# file exists (a toctree entry without a file is an error).
-OPTIONAL_PAGES = ("performance",)
-
-
-def _optionalPages(app: object, docname: str, source: list[str]) -> None:
-    if docname != "index":
-        return
-    here = Path(__file__).resolve().parent
-    present = "".join(f"{page}\n" for page in OPTIONAL_PAGES if (here / f"{page}.md").exists())
-    source[0] = source[0].replace("\nhardening\n", "\nhardening\n" + present, 1)
-
-
 def setup(app: object) -> None:
     app.connect("autodoc-process-docstring", _epytext)  # type: ignore[attr-defined]
-    app.connect("source-read", _optionalPages)  # type: ignore[attr-defined]
