@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["prebuild", "main"]
+__all__ = ["prebuild", "main", "splitLines"]
 
 MAX_RESTARTS = 5
 # A worker that ends sooner than this after its start failed to start (a busy
@@ -41,6 +41,18 @@ STARTUP_SECONDS = 5.0
 _HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
 _TICK = 0.5  # seconds between looks at the children, at most
 _MAX_LINE = 65536  # a longer run of output without a newline goes out in pieces
+
+
+def splitLines(partial: bytes, data: bytes) -> tuple[list[bytes], bytes]:
+    """
+    The whole lines of C{partial + data}, and what is left after the last
+    newline (given back as a line when it grows too long to wait for one).
+    """
+    *lines, rest = (partial + data).split(b"\n")
+    if len(rest) >= _MAX_LINE:
+        lines.append(rest)
+        rest = b""
+    return lines, rest
 
 
 def prebuild(descriptions: Sequence[str]) -> int:
@@ -205,11 +217,7 @@ class Supervisor:
                 self._say(f"worker {child.number}: {child.partial.decode('utf-8', 'replace')}")
                 child.partial = b""
             return
-        *lines, rest = (child.partial + data).split(b"\n")
-        if len(rest) >= _MAX_LINE:
-            lines.append(rest)
-            rest = b""
-        child.partial = rest
+        lines, child.partial = splitLines(child.partial, data)
         for line in lines:
             self._say(f"worker {child.number}: {line.decode('utf-8', 'replace')}")
 

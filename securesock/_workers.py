@@ -20,11 +20,11 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from ._prefork import splitLines
+
 __all__ = ["WorkerPool", "ParentWatch", "supervisorArguments"]
 
 log = Logger(namespace="securesock.workers")
-
-_MAX_LINE = 65536  # a longer run of output without a newline is logged in pieces
 
 
 def supervisorArguments(count: int, grace: float, twistdArguments: list[str]) -> list[str]:
@@ -39,11 +39,7 @@ class _Supervisor(ProcessProtocol):
         self._partial: dict[int, bytes] = {}  # per stream, so stdout and stderr lines never mix
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
-        *lines, rest = (self._partial.get(childFD, b"") + data).split(b"\n")
-        if len(rest) >= _MAX_LINE:
-            lines.append(rest)
-            rest = b""
-        self._partial[childFD] = rest
+        lines, self._partial[childFD] = splitLines(self._partial.get(childFD, b""), data)
         for line in lines:
             self._log(line)
 
