@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -21,6 +22,8 @@ __all__ = ["RelayFactory", "RelayServer", "greetingFor"]
 
 
 _GREETING_LIMIT = 8192
+# Bytes a client may send before the backend is connected; then it is paused.
+_EARLY_LIMIT = 65536
 
 # A C{starttls:} --connect reads the backend's greeting during its upgrade, so
 # the relayed client, which speaks plaintext to us, is greeted here instead.
@@ -115,7 +118,9 @@ class RelayServer(LoggedProtocol):
         self._backendGone = False
         # Bytes that arrived with the handshake, before the backend answered;
         # reading is paused meanwhile, so this holds at most one read's worth.
-        self._early: list[bytes] = []
+        self._early: list[bytes] = []  # what the client sent before the backend was connected
+        self._earlySize = 0
+        self._connecting: Deferred[Any] | None = None  # the backend connection being made
         self._withoutGreeting: Callable[[bytes], bytes] | None = None
 
     def greetingAlreadySent(self, withoutGreeting: Callable[[bytes], bytes]) -> None:
@@ -128,18 +133,21 @@ class RelayServer(LoggedProtocol):
         self._withoutGreeting = withoutGreeting
 
     def ready(self) -> None:
-        assert self.transport is not None
-        self.transport.pauseProducing()  # type: ignore[attr-defined]
+        # The client is read on while the backend connection is made (what it
+        # sends waits in _early, up to _EARLY_LIMIT), so that a client leaving
+        # meanwhile is noticed and the attempt given up.
         client = _RelayClient()
         client.server = self
         if self._withoutGreeting is not None:
             client.greeting = _GreetingDropper(self._withoutGreeting)
         factory = Factory.forProtocol(lambda: client)
         factory.noisy = False
-        connecting = self._backend.connect(factory)
-        connecting.addErrback(self._backendFailed)
+        self._connecting = self._backend.connect(factory)
+        self._connecting.addErrback(self._backendFailed)
 
     def _backendFailed(self, reason: Failure) -> None:
+        if self._closing:
+            return  # the client left first: connectionLost cancelled the attempt and logged the connection
         # Said once, in the connection's own log line.
         self.closeNote = f"cannot reach {self._description}: {closeReason(reason)}"
         if self.transport is not None:
@@ -160,7 +168,7 @@ class RelayServer(LoggedProtocol):
         early, self._early = self._early, []
         if early:
             client.transport.writeSequence(early)
-        self.transport.resumeProducing()  # type: ignore[attr-defined]
+        self.transport.resumeProducing()  # type: ignore[attr-defined]  # if _EARLY_LIMIT paused it
 
     def dataReceived(self, data: bytes) -> None:
         self.countIn(data)
@@ -168,6 +176,9 @@ class RelayServer(LoggedProtocol):
             self._client.transport.write(data)
         elif not self._closing:
             self._early.append(data)
+            self._earlySize += len(data)
+            if self._earlySize > _EARLY_LIMIT:  # back-pressure before the backend is there
+                self.transport.pauseProducing()  # type: ignore[union-attr]
 
     def backendLost(self) -> None:
         self._backendGone = True
@@ -178,6 +189,10 @@ class RelayServer(LoggedProtocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closing = True
+        if self._client is None and self._connecting is not None:
+            # Nobody is left to relay for.  (A Deferred waiting on another, here the
+            # backend's TLS handshake, counts as called: cancel() reaches the one waited on.)
+            self._connecting.cancel()
         # Once the backend is gone its transport must not be touched (an upgraded
         # TCP transport has dropped its protocol by then).
         if self._client is not None and self._client.transport is not None and not self._backendGone:

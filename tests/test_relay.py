@@ -1,0 +1,128 @@
+"""
+securesock._relay: the relay of ``twistd securesock --connect``, in process
+with real sockets (tests/test_tap.py runs it under twistd).
+"""
+
+from __future__ import annotations
+
+import socket
+import ssl
+import time
+
+import pytest_twisted
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
+from twisted.internet.threads import deferToThread
+
+import securesock
+from securesock._relay import RelayFactory
+
+from .conftest import PKI
+from .peers import listen
+
+
+class Silent(Protocol):
+    """Accepts, says nothing, reports when its connection ends."""
+
+    ended: Deferred[None]
+
+    def connectionLost(self, reason: object = None) -> None:
+        self.ended.callback(None)
+
+
+def handshakeThenLeave(port: int, cafile: str) -> None:
+    context = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost"):
+            time.sleep(0.5)  # the relay connects to its backend meanwhile; then the client leaves
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_pending_backend_connection_is_given_up_when_the_client_leaves(pki: PKI) -> None:
+    """
+    The backend (TLS towards a server that never answers the handshake) is
+    still being connected when the client leaves: the attempt is cancelled
+    at once, instead of living on until its own timeout (here 60 s).
+    """
+    ended: Deferred[None] = Deferred()
+    silent = await securesock.serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
+        Factory.forProtocol(lambda: type("S", (Silent,), {"ended": ended})())
+    )
+    backend = securesock.clientFromString(
+        reactor, f"tls:127.0.0.1:{silent.getHost().port}:trustRoots={pki.ca_pem}:timeout=60"
+    )
+    relay = await listen(
+        f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}", RelayFactory(backend, "the backend")
+    )
+    try:
+        await deferToThread(handshakeThenLeave, relay.getHost().port, pki.ca_pem)
+        timeout = reactor.callLater(10, ended.cancel)  # type: ignore[attr-defined]
+        await ended  # the silent server saw the backend connection close
+        assert timeout.active()
+        timeout.cancel()
+        await deferLater(reactor, 0.1, lambda: None)  # nothing left to log an error afterwards
+    finally:
+        await relay.stopListening()
+        await silent.stopListening()
+
+
+class Collector(Protocol):
+    """Backend: keeps what arrives; reports once C{expected} bytes did."""
+
+    received: bytearray
+    expected: int
+    done: Deferred[None]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.received += data
+        if len(self.received) >= self.expected and not self.done.called:
+            self.done.callback(None)
+
+
+class SlowEndpoint:
+    """A backend endpoint that takes its time to connect (0.5 s)."""
+
+    def __init__(self, inner: object) -> None:
+        self.inner = inner
+
+    def connect(self, factory: object) -> Deferred[object]:
+        return deferLater(reactor, 0.5, lambda: None).addCallback(
+            lambda _: self.inner.connect(factory)  # type: ignore[attr-defined]
+        )
+
+
+def sendAll(port: int, cafile: str, payload: bytes) -> None:
+    context = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(payload)  # most of it before the backend is there
+            time.sleep(2)  # let it through before leaving
+
+
+@pytest_twisted.ensureDeferred
+async def test_what_the_client_sends_before_the_backend_is_connected_arrives_in_order(pki: PKI) -> None:
+    """1 MiB sent at once, while the backend connection takes 0.5 s: the client is paused past 64 KiB, nothing is lost."""
+    payload = bytes(range(256)) * 4096
+    done: Deferred[None] = Deferred()
+    received = bytearray()
+    collector = type("C", (Collector,), {"received": received, "expected": len(payload), "done": done})
+    backendPort = await securesock.serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
+        Factory.forProtocol(collector)
+    )
+    backend = SlowEndpoint(securesock.clientFromString(reactor, f"tcp:127.0.0.1:{backendPort.getHost().port}"))
+    relay = await listen(
+        f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}",
+        RelayFactory(backend, "the backend"),  # type: ignore[arg-type]
+    )
+    try:
+        sending = deferToThread(sendAll, relay.getHost().port, pki.ca_pem, payload)
+        timeout = reactor.callLater(20, done.cancel)  # type: ignore[attr-defined]
+        await done
+        timeout.cancel()
+        await sending
+    finally:
+        await relay.stopListening()
+        await backendPort.stopListening()
+    assert bytes(received) == payload
