@@ -227,7 +227,9 @@ class _ListenService(Service):
             return
         self._listening = d = self.endpoint.listen(self.factory)
 
-        def listening(port: IListeningPort) -> None:
+        def listening(port: IListeningPort) -> Any:
+            if self._listening is not d:  # stopped while the listen was under way (a host name resolving)
+                return port.stopListening()
             self.port = port
             log.info(
                 "listening: {description} on {address}", description=self.description, address=port.getHost()

@@ -1319,3 +1319,42 @@ def test_supervisor_output_is_logged_line_by_line_per_stream(logLines: Any) -> N
         + ["worker 7: x"] * 300
         + ["worker 7: no newline at the end"]
     )
+
+
+def test_a_listen_still_under_way_at_stop_is_undone_when_it_completes() -> None:
+    """A host-name listener resolving when the service stops: its port is closed once it arrives."""
+    from twisted.internet.defer import Deferred
+    from twisted.internet.protocol import Factory
+
+    from securesock._tap import _ListenService
+
+    class Port:
+        stopped = False
+
+        def stopListening(self) -> None:
+            self.stopped = True
+
+        def getHost(self) -> str:
+            return "somewhere"
+
+    class Endpoint:
+        def __init__(self) -> None:
+            self.pending: Deferred[Any] = Deferred()
+
+        def listen(self, factory: Any) -> Deferred[Any]:
+            return self.pending
+
+    endpoint, port = Endpoint(), Port()
+    service = _ListenService("tls:8443:interface=www.example", endpoint, Factory())  # type: ignore[arg-type]
+    service.startService()
+    service.stopService()
+    endpoint.pending.callback(port)
+    assert port.stopped and service.port is None
+
+    served, second = Endpoint(), Port()  # the ordinary order: listening, then stopped
+    service = _ListenService("tls:8443", served, Factory())  # type: ignore[arg-type]
+    service.startService()
+    served.pending.callback(second)
+    assert service.port is second and not second.stopped
+    service.stopService()
+    assert second.stopped
