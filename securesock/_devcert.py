@@ -15,8 +15,8 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 
 from ._devca import certificatePEM, issue, keyPEM
+from ._devstore import storeAuthority, writeNew
 from ._store import defaultStorePath
-from ._storecli import _devCA, _write
 
 __all__ = ["developmentCertificate", "DEVELOPMENT_NAME"]
 
@@ -42,12 +42,12 @@ def developmentCertificate(store: str | None = None) -> tuple[str, str]:
     """
     directory = store or defaultStorePath()
     os.makedirs(directory, mode=0o700, exist_ok=True)  # as 'securesock store' makes it
-    authority, caFile, _ = _devCA(directory)
+    authority, caFile, _ = storeAuthority(directory)
     target = Path(directory) / f"{DEVELOPMENT_NAME}.pem"
     if not _stillGood(target, authority.certificate):
         leaf = issue(authority, _NAMES, commonName=DEVELOPMENT_NAME, days=365)
         fresh = target.with_name(target.name + ".new")  # not a store suffix: never indexed
         fresh.unlink(missing_ok=True)
-        _write(fresh, certificatePEM(leaf.certificate) + keyPEM(leaf.key), 0o600)
+        writeNew(fresh, certificatePEM(leaf.certificate) + keyPEM(leaf.key), 0o600)
         os.replace(fresh, target)
     return str(target), str(caFile)

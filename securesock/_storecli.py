@@ -8,11 +8,9 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import getpass
 import ipaddress
 import os
 import re
-import socket
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -23,7 +21,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 
 from ._cli import CommandError
-from ._devca import Issued, certificatePEM, issue, keyPEM, makeAuthority
+from ._devca import certificatePEM, issue, keyPEM
+from ._devstore import DEVCA_CERTIFICATE, DEVCA_KEY, storeAuthority, writeNew
 from ._errors import CertificateError
 from ._hashes import looksLikeHash, parseCertificateHash, spaced
 from ._material import (
@@ -38,10 +37,8 @@ from ._options import IdentitySpec, Passphrase
 from ._optiontable import SERVER, optionsFor
 from ._store import PKCS12_SUFFIXES, Entry, Store, defaultStorePath, describeEntry, openStore
 
-__all__ = ["addStoreCommands", "DEVCA_CERTIFICATE", "DEVCA_KEY"]
+__all__ = ["addStoreCommands"]
 
-DEVCA_CERTIFICATE = "devca.crt"  # in the store: a CA certificate, trusted by trustRoots=store
-DEVCA_KEY = os.path.join(".devca", "devca.key")  # hidden: never indexed, never served
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]{0,127}")
 _DNS = re.compile(
     r"(\*\.)?([A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)(\.[A-Za-z0-9_]([A-Za-z0-9_-]{0,61}[A-Za-z0-9_])?)*\.?"
@@ -263,13 +260,6 @@ def _newFile(store: str, filename: str) -> Path:
     return target
 
 
-def _write(target: Path, data: bytes, mode: int) -> None:
-    descriptor = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    with os.fdopen(descriptor, "wb") as f:
-        f.write(data)
-    os.chmod(target, mode)
-
-
 def _read(path: str, what: str) -> bytes:
     try:
         with open(path, "rb") as f:
@@ -304,7 +294,7 @@ def _import(args: argparse.Namespace) -> int:
             Path(args.file).suffix.lower() if Path(args.file).suffix.lower() in PKCS12_SUFFIXES else ".p12"
         )
         target = _newFile(store, name + suffix)
-        _write(target, data, 0o600)
+        writeNew(target, data, 0o600)
         certificate = bundle.cert.certificate
         hasKey = bundle.key is not None
     else:
@@ -317,7 +307,7 @@ def _import(args: argparse.Namespace) -> int:
         hasKey = bool(keys)
         ordered = [certificate, *(c for c in certificates if c != certificate)]
         target = _newFile(store, name + ".pem")
-        _write(
+        writeNew(
             target, certificatePEM(*ordered) + (keys[0] + b"\n" if keys else b""), 0o600 if hasKey else 0o644
         )
     imported = openStore(store)
@@ -415,7 +405,7 @@ def _export(args: argparse.Namespace) -> int:
         target = Path(args.out)
         if target.exists():
             raise CommandError(f"--out {target} already exists")
-        _write(target, data, 0o600 if args.key else 0o644)
+        writeNew(target, data, 0o600 if args.key else 0o644)
         _out(f"wrote {target}")
     else:
         sys.stdout.write(data.decode("ascii"))
@@ -423,37 +413,6 @@ def _export(args: argparse.Namespace) -> int:
 
 
 # --- new ------------------------------------------------------------------------
-
-
-def _devCA(store: str) -> tuple[Issued, Path, bool]:
-    """The store's development CA, made on first use: (CA, certificate file, made now)."""
-    certificatePath = Path(store) / DEVCA_CERTIFICATE
-    keyPath = Path(store) / DEVCA_KEY
-    if certificatePath.exists() or keyPath.exists():
-        if not (certificatePath.exists() and keyPath.exists()):
-            raise CommandError(
-                f"the development CA of {store} is incomplete ({certificatePath} and {keyPath} "
-                "belong together); restore the missing file or remove both"
-            )
-        try:
-            certificate = x509.load_pem_x509_certificate(_read(str(certificatePath), "cannot read"))
-            key = serialization.load_pem_private_key(_read(str(keyPath), "cannot read"), None)
-        except (ValueError, TypeError):
-            raise CommandError(
-                f"the development CA of {store} cannot be read ({certificatePath} or {keyPath} is "
-                "damaged); remove both and a new CA is made"
-            ) from None
-        return Issued(certificate, key), certificatePath, False  # type: ignore[arg-type]
-    os.makedirs(keyPath.parent, mode=0o700, exist_ok=True)
-    os.chmod(keyPath.parent, 0o700)
-    try:
-        owner = f"{getpass.getuser()}@{socket.gethostname()}"
-    except (KeyError, OSError):
-        owner = socket.gethostname()
-    authority = makeAuthority(f"securesock development CA {owner}"[:64])
-    _write(keyPath, keyPEM(authority.key), 0o600)
-    _write(certificatePath, certificatePEM(authority.certificate), 0o644)
-    return authority, certificatePath, True
 
 
 def _subjectAltNames(name: str, given: list[str]) -> list[str]:
@@ -490,9 +449,9 @@ def _new(args: argparse.Namespace) -> int:
         raise CommandError(f"--days {args.days}: accepted: 1..3650")
     sans = _subjectAltNames(name, args.san)
     target = _newFile(store, name + ".pem")
-    authority, caFile, made = _devCA(store)
+    authority, caFile, made = storeAuthority(store)
     leaf = issue(authority, sans, commonName=name, days=args.days, keyType=args.key_type)
-    _write(target, certificatePEM(leaf.certificate) + keyPEM(leaf.key), 0o600)
+    writeNew(target, certificatePEM(leaf.certificate) + keyPEM(leaf.key), 0o600)
     storeOption = "" if store == defaultStorePath() else f":store={store}"
     _out(f"created {target}")
     _out(f"  CN={name}, subjectAltName {', '.join(sans)}")

@@ -80,7 +80,12 @@ class Options(usage.Options):
 
         self["reactor"] = reactor
         if not self["listen"]:
-            self["listen"] = [defaultListen()]
+            try:
+                self["listen"] = [defaultListen()]
+            except DescriptionError as e:
+                raise usage.UsageError(
+                    f"no --listen given, and the development certificate cannot be made: {e}"
+                ) from None
         self["endpoints"] = []
         for description in self["listen"]:
             if self["workers"] > 1:

@@ -1358,3 +1358,20 @@ def test_a_listen_still_under_way_at_stop_is_undone_when_it_completes() -> None:
     assert service.port is second and not second.stopped
     service.stopService()
     assert second.stopped
+
+
+def test_a_broken_development_ca_is_a_usage_error(tmp_path: Path) -> None:
+    """twistd securesock without --listen, with a store whose development CA lost its key."""
+    from securesock._devstore import DEVCA_KEY, storeAuthority
+
+    home = tmp_path / "home"
+    store = home / ".local" / "share" / "securesock" / "store"
+    store.mkdir(parents=True)
+    storeAuthority(str(store))
+    (store / DEVCA_KEY).unlink()
+    environ = dict(os.environ, HOME=str(home))
+    environ.pop("XDG_DATA_HOME", None)
+    with twistd(tmp_path, expectRunning=False, environ=environ) as server:
+        assert server.process.wait(30) != 0
+        assert "no --listen given, and the development certificate cannot be made: the development CA of" in server.log
+        assert "is incomplete" in server.log
