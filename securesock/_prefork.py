@@ -73,11 +73,16 @@ def prebuild(descriptions: Sequence[str]) -> int:
 
 
 def listenDescriptions(twistdArguments: Sequence[str]) -> list[str]:
-    """The values of C{--listen}/C{-l} in a twistd securesock command."""
+    """
+    The values of C{--listen}/C{-l} of the C{securesock} subcommand in a
+    twistd command line (before it, C{-l} is twistd's own C{--logfile}).
+    """
+    arguments = list(twistdArguments)
+    options = arguments[arguments.index("securesock") + 1 :] if "securesock" in arguments else []
     found = []
-    for index, argument in enumerate(twistdArguments):
-        if argument in ("--listen", "-l") and index + 1 < len(twistdArguments):
-            found.append(twistdArguments[index + 1])
+    for index, argument in enumerate(options):
+        if argument in ("--listen", "-l") and index + 1 < len(options):
+            found.append(options[index + 1])
         elif argument.startswith("--listen="):
             found.append(argument[len("--listen=") :])
     return found

@@ -47,6 +47,7 @@ def test_listen_descriptions_are_read_from_the_worker_command() -> None:
     ]
     assert listenDescriptions(arguments) == ["tls:1", "tcp:2", "tls:3"]
     assert listenDescriptions(["securesock", "--listen"]) == []  # a dangling option names nothing
+    assert listenDescriptions(["-l", "twistd.log", "securesock", "-l", "tls:1"]) == ["tls:1"]  # twistd's -l: a log file
 
 
 def test_a_prebuilt_server_is_used_by_endpoints_of_equal_descriptions(
