@@ -2,9 +2,11 @@
 Where a securesock (or Twisted ssl:) server spends its CPU: cProfile of the
 server process under one load from bench/loadgen.c.
 
-    python3 bench/profile_datapath.py securesock|twisted echo|handshake|bulk|upload [--seconds 5]
+    python3 bench/profile_datapath.py securesock|twisted echo|handshake|resumed|bulk|upload [--seconds 5]
 
-bulk: the server sends 256 MiB per second asked; upload: it receives them.
+handshake: full TLS 1.3 handshakes (openssl s_time -new); resumed: TLS 1.2
+resumptions, each with one page (s_time -reuse -www /); bulk: the server
+sends 256 MiB per second asked; upload: it receives them.
 
 Prints the top functions by own time and by cumulative time.  The server
 runs in this process (pinned to core 0), the load generator on core 1.
@@ -35,7 +37,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("kind", choices=["securesock", "twisted"])
-    parser.add_argument("load", choices=["echo", "handshake", "bulk", "upload"])
+    parser.add_argument("load", choices=["echo", "handshake", "resumed", "bulk", "upload"])
     parser.add_argument("--seconds", type=int, default=5)
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--dump", help="also write the raw profile here (pstats format)")
@@ -57,6 +59,8 @@ def main() -> None:
                     direction = "recv" if args.load == "bulk" else "send"  # the load generator's side
                     for _ in range(args.seconds):
                         suite.bulk(loadgen, port, direction, 256 * 2**20)
+                elif args.load == "resumed":
+                    suite.sTime(port, args.seconds, "1_2", True, True)
                 else:
                     suite.sTime(port, args.seconds, "1_3", False, False)
             finally:

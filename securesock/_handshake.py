@@ -31,6 +31,7 @@ from twisted.protocols.policies import ProtocolWrapper
 from twisted.protocols.tls import BufferingTLSTransport, TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.python.failure import Failure
 from zope.interface import alsoProvides, directlyProvides, implementer, providedBy
+from zope.interface.declarations import Implements
 
 from ._errors import TLSHandshakeError
 from ._guard import HandshakeGuard, HandshakeWatch, _peer
@@ -63,6 +64,7 @@ class _Writes:
     """
 
     MAX_BUFFER_SIZE = 64_000
+    __slots__ = ("_write", "_clock", "_buffer", "_left", "_scheduled", "holding")
 
     def __init__(self, write: Callable[[bytes], object], clock: Any) -> None:
         self._write = write
@@ -109,7 +111,8 @@ def _lastInterface(transport: Any) -> Any:
     transport with interfaces of its own (C{directlyProvides}) is walked.
     """
     kind = type(transport)
-    if "__provides__" in getattr(transport, "__dict__", {"__provides__": None}):
+    provides = getattr(transport, "__provides__", None)  # as zope's directlyProvidedBy reads it
+    if provides is not None and not isinstance(provides, Implements):
         declared = list(providedBy(transport))
         return declared[-1] if declared else None
     if kind not in _LAST_INTERFACE:
@@ -195,7 +198,8 @@ class _TLSProtocol(BufferingTLSTransport):
         self.factory.registerProtocol(self)
         if self._connectWrapped:
             ProtocolWrapper.makeConnection(self, transport)
-        self._checkHandshakeStatus()
+        if self.factory.isClient:  # sends the ClientHello; a server has nothing to say before it
+            self._checkHandshakeStatus()
 
     def _write(self, data: bytes) -> None:
         """
@@ -278,10 +282,11 @@ class _TLSProtocol(BufferingTLSTransport):
         if self._handshakeDone:
             if self._watch is not None:
                 self._watch.completed()
-            # Back to the class's None: what explains a failed handshake is not kept
-            # per idle connection (memory per connection is a goal of its own).
-            self.__dict__.pop("_watch", None)
-            self.__dict__.pop("firstBytes", None)
+            # What explains a failed handshake is not kept per idle connection (memory per
+            # connection is a goal of its own).  Assigned, not deleted from self.__dict__:
+            # reading that would give each protocol a dictionary of its own.
+            self._watch = None
+            self.firstBytes = None
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         if self._watch is not None:
@@ -297,7 +302,9 @@ class _TLSProtocol(BufferingTLSTransport):
         C{SSL_read}, and no empty read of the send BIO (reading sends
         nothing, unless a record other than application data was read,
         e.g. a TLS 1.3 KeyUpdate; then a read finds no data and the send
-        BIO is flushed as Twisted does).
+        BIO is flushed as Twisted does).  When the peer's close_notify or an
+        error ends the loop, Twisted's C{_shutdownTLS} and
+        C{_tlsShutdownFinished} have already flushed what it made.
         """
         connection = self._tlsConnection
         counter = self._counter
@@ -308,13 +315,11 @@ class _TLSProtocol(BufferingTLSTransport):
             except SSL.WantReadError:
                 counter.unread = 0
                 quiet = False
-            except SSL.ZeroReturnError:
+            except SSL.ZeroReturnError:  # both flush what they make (close_notify, an alert)
                 self._shutdownTLS()
                 self._tlsShutdownFinished(None)
-                quiet = False
             except SSL.Error:
                 self._tlsShutdownFinished(Failure())
-                quiet = False
             else:
                 if counter.unread > 0:
                     counter.unread -= 1
