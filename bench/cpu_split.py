@@ -13,12 +13,14 @@ samples by shared object, and the server's CPU per operation (from
 cProfile counts Python calls; this counts where the time goes, C
 included, with no profiler in the process.
 
-Loads: full13 (full TLS 1.3 handshakes, ``s_time -new``), resumed12 (TLS
+Servers (--kinds): by default securesock, Twisted's ``ssl:`` and the
+pyOpenSSL floor; stunnel and relay (``twistd securesock --connect``) for
+the relay figures.  Loads: full13 (full TLS 1.3 handshakes, ``s_time -new``), resumed12 (TLS
 1.2 resumptions with one page, ``s_time -reuse -www /``), upload (the
 server receives 512 MiB), download (it sends 512 MiB).  Prints a Markdown
 table of medians (docs/performance.md quotes one).  Needs perf (Debian:
-linux-perf) allowed to sample the server (kernel.perf_event_paranoid <= 2
-for a process of the same user).
+linux-perf) allowed to sample a whole core (root, or
+kernel.perf_event_paranoid <= 0).
 """
 
 from __future__ import annotations
@@ -73,8 +75,10 @@ def sampled(
 ) -> dict[str, float]:
     """Run C{load} against C{server} under perf: microseconds per operation, per component."""
     data = work / f"{server.kind}.perf"
+    comm = Path(f"/proc/{server.pid}/comm").read_text().strip()
     recorder = subprocess.Popen(
-        ["perf", "record", "-q", "-o", str(data), "-p", str(server.pid)],
+        # The whole server core, not -p PID: stunnel starts a thread per connection, which -p misses.
+        ["perf", "record", "-q", "-o", str(data), "-C", suite.SERVER_CORE],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -86,7 +90,9 @@ def sampled(
         recorder.send_signal(2)  # SIGINT: perf writes its data and exits
         _, errors = recorder.communicate(timeout=60)
     report = subprocess.run(
-        ["perf", "report", "-i", str(data), "--sort", "dso", "--stdio", "-q"],
+        # By command name: the server is the only one of its name on its core (the load
+        # generators run on the other); --pid would leave out stunnel's connection threads.
+        ["perf", "report", "-i", str(data), "--comm", comm, "--sort", "dso", "--stdio", "-q"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -117,6 +123,11 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--seconds", type=int, default=3)
     parser.add_argument("--loads", default="full13,resumed12,upload")
+    parser.add_argument(
+        "--kinds",
+        default=",".join(KINDS),
+        help="servers, of bench/run.py's: securesock, twisted, pyopenssl, asyncio, stunnel, relay",
+    )
     args = parser.parse_args()
     for tool in ("perf", "gcc", "openssl", "taskset"):
         if shutil.which(tool) is None:
@@ -129,7 +140,8 @@ def main() -> None:
         chosen: dict[str, Any] = {
             name: load for name, load in loads(loadgen, args.seconds).items() if name in args.loads.split(",")
         }
-        with suite.servers(KINDS, cert, key, work, loadgen) as running:
+        kinds = args.kinds.split(",")
+        with suite.servers(kinds, cert, key, work, loadgen) as running:
             for _run in range(args.runs):
                 for name, load in chosen.items():
                     for kind, server in running.items():
@@ -138,7 +150,7 @@ def main() -> None:
     print("| load | server | total | " + " | ".join(COMPONENTS) + " |")
     print("|---|---|---|" + "---|" * len(COMPONENTS))
     for name in chosen:
-        for kind in KINDS:
+        for kind in kinds:
             runs = results[(name, kind)]
             scale = 1e-3 if name in BULK else 1.0  # bulk operations are GB: ms per GB
             medians = {

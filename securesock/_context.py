@@ -98,7 +98,7 @@ def _baseContext(policy: TLSPolicy, *, server: bool) -> SSL.Context:
     context.set_mode(SSL.MODE_RELEASE_BUFFERS)
     # pyOpenSSL turns partial writes on: SSL_write would then stop after each
     # 16 KiB record; without, one call encrypts a whole application write
-    # into the memory BIO (securesock._handshake hands it up to 256 KiB).
+    # into the memory BIO (securesock._handshake hands it up to 64 KiB).
     context.clear_mode(_MODE_ENABLE_PARTIAL_WRITE)
     if server:
         _limitGroups(context)

@@ -54,7 +54,7 @@ REVIEWED = {  # Twisted 26.10.0
 # Where securesock copies or leans on each.
 USED_BY = {
     "TLSMemoryBIOProtocol.makeConnection": "_TLSProtocol._connectTLS (a copy, with one directlyProvides)",
-    "TLSMemoryBIOProtocol._write": "_TLSProtocol._write (a copy, with 256 KiB per SSL_write)",
+    "TLSMemoryBIOProtocol._write": "_TLSProtocol._write (a copy, with 64 KiB per SSL_write)",
     "TLSMemoryBIOProtocol._flushSendBIO": "_TLSProtocol._flushSendBIO (a copy that empties the BIO)",
     "BufferingTLSTransport": "_TLSProtocol.__init__ (its _aggregator and write, replaced by _Writes)",
     "_AggregateSmallWrites": "_Writes (a copy that also holds writes during dataReceived)",
