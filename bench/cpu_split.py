@@ -14,13 +14,14 @@ cProfile counts Python calls; this counts where the time goes, C
 included, with no profiler in the process.
 
 Servers (--kinds): by default securesock, Twisted's ``ssl:`` and the
-pyOpenSSL floor; stunnel and relay (``twistd securesock --connect``) for
-the relay figures.  Loads: full13 (full TLS 1.3 handshakes, ``s_time -new``), resumed12 (TLS
+pyOpenSSL floor; also asyncio, and relay (``twistd securesock
+--connect``).  Not stunnel: it starts a thread per connection, which
+``perf record -p`` does not follow.  Loads: full13 (full TLS 1.3 handshakes, ``s_time -new``), resumed12 (TLS
 1.2 resumptions with one page, ``s_time -reuse -www /``), upload (the
 server receives 512 MiB), download (it sends 512 MiB).  Prints a Markdown
 table of medians (docs/performance.md quotes one).  Needs perf (Debian:
-linux-perf) allowed to sample a whole core (root, or
-kernel.perf_event_paranoid <= 0).
+linux-perf) allowed to sample the server (kernel.perf_event_paranoid <= 2
+for a process of the same user).
 """
 
 from __future__ import annotations
@@ -75,10 +76,8 @@ def sampled(
 ) -> dict[str, float]:
     """Run C{load} against C{server} under perf: microseconds per operation, per component."""
     data = work / f"{server.kind}.perf"
-    comm = Path(f"/proc/{server.pid}/comm").read_text().strip()
     recorder = subprocess.Popen(
-        # The whole server core, not -p PID: stunnel starts a thread per connection, which -p misses.
-        ["perf", "record", "-q", "-o", str(data), "-C", suite.SERVER_CORE],
+        ["perf", "record", "-q", "-o", str(data), "-p", str(server.pid)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
@@ -90,9 +89,7 @@ def sampled(
         recorder.send_signal(2)  # SIGINT: perf writes its data and exits
         _, errors = recorder.communicate(timeout=60)
     report = subprocess.run(
-        # By command name: the server is the only one of its name on its core (the load
-        # generators run on the other); --pid would leave out stunnel's connection threads.
-        ["perf", "report", "-i", str(data), "--comm", comm, "--sort", "dso", "--stdio", "-q"],
+        ["perf", "report", "-i", str(data), "--sort", "dso", "--stdio", "-q"],
         capture_output=True,
         text=True,
         timeout=120,
@@ -126,7 +123,7 @@ def main() -> None:
     parser.add_argument(
         "--kinds",
         default=",".join(KINDS),
-        help="servers, of bench/run.py's: securesock, twisted, pyopenssl, asyncio, stunnel, relay",
+        help="servers, of bench/run.py's: securesock, twisted, pyopenssl, asyncio, relay",
     )
     args = parser.parse_args()
     for tool in ("perf", "gcc", "openssl", "taskset"):
@@ -141,6 +138,8 @@ def main() -> None:
             name: load for name, load in loads(loadgen, args.seconds).items() if name in args.loads.split(",")
         }
         kinds = args.kinds.split(",")
+        if "stunnel" in kinds:
+            raise SystemExit("bench/cpu_split.py: perf record -p misses stunnel's per-connection threads")
         with suite.servers(kinds, cert, key, work, loadgen) as running:
             for _run in range(args.runs):
                 for name, load in chosen.items():
