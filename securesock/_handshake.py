@@ -25,6 +25,7 @@ from twisted.internet.interfaces import (
     IProtocolFactory,
     ITCPTransport,
 )
+from twisted.internet.main import CONNECTION_LOST
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.logger import Logger
 from twisted.protocols.policies import ProtocolWrapper
@@ -299,7 +300,24 @@ class _TLSProtocol(BufferingTLSTransport):
         if self._watch is not None:
             self._watch.lost(self, self._reason or reason, logged=self._plaintext)
             self._watch = None
-        self._counter.unread = UNKNOWN  # Twisted's connectionLost reads whatever is left
+        counter = self._counter
+        if (
+            self._handshakeDone
+            and not self._lostTLSConnection
+            and not self._aborted
+            and counter.unread == 0
+            and counter.atBoundary
+        ):
+            # The TCP connection ended without the peer's close_notify, after whole
+            # records that were all read.  Twisted's connectionLost would ask OpenSSL
+            # for the rest (an SSL_read that fails with "unexpected EOF", an error
+            # queue turned into a Failure, a read of the empty send BIO) only to
+            # report ConnectionLost: this is its conclusion, without the questions.
+            # (tests/test_datapath.py: a peer leaving without close_notify.)
+            if self._reason is None:
+                self._reason = Failure(CONNECTION_LOST)
+            self._lostTLSConnection = True
+        counter.unread = UNKNOWN  # Twisted's connectionLost reads whatever is left
         super().connectionLost(reason)
 
     def _flushReceiveBIO(self) -> None:

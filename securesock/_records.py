@@ -32,6 +32,11 @@ class RecordCounter:
         self._head = b""  # the start of a header cut by a chunk's end
         self.unread = UNKNOWN
 
+    @property
+    def atBoundary(self) -> bool:
+        """Whether what was fed ends where a record ends (no record under way)."""
+        return not self._need and not self._head
+
     def feed(self, data: bytes) -> int:
         """How many records end within C{data}; they are added to C{unread} when it is known."""
         complete = self._count(data)

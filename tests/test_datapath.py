@@ -6,6 +6,8 @@ handshake completion notification and a clean close with close_notify.
 
 from __future__ import annotations
 
+import contextlib
+import os
 import socket
 import ssl
 import time
@@ -283,6 +285,72 @@ async def test_server_takes_close_notify_after_all_data(pki: PKI) -> None:
     assert log["reason"] == "ConnectionDone"
 
 
+def leavingClient(port: int, cafile: str, ending: str) -> bytes:
+    """
+    Sends a line, then leaves without close_notify: C{ending} "now" closes the
+    socket at once; "after-reply" waits for the server's answer and
+    close_notify first (as curl and browsers do); "mid-record" sends the first
+    bytes of one more TLS record, raw, and closes.
+    """
+    context = ssl.create_default_context(cafile=cafile)
+    raw = socket.create_connection(("127.0.0.1", port), timeout=10)
+    with context.wrap_socket(raw, server_hostname="localhost") as tls:  # close(): no close_notify
+        tls.sendall(b"hello\n")
+        reply = b""
+        if ending == "after-reply":
+            for _ in range(100):
+                chunk = tls.recv(1024)
+                if not chunk:  # the server's close_notify
+                    break
+                reply += chunk
+        else:  # read the TLS 1.3 tickets, so that closing sends a FIN, not a reset
+            tls.settimeout(0.3)
+            with contextlib.suppress(TimeoutError, ssl.SSLError):
+                reply += tls.recv(1024)
+        if ending == "mid-record":  # 15 bytes of a 69-byte record, under the TLS layer
+            os.write(tls.fileno(), b"\x17\x03\x03\x00\x40" + b"\x00" * 10)
+    return reply  # the socket closes here: a FIN, no close_notify
+
+
+class AnswerOnce(Gather):
+    """Gather, which answers its first line and closes, when asked to."""
+
+    answer = False
+
+    def dataReceived(self, data: bytes) -> None:
+        super().dataReceived(data)
+        if self.answer and data.endswith(b"\n"):
+            self.transport.write(b"bye\n")  # type: ignore[union-attr]
+            self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("ending", ["now", "after-reply", "mid-record"])
+@pytest_twisted.ensureDeferred
+async def test_a_peer_leaving_without_close_notify_is_a_lost_connection(pki: PKI, ending: str) -> None:
+    """
+    A TCP close without close_notify may be a truncation: the application hears
+    ConnectionLost, never the ConnectionDone of a clean TLS close, whether the
+    stream ended between records or inside one, and whether the server had
+    closed first or not (what Twisted's TLS layer reports too).
+    """
+    log: dict[str, Any] = {}
+    protocol = type("Logged", (AnswerOnce,), {"log": log, "answer": ending == "after-reply"})
+    port = await listen(
+        f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}", Factory.forProtocol(protocol)
+    )
+    try:
+        reply = await deferToThread(leavingClient, port.getHost().port, pki.ca_pem, ending)
+        for _ in range(100):
+            if "reason" in log:
+                break
+            await deferToThread(time.sleep, 0.05)
+    finally:
+        await port.stopListening()
+    assert log["data"] == b"hello\n"
+    assert reply == (b"bye\n" if ending == "after-reply" else b"")
+    assert log["reason"] == "ConnectionLost"
+
+
 BIG = bytes(range(256)) * (3 * 4096) + b"tail-7b"  # 3 MiB + 7 bytes: many 64 KiB OpenSSL calls
 
 
@@ -539,7 +607,9 @@ async def test_an_aborted_connection_does_not_end_with_close_notify(pki: PKI) ->
     take a cut-off answer as complete): no close_notify goes out, though
     securesock hands TLS records to the socket at once where it can.
     """
-    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}", Factory.forProtocol(Aborter))
+    port = await listen(
+        f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}", Factory.forProtocol(Aborter)
+    )
     try:
         ending = await deferToThread(endOfStream, port.getHost().port, pki.ca_pem)
     finally:

@@ -46,6 +46,7 @@ def test_counts_match_record_ends_for_any_cuts(lengths: list[int], cuts: list[in
     for point in points:
         got = counter.feed(stream[start:point])
         assert got == sum(1 for end in ends if start < end <= point) or (start == point and got == 0)
+        assert counter.atBoundary == (point == 0 or point in ends)
         total += got
         start = point
     assert total == len(lengths)
