@@ -217,9 +217,11 @@ class _TLSProtocol(BufferingTLSTransport):
         if self._lostTLSConnection:
             return
         sent = 0
-        whole = data if len(data) <= _WRITE_SIZE else memoryview(data)  # slices without copies
         while sent < len(data):
-            chunk = whole[sent : sent + _WRITE_SIZE] if sent or whole is not data else data
+            if not sent and len(data) <= _WRITE_SIZE:
+                chunk: bytes | memoryview = data
+            else:  # a slice of a view, not a copy
+                chunk = memoryview(data)[sent : sent + _WRITE_SIZE]
             try:
                 sent += self._tlsConnection.send(chunk)
             except SSL.WantReadError:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+from .benchscripts import loadBenchScript
 
 # The lines of `perf report --sort dso --stdio -q` for a Twisted TLS server (one real run).
 REPORT = """
@@ -26,11 +24,7 @@ REPORT = """
 
 
 def _split() -> Any:
-    spec = importlib.util.spec_from_file_location("cpu_split", ROOT / "bench" / "cpu_split.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return loadBenchScript("cpu_split")
 
 
 def test_shares_per_component() -> None:

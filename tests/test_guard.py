@@ -5,7 +5,6 @@ progress (maxHandshakes=), against real sockets on loopback.
 
 from __future__ import annotations
 
-import importlib.util
 import time
 from pathlib import Path
 from typing import Any
@@ -26,6 +25,7 @@ from securesock._description import parseServer
 from securesock._options import HANDSHAKE_TIMEOUT, MAX_HANDSHAKES
 
 from . import rawclients
+from .benchscripts import loadBenchScript
 from .conftest import PKI
 from .logcapture import LogLines
 from .peers import listen
@@ -255,11 +255,7 @@ async def test_completed_handshakes_free_their_place(pki: PKI) -> None:
 
 
 def _bench() -> Any:
-    spec = importlib.util.spec_from_file_location("handshake_memory", ROOT / "bench" / "handshake_memory.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return loadBenchScript("handshake_memory")
 
 
 def test_memory_of_a_handshake_in_progress_is_what_the_docs_say() -> None:
