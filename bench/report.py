@@ -27,7 +27,13 @@ MAIN = [
     ("cpu_us_per_op", "server CPU µs / handshake", True),
     ("per_second", "handshakes/s", False),
 ]
-BULK = [("cpu_us_per_op", "server CPU / GB", True), ("mb_per_s", "MB/s", False)]
+BULK = [
+    ("cpu_us_per_op", "server CPU / GB", True),
+    ("mb_per_s", "MB/s", False),
+    ("faults_per_op", "minor page faults / GB", True),
+]
+# Shown without a ratio: a count that may be 0, a percentage.
+NO_RATIO = {"resumed_pct", "faults_per_op"}
 ECHO = [
     ("cpu_us_per_op", "server CPU µs / request", True),
     ("req_per_s", "req/s", False),
@@ -106,7 +112,7 @@ def table(results: dict[str, Any]) -> list[str]:
         for metric, label, lower in metrics:
             if not any(series(byKind.get(k, []), metric) for k in kinds):
                 continue
-            ratios = metric != "resumed_pct"
+            ratios = metric not in NO_RATIO
             r = ratio(byKind, mine, base, metric, lower) if ratios else None
             cells = [cell(series(byKind.get(k, []), metric)) for k in kinds]
             if metric == "cpu_us_per_op" and figure.startswith(("bulk", "relay: bulk")):

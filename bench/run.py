@@ -11,7 +11,8 @@ Needs gcc, libssl-dev, openssl, stunnel4 and taskset (Debian: util-linux).
 Every server runs pinned to core 0, every load generator (bench/loadgen.c,
 ``openssl s_time``) to core 1; everything is on 127.0.0.1.  Server CPU per
 operation comes from /proc/PID/stat (user + system time of the server
-process, threads included).  Each figure is the median of RUNS runs, with
+process, threads included), and so do its minor page faults, shown for
+the bulk figures.  Each figure is the median of RUNS runs, with
 min-max; the ratio against Twisted's ``ssl:`` is taken run by run (the
 servers take turns inside each run) before the median.
 
@@ -73,6 +74,11 @@ def cpuSeconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def minorFaults(pid: int) -> int:
+    """Minor page faults of a process (all its threads), from /proc: pages the kernel mapped in and zeroed."""
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
 
 
 def rss(pid: int) -> int:
@@ -222,11 +228,18 @@ def client(args: Sequence[str], timeout: float = 120, env: dict[str, str] | None
 def measured(
     server: Server, load: Callable[..., tuple[float, dict[str, float]]], *args: Any
 ) -> dict[str, float]:
-    """Run C{load(*args)} against a server: its figures plus server CPU microseconds per operation."""
-    before = cpuSeconds(server.pid)
+    """
+    Run C{load(*args)} against a server: its figures, plus the server's CPU
+    microseconds and minor page faults per operation (faults show memory the
+    C library hands back to the kernel and takes again: see "Not more than
+    64 KiB per call" in docs/performance.md).
+    """
+    before, faultsBefore = cpuSeconds(server.pid), minorFaults(server.pid)
     operations, figures = load(*args)
     spent = cpuSeconds(server.pid) - before
+    faults = minorFaults(server.pid) - faultsBefore
     figures["cpu_us_per_op"] = spent / operations * 1e6 if operations else float("nan")
+    figures["faults_per_op"] = faults / operations if operations else float("nan")
     return figures
 
 
