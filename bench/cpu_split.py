@@ -82,9 +82,7 @@ def sampled(
         stderr=subprocess.PIPE,
     )
     try:
-        before = suite.cpuSeconds(server.pid)
-        operations, _figures = load(server)
-        spent = suite.cpuSeconds(server.pid) - before
+        perOperation = suite.measured(server, load, server)["cpu_us_per_op"]
     finally:
         recorder.send_signal(2)  # SIGINT: perf writes its data and exits
         _, errors = recorder.communicate(timeout=60)
@@ -98,7 +96,6 @@ def sampled(
         raise RuntimeError(
             f"perf gave no samples for {server.kind}: {errors.decode()[-300:]} {report.stderr[-300:]}"
         )
-    perOperation = spent / operations * 1e6
     shares = parseDSOReport(report.stdout)
     return {"total": perOperation, **{name: share * perOperation for name, share in shares.items()}}
 

@@ -70,15 +70,20 @@ def stealShare(start: list[int], end: list[int]) -> float:
     return 100.0 * spent[7] / sum(spent) if sum(spent) else 0.0
 
 
+def _stat(pid: int) -> list[str]:
+    """/proc/PID/stat after the command name (which may hold spaces): fields 3 onwards."""
+    return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+
+
 def cpuSeconds(pid: int) -> float:
     """User + system CPU time of a process (all its threads), from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    fields = _stat(pid)
     return (int(fields[11]) + int(fields[12])) / TICK
 
 
 def minorFaults(pid: int) -> int:
     """Minor page faults of a process (all its threads), from /proc: pages the kernel mapped in and zeroed."""
-    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[7])
+    return int(_stat(pid)[7])
 
 
 def rss(pid: int) -> int:

@@ -117,11 +117,11 @@ def _lastInterface(transport: Any) -> Any:
     transport's interfaces costs some 40 Python calls per connection.  A
     transport with interfaces of its own (C{directlyProvides}) is walked.
     """
-    kind = type(transport)
     provides = getattr(transport, "__provides__", None)  # as zope's directlyProvidedBy reads it
     if provides is not None and not isinstance(provides, Implements):
         declared = list(providedBy(transport))
         return declared[-1] if declared else None
+    kind = type(transport)
     if kind not in _LAST_INTERFACE:
         declared = list(providedBy(transport))
         _LAST_INTERFACE[kind] = declared[-1] if declared else None
