@@ -36,6 +36,7 @@ from zope.interface.declarations import Implements
 
 from ._errors import TLSHandshakeError
 from ._guard import HandshakeGuard, HandshakeWatch, _peer
+from ._reads import readIntoSharedBuffer
 from ._records import UNKNOWN, RecordCounter
 from ._wrongmode import HTTP_400, isHTTPRequest, isTLSRecord, plaintextFromClient, plaintextFromServer
 
@@ -57,6 +58,10 @@ _WRITE_SIZE = 2**16
 _READ_SIZE = 2**15
 # The most application data one TLS record carries.
 _RECORD = 2**14
+# Received bytes handed to the receive BIO per call, and read out of it before
+# the next: a socket read brings up to 256 KiB (securesock._reads), and the
+# BIO, which never shrinks, would keep that size for the connection's life.
+_FEED_SIZE = 2**16
 
 
 class _Writes:
@@ -185,6 +190,7 @@ class _TLSProtocol(BufferingTLSTransport):
         if self.factory.isClient and hasattr(self.factory.creator, "rememberSession"):
             self._sessionReads = _SESSION_READS
         self._counter = RecordCounter()
+        readIntoSharedBuffer(transport, self)
         self._connectTLS(transport)
         if self.factory.guard is not None:
             self._watch = self.factory.guard.watch(self)
@@ -355,11 +361,16 @@ class _TLSProtocol(BufferingTLSTransport):
         if not quiet:
             self._flushSendBIO()
 
-    def dataReceived(self, data: bytes) -> None:
+    def dataReceived(self, data: bytes | memoryview) -> None:
+        """
+        C{data}: bytes, or a view of the process's read buffer
+        (L{securesock._reads}), valid only during this call: nothing here
+        keeps it (the BIO and the record counter copy what they need).
+        """
         if self.firstBytes is None and not self._handshakeDone:
-            self.firstBytes = data[:200]
-            if not self.factory.isClient and not isTLSRecord(data):
-                self._refusePlaintext(data)
+            self.firstBytes = bytes(data[:200])
+            if not self.factory.isClient and not isTLSRecord(self.firstBytes):
+                self._refusePlaintext(bytes(data))
         if self._plaintext:
             return
         # What the application writes while it handles this data leaves as
@@ -367,15 +378,24 @@ class _TLSProtocol(BufferingTLSTransport):
         writes = self._aggregator
         writes.holding = True
         try:
-            wasDone = self._handshakeDone
-            self._tlsReceived(data)
-            if self._sessionReads and self._handshakeDone and self._reason is None:
-                self._rememberSession(wasDone)
+            if len(data) <= _FEED_SIZE:
+                self._received(data)
+            else:
+                for start in range(0, len(data), _FEED_SIZE):
+                    if self._lostTLSConnection or self._aborted:
+                        break  # Twisted's layer would read nothing more either
+                    self._received(data[start : start + _FEED_SIZE])
         finally:
             writes.holding = False
             writes.flush()
 
-    def _tlsReceived(self, data: bytes) -> None:
+    def _received(self, data: bytes | memoryview) -> None:
+        wasDone = self._handshakeDone
+        self._tlsReceived(data)
+        if self._sessionReads and self._handshakeDone and self._reason is None:
+            self._rememberSession(wasDone)
+
+    def _tlsReceived(self, data: bytes | memoryview) -> None:
         """Twisted's C{TLSMemoryBIOProtocol.dataReceived}, counting records as they arrive."""
         self._counter.feed(data)
         self._tlsConnection.bio_write(data)

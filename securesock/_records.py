@@ -37,14 +37,14 @@ class RecordCounter:
         """Whether what was fed ends where a record ends (no record under way)."""
         return not self._need and not self._head
 
-    def feed(self, data: bytes) -> int:
+    def feed(self, data: bytes | memoryview) -> int:
         """How many records end within C{data}; they are added to C{unread} when it is known."""
         complete = self._count(data)
         if self.unread >= 0:
             self.unread += complete
         return complete
 
-    def _count(self, data: bytes) -> int:
+    def _count(self, data: bytes | memoryview) -> int:
         size = len(data)
         complete = 0
         offset = 0
@@ -62,7 +62,7 @@ class RecordCounter:
             self._head = b""
         while True:
             if offset + HEADER > size:
-                self._head = data[offset:]
+                self._head = bytes(data[offset:])  # not a view: the caller's buffer is reused
                 return complete
             end = offset + HEADER + ((data[offset + 3] << 8) | data[offset + 4])
             if end > size:

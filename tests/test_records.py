@@ -62,3 +62,22 @@ def test_unread_records_are_counted_once_the_reader_knows_where_it_stands() -> N
     assert counter.unread == 1
     counter.feed(record(20)[7:])
     assert counter.unread == 2
+
+
+def test_views_of_a_reused_buffer_count_as_their_bytes() -> None:
+    """
+    The TLS layer is fed views of one read buffer that the next read
+    overwrites (securesock._reads): a header cut by a chunk's end is kept
+    as bytes, not as a view of that buffer.
+    """
+    stream = record(40) + record(70)
+    buffer = bytearray(64)
+    counter = RecordCounter()
+    counts = []
+    for start in (0, 43, 47):  # the second chunk ends inside the second record's header
+        end = {0: 43, 43: 47, 47: len(stream)}[start]
+        buffer[: end - start] = stream[start:end]
+        counts.append(counter.feed(memoryview(buffer)[: end - start]))
+        buffer[:] = b"\xff" * len(buffer)  # the next read reuses the buffer
+    assert counts == [0, 1, 1]
+    assert counter.atBoundary
