@@ -14,7 +14,10 @@ operation comes from /proc/PID/stat (user + system time of the server
 process, threads included), and so do its minor page faults, shown for
 the bulk figures.  Each figure is the median of RUNS runs, with
 min-max; the ratio against Twisted's ``ssl:`` is taken run by run (the
-servers take turns inside each run) before the median.
+servers take turns inside each run) before the median.  The "workers"
+figure runs ``twistd securesock --workers 1`` and ``--workers 2`` on the
+server core alone and records each process's CPU, from which
+bench/report.py projects two workers' rate on a core each.
 
 Writes bench/results.json, docs/performance.md (from the results and the
 issue's targets) and docs/performance.png.  The whole suite takes about
@@ -123,6 +126,41 @@ def waitPort(port: int, process: subprocess.Popen[bytes], seconds: float = 20) -
     raise RuntimeError(f"nothing listens on port {port} after {seconds} s")
 
 
+def children(pid: int) -> list[int]:
+    """The processes whose parent is C{pid}, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int(_stat(int(entry.name))[1]) == pid:
+                    found.append(int(entry.name))
+            except (OSError, IndexError, ValueError):
+                continue  # ended meanwhile
+    return found
+
+
+def processTree(pid: int) -> dict[int, list[int]]:
+    """C{pid} and its descendants, each with its children (at most 64 processes)."""
+    tree: dict[int, list[int]] = {}
+    waiting = [pid]
+    while waiting and len(tree) < 64:
+        current = waiting.pop()
+        tree[current] = children(current)
+        waiting += tree[current]
+    return tree
+
+
+def listeners(port: int) -> int:
+    """How many sockets listen on C{port} (one per worker with SO_REUSEPORT), from /proc/net."""
+    count = 0
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            fields = line.split()
+            if fields[1].endswith(f":{port:04X}") and fields[3] == "0A":  # 0A: LISTEN
+                count += 1
+    return count
+
+
 def _moreFiles() -> None:
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     resource.setrlimit(resource.RLIMIT_NOFILE, (min(max(soft, 8192), hard), hard))
@@ -135,7 +173,7 @@ def pinned(core: str, args: Sequence[str]) -> list[str]:
 class Server:
     """A TLS server of one kind, pinned to the server core; stopped by its PID."""
 
-    def __init__(self, kind: str, cert: Path, key: Path, work: Path, loadgen: Path) -> None:
+    def __init__(self, kind: str, cert: Path, key: Path, work: Path, loadgen: Path | None) -> None:
         self.kind = kind
         self.extra: list[subprocess.Popen[bytes]] = []
         log = open(work / f"{kind}-{time.monotonic_ns()}.log", "wb")
@@ -156,34 +194,43 @@ class Server:
                 raise RuntimeError(f"{kind} server did not start: {line!r}")
             self.port = int(line.split()[1])
             return
-        backend = subprocess.Popen(
-            pinned(CLIENT_CORE, [str(loadgen), "backend", "0"]), stdout=subprocess.PIPE, preexec_fn=_moreFiles
-        )
-        self.extra.append(backend)
-        assert backend.stdout is not None
-        backendPort = int(backend.stdout.readline().split()[1])
         self.port = freePort()
-        if kind == "stunnel":
-            config = work / f"stunnel-{self.port}.conf"
-            config.write_text(
-                f"foreground = yes\npid =\ndebug = 3\n[bench]\naccept = 127.0.0.1:{self.port}\n"
-                f"connect = 127.0.0.1:{backendPort}\ncert = {cert}\nkey = {key}\n"
+        twistd = [
+            sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=",
+            f"--logfile={work}/{kind}.log", "securesock", "--listen",
+            f"tls:{self.port}:interface=127.0.0.1:certificate={cert}:privateKey={key}:"
+            "maxHandshakes=100000:handshakeTimeout=600:backlog=4096",
+        ]  # fmt: skip
+        if kind.startswith("workers"):  # twistd securesock --workers N, serving its diagnostic page
+            args = [*twistd, "--workers", kind.removeprefix("workers")]
+        elif kind in ("stunnel", "relay"):  # both relay to a backend that sends and echoes
+            backend = subprocess.Popen(
+                pinned(CLIENT_CORE, [str(loadgen), "backend", "0"]),
+                stdout=subprocess.PIPE,
+                preexec_fn=_moreFiles,
             )
-            args = [shutil.which("stunnel4") or "stunnel", str(config)]
-        elif kind == "relay":
-            args = [
-                sys.executable, "-c", "from twisted.scripts.twistd import run; run()", "-n", "--pidfile=", f"--logfile={work}/relay.log",
-                "securesock", "--listen",
-                f"tls:{self.port}:interface=127.0.0.1:certificate={cert}:privateKey={key}:"
-                "maxHandshakes=100000:handshakeTimeout=600:backlog=4096",
-                "--connect", f"tcp:127.0.0.1:{backendPort}",
-            ]  # fmt: skip
+            self.extra.append(backend)
+            assert backend.stdout is not None
+            backendPort = int(backend.stdout.readline().split()[1])
+            if kind == "relay":
+                args = [*twistd, "--connect", f"tcp:127.0.0.1:{backendPort}"]
+            else:
+                config = work / f"stunnel-{self.port}.conf"
+                config.write_text(
+                    f"foreground = yes\npid =\ndebug = 3\n[bench]\naccept = 127.0.0.1:{self.port}\n"
+                    f"connect = 127.0.0.1:{backendPort}\ncert = {cert}\nkey = {key}\n"
+                )
+                args = [shutil.which("stunnel4") or "stunnel", str(config)]
         else:
             raise ValueError(kind)
         self.process = subprocess.Popen(
             pinned(SERVER_CORE, args), stdout=log, stderr=log, env=env, cwd=work, preexec_fn=_moreFiles
         )
         waitPort(self.port, self.process)
+        if kind.startswith("workers"):  # every worker listening, not only the first
+            deadline = time.monotonic() + 30
+            while listeners(self.port) < int(kind.removeprefix("workers")) and time.monotonic() < deadline:
+                time.sleep(0.1)
 
     @property
     def pid(self) -> int:
@@ -246,6 +293,32 @@ def measured(
     figures["cpu_us_per_op"] = spent / operations * 1e6 if operations else float("nan")
     figures["faults_per_op"] = faults / operations if operations else float("nan")
     return figures
+
+
+def workersMeasured(server: Server, seconds: int) -> dict[str, float]:
+    """
+    Full TLS 1.3 handshakes (C{openssl s_time -new}) against C{twistd
+    securesock --workers N}, every process of it pinned to the server core:
+    CPU per handshake of the processes that accept (the workers, the
+    processes without children; with one worker, twistd itself), the
+    busiest one's share of it, and what the others (twistd, the
+    supervisor) spent per handshake.  On two cores this cannot show two
+    workers outrunning one (the load generator has the other core); it
+    shows what decides that on a larger machine: how evenly the kernel
+    spreads connections, and whether a worker pays more per handshake.
+    """
+    tree = processTree(server.pid)
+    workers = [pid for pid, kids in tree.items() if not kids]
+    before = {pid: cpuSeconds(pid) for pid in tree}
+    count, figures = sTime(server.port, seconds, "1_3", False, False)
+    spent = {pid: cpuSeconds(pid) - before[pid] for pid in tree}
+    accepting = [spent[pid] for pid in workers]
+    return {
+        "one_core_per_second": figures["per_second"],
+        "cpu_us_per_op": sum(accepting) / count * 1e6,
+        "busiest_share": max(accepting) / sum(accepting) if sum(accepting) else float("nan"),
+        "others_us_per_op": (sum(spent.values()) - sum(accepting)) / count * 1e6,
+    }
 
 
 # ---- loads -------------------------------------------------------------------
@@ -468,6 +541,12 @@ def runSuite(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                     name,
                     measured(server, echo, loadgen, server.port, seconds),
                 )
+
+    with servers(["workers1", "workers2"], cert, key, work, loadgen) as running:
+        for _run in range(runs):
+            for kind, server in running.items():
+                name = "1 worker" if kind == "workers1" else "2 workers"
+                record(results, "workers: full ecdsa TLS1.3", name, workersMeasured(server, seconds))
 
     speed = opensslSpeed(1)
     print(f"-- suite done after {time.monotonic() - started:.0f} s", flush=True)
