@@ -41,6 +41,11 @@ STARTUP_SECONDS = 5.0
 _HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
 _TICK = 0.5  # seconds between looks at the children, at most
 _MAX_LINE = 65536  # a longer run of output without a newline goes out in pieces
+# Workers' lines are passed on together, at most this late (seconds): written one
+# by one, each connection's log line woke the parent process up on its own, which
+# cost it more CPU than the line itself (docs/performance.md, "workers").
+_BATCH_DELAY = 0.05
+_BATCH_SIZE = 65536  # or as soon as this much is waiting
 
 
 def splitLines(partial: bytes, data: bytes) -> tuple[list[bytes], bytes]:
@@ -110,6 +115,8 @@ class Supervisor:
     deadline: float = 0.0
     due: list[tuple[float, int]] = field(default_factory=list)  # (when, number) of restarts
     _signals: list[int] = field(default_factory=list)
+    _batch: bytearray = field(default_factory=bytearray)  # workers' lines not yet passed on
+    _batchDue: float = 0.0  # when they go at the latest
 
     def run(self) -> int:
         """Serve until stopped; the exit status.  In a worker it never returns."""
@@ -125,8 +132,9 @@ class Supervisor:
             readable = [wakeup, *(child.output for child in self.children.values() if child.output >= 0)]
             if not self.stopping:
                 readable.append(0)
+            wait = min(_TICK, max(0.0, self._batchDue - time.monotonic())) if self._batch else _TICK
             try:
-                ready, _, _ = select.select(readable, [], [], _TICK)
+                ready, _, _ = select.select(readable, [], [], wait)
             except InterruptedError:  # pragma: no cover - Python retries select itself (PEP 475)
                 ready = []
             if wakeup in ready:
@@ -136,6 +144,8 @@ class Supervisor:
             for child in list(self.children.values()):
                 if child.output in ready:
                     self._relay(child)
+            if self._batch and time.monotonic() >= self._batchDue:
+                self._passOn()
             if 0 in ready and not os.read(0, 4096):
                 self._say("the parent process is gone; stopping the workers")
                 self._stop()
@@ -144,6 +154,7 @@ class Supervisor:
             if self.stopping and self.children and time.monotonic() > self.deadline:
                 for pid in self.children:
                     _kill(pid, signal.SIGKILL)
+        self._passOn()
         if self.stopping:
             return 0
         self._say("no worker is left running")
@@ -219,12 +230,28 @@ class Supervisor:
             os.close(child.output)
             child.output = -1
             if child.partial:
-                self._say(f"worker {child.number}: {child.partial.decode('utf-8', 'replace')}")
+                self._queue(child.number, [child.partial])
                 child.partial = b""
             return
         lines, child.partial = splitLines(child.partial, data)
+        self._queue(child.number, lines)
+
+    def _queue(self, number: int, lines: list[bytes]) -> None:
+        """A worker's lines, as "worker N: line", to pass on with others (the parent decodes them)."""
+        if not lines:
+            return
+        if not self._batch:
+            self._batchDue = time.monotonic() + _BATCH_DELAY
+        prefix = b"worker %d: " % number
         for line in lines:
-            self._say(f"worker {child.number}: {line.decode('utf-8', 'replace')}")
+            self._batch += prefix + line + b"\n"
+        if len(self._batch) >= _BATCH_SIZE:
+            self._passOn()
+
+    def _passOn(self) -> None:
+        """Write the workers' waiting lines to the parent."""
+        data, self._batch = bytes(self._batch), bytearray()
+        self._write(data)
 
     def _relayRest(self, child: _Child) -> None:
         """What an ended worker wrote last (a process it started may hold the pipe: no waiting)."""
@@ -272,7 +299,12 @@ class Supervisor:
             self._fork(entry[1])
 
     def _say(self, line: str) -> None:
-        data = (line + "\n").encode("utf-8", "replace")
+        """A line of the supervisor's own, after the workers' lines that came before it."""
+        if self._batch:
+            self._passOn()
+        self._write((line + "\n").encode("utf-8", "replace"))
+
+    def _write(self, data: bytes) -> None:
         try:
             while data:
                 data = data[os.write(1, data) :]

@@ -511,7 +511,9 @@ async def test_client_gives_up_on_a_server_that_never_answers_the_handshake(pki:
         Factory.forProtocol(Protocol)
     )
     number = silent.getHost().port
-    endpoint = securesock.clientFromString(reactor, f"tls:127.0.0.1:{number}:trustRoots={pki.ca_pem}:timeout=0.5")
+    endpoint = securesock.clientFromString(
+        reactor, f"tls:127.0.0.1:{number}:trustRoots={pki.ca_pem}:timeout=0.5"
+    )
     started = time.monotonic()
     try:
         with pytest.raises(TLSHandshakeError) as raised:

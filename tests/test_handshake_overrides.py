@@ -44,9 +44,7 @@ REVIEWED = {  # Twisted 26.10.0
     "FileDescriptor.loseWriteConnection": {
         "9499052d662b2249b026b485398248b1d3fc6eb727637d6898d1f078bfced6a6"
     },
-    "FileDescriptor.registerProducer": {
-        "dc9d71aafd21119ab73794dea0f114bd3ef4f30b2b1919aa3dcc74ddf257bc80"
-    },
+    "FileDescriptor.registerProducer": {"dc9d71aafd21119ab73794dea0f114bd3ef4f30b2b1919aa3dcc74ddf257bc80"},
     "tcp.Connection.abortConnection": {"bd29d600ba5cc1aad30d98b679fdfb7be306582bf553148076c555d1110103ea"},
     "tcp.Connection.writeSomeData": {"ccd168f06f979ebde461af1bdad97351be2e5428f71bcbe2115191c8b6806f2e"},
 }

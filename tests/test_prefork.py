@@ -11,6 +11,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,6 +21,8 @@ import securesock
 from securesock import _endpoints
 from securesock._errors import DescriptionError
 from securesock._prefork import (
+    _BATCH_DELAY,
+    _BATCH_SIZE,
     MAX_RESTARTS,
     STARTUP_SECONDS,
     Supervisor,
@@ -47,7 +50,9 @@ def test_listen_descriptions_are_read_from_the_worker_command() -> None:
     ]
     assert listenDescriptions(arguments) == ["tls:1", "tcp:2", "tls:3"]
     assert listenDescriptions(["securesock", "--listen"]) == []  # a dangling option names nothing
-    assert listenDescriptions(["-l", "twistd.log", "securesock", "-l", "tls:1"]) == ["tls:1"]  # twistd's -l: a log file
+    assert listenDescriptions(["-l", "twistd.log", "securesock", "-l", "tls:1"]) == [
+        "tls:1"
+    ]  # twistd's -l: a log file
 
 
 def test_a_prebuilt_server_is_used_by_endpoints_of_equal_descriptions(
@@ -138,3 +143,99 @@ def test_no_worker_is_restarted_once_stopping(capfd: pytest.CaptureFixture[str])
     _ended(supervisor, signal.SIGTERM, age=STARTUP_SECONDS + 1)
     assert supervisor.due == []
     assert "worker 1 ended (signal SIGTERM)" in capfd.readouterr().out
+
+
+def _worker(supervisor: Supervisor, number: int) -> int:
+    """A stand-in worker: the write end of a pipe the supervisor reads as its output."""
+    readEnd, writeEnd = os.pipe()
+    supervisor.children[1000 + number] = _Child(number=number, pid=1000 + number, output=readEnd, started=0.0)
+    return writeEnd
+
+
+def test_workers_lines_wait_to_go_together_and_keep_their_order(capfd: pytest.CaptureFixture[str]) -> None:
+    supervisor = _supervisor()
+    one, two = _worker(supervisor, 1), _worker(supervisor, 2)
+    try:
+        os.write(one, b"first\nsecond \xff\npart")
+        supervisor._relay(supervisor.children[1001])
+        os.write(two, b"from two\n")
+        supervisor._relay(supervisor.children[1002])
+        assert capfd.readouterr().out == ""  # held for at most _BATCH_DELAY
+        assert 0 < supervisor._batchDue - time.monotonic() <= _BATCH_DELAY
+        supervisor._say("a line of the supervisor's own")
+        assert capfd.readouterr().out == (
+            "worker 1: first\n"
+            "worker 1: second \ufffd\n"  # bytes that are not UTF-8 are passed on as they are
+            "worker 2: from two\n"
+            "a line of the supervisor's own\n"
+        )
+        os.close(one)
+        one = -1
+        supervisor._relay(supervisor.children[1001])  # the end of its output: the unfinished line goes
+        supervisor._passOn()
+        assert capfd.readouterr().out == "worker 1: part\n"
+    finally:
+        for fd in (one, two, *(child.output for child in supervisor.children.values())):
+            if fd >= 0:
+                os.close(fd)
+
+
+def test_a_full_batch_of_lines_is_passed_on_at_once(capfd: pytest.CaptureFixture[str]) -> None:
+    supervisor = _supervisor()
+    one = _worker(supervisor, 1)
+    line = b"x" * 99 + b"\n"
+    fitting = -(-_BATCH_SIZE // len(b"worker 1: " + line)) - 1  # the most whole lines below the size
+    try:
+        for _ in range(fitting):
+            os.write(one, line)
+            supervisor._relay(supervisor.children[1001])
+        assert capfd.readouterr().out == ""
+        os.write(one, line)
+        supervisor._relay(supervisor.children[1001])
+        out = capfd.readouterr().out
+        assert out.count("worker 1: " + "x" * 99 + "\n") == fitting + 1
+        assert supervisor._batch == bytearray()
+    finally:
+        os.close(one)
+        os.close(supervisor.children[1001].output)
+
+
+def test_workers_lines_reach_the_parent_soon_while_the_supervisor_runs(tmp_path: Path) -> None:
+    """The real loop: a worker's line arrives within the batch delay (plus a margin), not at the next tick."""
+    script = (
+        "import sys, time\n"
+        "from securesock._prefork import Supervisor\n"
+        "class Workers(Supervisor):\n"
+        "    def _becomeWorker(self, number, output):\n"
+        "        import os\n"
+        "        os.dup2(output, 1)\n"
+        "        for n in range(3):\n"
+        "            os.write(1, b'line %d\\n' % n)\n"
+        "            time.sleep(0.3)\n"
+        "        os._exit(0)\n"
+        "sys.exit(Workers(count=1, grace=1.0, twistdArguments=[]).run())\n"
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+    )
+    assert process.stdout is not None
+    try:
+        arrivals = []
+        for _ in range(4):  # then the worker ends, and would be started again
+            line = process.stdout.readline()
+            if not line:
+                break
+            arrivals.append((time.monotonic(), line.decode().strip()))
+    finally:
+        process.kill()
+        process.wait(timeout=10)
+    lines = [text for _, text in arrivals]
+    assert lines[0].startswith("started worker 1 (pid ")
+    assert lines[1:4] == ["worker 1: line 0", "worker 1: line 1", "worker 1: line 2"]
+    gaps = [later - earlier for (earlier, _), (later, _) in zip(arrivals[1:3], arrivals[2:4], strict=True)]
+    # written 0.3 s apart: each arrives on its own, not held back for a later one or a tick
+    assert all(0.15 < gap < 0.3 + _BATCH_DELAY + 0.25 for gap in gaps), gaps

@@ -135,7 +135,9 @@ async def acceptedTransport(description: str) -> Any:
     port = await serverFromString(reactor, description).listen(Record())
     address = port.getHost()
     family, target = (
-        (socket.AF_UNIX, address.name) if hasattr(address, "name") else (socket.AF_INET, ("127.0.0.1", address.port))
+        (socket.AF_UNIX, address.name)
+        if hasattr(address, "name")
+        else (socket.AF_INET, ("127.0.0.1", address.port))
     )
     client = socket.socket(family, socket.SOCK_STREAM)
     client.connect(target)

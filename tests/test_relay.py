@@ -111,7 +111,9 @@ async def test_what_the_client_sends_before_the_backend_is_connected_arrives_in_
     backendPort = await securesock.serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
         Factory.forProtocol(collector)
     )
-    backend = SlowEndpoint(securesock.clientFromString(reactor, f"tcp:127.0.0.1:{backendPort.getHost().port}"))
+    backend = SlowEndpoint(
+        securesock.clientFromString(reactor, f"tcp:127.0.0.1:{backendPort.getHost().port}")
+    )
     relay = await listen(
         f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}",
         RelayFactory(backend, "the backend"),  # type: ignore[arg-type]

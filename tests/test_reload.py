@@ -260,7 +260,15 @@ async def test_openssl_s_client_sees_the_renewal_and_resumes(
     port = await listen(f"tls:0:interface=127.0.0.1:certificate=web:store={kit.root}")
     session = tmp_path / "session.pem"
     base = [openssl, "s_client", "-connect", f"127.0.0.1:{port.getHost().port}", "-servername", "localhost"]
-    base += ["-CAfile", kit.caFile, "-verify_hostname", "localhost", "-verify_return_error", version, "-ign_eof"]
+    base += [
+        "-CAfile",
+        kit.caFile,
+        "-verify_hostname",
+        "localhost",
+        "-verify_return_error",
+        version,
+        "-ign_eof",
+    ]
 
     async def handshake(*extra: str) -> tuple[str, str]:
         done = await run([*base, *extra], input=b"hello\n", timeout=20)

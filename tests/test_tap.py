@@ -1373,5 +1373,8 @@ def test_a_broken_development_ca_is_a_usage_error(tmp_path: Path) -> None:
     environ.pop("XDG_DATA_HOME", None)
     with twistd(tmp_path, expectRunning=False, environ=environ) as server:
         assert server.process.wait(30) != 0
-        assert "no --listen given, and the development certificate cannot be made: the development CA of" in server.log
+        assert (
+            "no --listen given, and the development certificate cannot be made: the development CA of"
+            in server.log
+        )
         assert "is incomplete" in server.log
