@@ -15,7 +15,6 @@ from collections.abc import Callable
 from typing import Any
 
 from OpenSSL import SSL
-from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.error import ConnectionDone, ConnectionLost
 from twisted.internet.interfaces import (
@@ -38,6 +37,7 @@ from ._errors import TLSHandshakeError
 from ._guard import HandshakeGuard, HandshakeWatch, _peer
 from ._reads import readIntoSharedBuffer
 from ._records import UNKNOWN, RecordCounter
+from ._sendnow import sendNow
 from ._wrongmode import HTTP_400, isHTTPRequest, isTLSRecord, plaintextFromClient, plaintextFromServer
 
 __all__ = ["TLSFactory", "HandshakeGateFactory", "handshakeError"]
@@ -131,30 +131,6 @@ def _lastInterface(transport: Any) -> Any:
         declared = list(providedBy(transport))
         _LAST_INTERFACE[kind] = declared[-1] if declared else None
     return _LAST_INTERFACE[kind]
-
-
-def _sendsAtOnce(transport: Any) -> bool:
-    """
-    Whether bytes for C{transport}, a TCP (or UNIX) connection of Twisted's,
-    may go to its socket now rather than through its buffer: only when that
-    buffer is empty (the order of bytes is kept), with no close or
-    half-close under way, and no producer other than a streaming one (the
-    TLS layer registers every producer as streaming; the transport pauses
-    it when what the socket did not take fills its buffer, and resumes it
-    when that has gone, as before).  These are attributes of
-    C{twisted.internet.abstract.FileDescriptor}; tests/test_handshake_overrides.py
-    pins the Twisted code they come from.
-    """
-    return (
-        transport.connected
-        and (transport.producer is None or transport.streamingProducer)
-        and not transport.disconnecting
-        and not transport._tempDataBuffer
-        and transport.offset == len(transport.dataBuffer)
-        and not transport._writeDisconnecting
-        and not transport._writeDisconnected
-        and not getattr(transport, "_aborting", False)
-    )
 
 
 class _TLSProtocol(BufferingTLSTransport):
@@ -258,20 +234,10 @@ class _TLSProtocol(BufferingTLSTransport):
                 data = connection.bio_read(size)
             except SSL.WantReadError:
                 return
-            if isinstance(transport, tcp.Connection) and not self._aborted and _sendsAtOnce(transport):
-                # To the kernel now, not from the reactor's next "writable" event: two
-                # epoll_ctl calls and a pass through the event loop less per response
-                # and per handshake flight.  What the socket does not take (or an error,
-                # which the reactor's next write then meets and reports) goes through
-                # the transport.  Not once aborted: Twisted drops what is queued then.
-                try:
-                    sent = transport.socket.send(data)
-                except OSError:
-                    sent = 0
-                if sent < len(data):
-                    transport.write(data[sent:] if sent else data)
-            else:
+            if self._aborted:  # Twisted drops what is queued then: nothing goes at once
                 transport.write(data)
+            else:  # to the kernel now when nothing waits before it (securesock._sendnow)
+                sendNow(transport, data)
             if len(data) < size:  # the BIO is empty: no second read to fail
                 break
 

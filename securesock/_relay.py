@@ -3,7 +3,9 @@ The relay of ``twistd securesock --connect``: each accepted connection is
 joined to a new connection made from a client description, both ways, with
 back-pressure: each side is registered as the other's streaming producer, so
 a slow reader pauses the fast writer instead of making securesock buffer
-without bound.
+without bound.  What a side receives goes to the other side's socket at once
+when nothing waits before it (L{securesock._sendnow}): a plaintext backend
+connection's writes would otherwise wait for the reactor's next pass.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
 from ._connlog import LoggedProtocol, closeReason
+from ._sendnow import sendNow
 
 __all__ = ["RelayFactory", "RelayServer", "greetingFor"]
 
@@ -98,7 +101,7 @@ class _RelayClient(Protocol):
         self.server.countOut(data)
         assert self.server.transport is not None
         if data:
-            self.server.transport.write(data)
+            sendNow(self.server.transport, data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.server.backendLost()
@@ -173,7 +176,7 @@ class RelayServer(LoggedProtocol):
     def dataReceived(self, data: bytes) -> None:
         self.countIn(data)
         if self._client is not None and self._client.transport is not None:
-            self._client.transport.write(data)
+            sendNow(self._client.transport, data)
         elif not self._closing:
             self._early.append(data)
             self._earlySize += len(data)

@@ -3,7 +3,8 @@ securesock/_handshake.py re-implements three private methods of Twisted's
 TLSMemoryBIOProtocol (makeConnection, _write, _flushSendBIO) and replaces
 BufferingTLSTransport's write aggregator; it also writes to a TCP
 connection's socket itself when the connection's buffer is empty, reading
-attributes of Twisted's FileDescriptor.  A Twisted that changes any of
+attributes of Twisted's FileDescriptor (securesock/_sendnow.py, also used
+by the relay).  A Twisted that changes any of
 them must fail here, loudly, rather than be silently overridden.
 """
 
@@ -16,7 +17,7 @@ import textwrap
 from importlib.metadata import version
 from typing import Any
 
-from twisted.internet import abstract, tcp
+from twisted.internet import _newtls, abstract, tcp, unix
 from twisted.internet.error import ConnectionDone
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.ssl import optionsForClientTLS
@@ -47,6 +48,10 @@ REVIEWED = {  # Twisted 26.10.0
     "FileDescriptor.registerProducer": {"dc9d71aafd21119ab73794dea0f114bd3ef4f30b2b1919aa3dcc74ddf257bc80"},
     "tcp.Connection.abortConnection": {"bd29d600ba5cc1aad30d98b679fdfb7be306582bf553148076c555d1110103ea"},
     "tcp.Connection.writeSomeData": {"ccd168f06f979ebde461af1bdad97351be2e5428f71bcbe2115191c8b6806f2e"},
+    "_newtls.startTLS": {"78b03a01fa4d141c9e8d0ddb939ae52d6f4b2c337d4146e5d6aacc6bb3a43dc7"},
+    "unix._SendmsgMixin.sendFileDescriptor": {
+        "ddc1c6e87113d58fff10df90508c9be77f81e3aeafb7f2d1eeb25014317eb99e"
+    },
 }
 
 # Where securesock copies or leans on each.
@@ -56,12 +61,14 @@ USED_BY = {
     "TLSMemoryBIOProtocol._flushSendBIO": "_TLSProtocol._flushSendBIO (a copy that empties the BIO)",
     "BufferingTLSTransport": "_TLSProtocol.__init__ (its _aggregator and write, replaced by _Writes)",
     "_AggregateSmallWrites": "_Writes (a copy that also holds writes during dataReceived)",
-    "FileDescriptor.write": "_sendsAtOnce (_tempDataBuffer: bytes queued, not yet sent)",
-    "FileDescriptor.doWrite": "_sendsAtOnce (dataBuffer and offset: what is being sent)",
-    "FileDescriptor.loseWriteConnection": "_sendsAtOnce (_writeDisconnecting / _writeDisconnected)",
-    "FileDescriptor.registerProducer": "_sendsAtOnce (producer, streamingProducer)",
-    "tcp.Connection.abortConnection": "_sendsAtOnce (_aborting)",
-    "tcp.Connection.writeSomeData": "_TLSProtocol._flushSendBIO (socket.send, as writeSomeData does)",
+    "FileDescriptor.write": "_sendnow.sendsAtOnce (_tempDataBuffer: bytes queued, not yet sent)",
+    "FileDescriptor.doWrite": "_sendnow.sendsAtOnce (dataBuffer and offset: what is being sent)",
+    "FileDescriptor.loseWriteConnection": "_sendnow.sendsAtOnce (_writeDisconnecting / _writeDisconnected)",
+    "FileDescriptor.registerProducer": "_sendnow.sendsAtOnce (producer, streamingProducer)",
+    "tcp.Connection.abortConnection": "_sendnow.sendsAtOnce (_aborting)",
+    "tcp.Connection.writeSomeData": "_sendnow.sendNow (socket.send, as writeSomeData does)",
+    "_newtls.startTLS": "_sendnow.sendsAtOnce (TLS: a connection whose bytes go through TLS)",
+    "unix._SendmsgMixin.sendFileDescriptor": "_sendnow.sendsAtOnce (_sendmsgQueue: descriptors to send)",
 }
 
 
@@ -93,6 +100,8 @@ def test_overridden_twisted_code_is_the_code_reviewed() -> None:
         "FileDescriptor.registerProducer": digest(abstract.FileDescriptor.registerProducer),
         "tcp.Connection.abortConnection": digest(tcp.Connection.abortConnection),
         "tcp.Connection.writeSomeData": digest(tcp.Connection.writeSomeData),
+        "_newtls.startTLS": digest(_newtls.startTLS),
+        "unix._SendmsgMixin.sendFileDescriptor": digest(unix._SendmsgMixin.sendFileDescriptor),
     }
     changed = {
         name: f"{value} (used by {USED_BY[name]})"
@@ -100,8 +109,8 @@ def test_overridden_twisted_code_is_the_code_reviewed() -> None:
         if value not in REVIEWED[name]
     }
     assert changed == {}, (
-        f"Twisted {version('twisted')} changed code securesock/_handshake.py copies or "
-        "replaces: compare it with twisted/protocols/tls.py, then add the new digests to REVIEWED"
+        f"Twisted {version('twisted')} changed code securesock/_handshake.py or _sendnow.py copies, "
+        "replaces or reads: compare it with Twisted's, then add the new digests to REVIEWED"
     )
 
 
