@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+from twisted.internet import tcp
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
@@ -25,6 +26,12 @@ __all__ = ["RelayFactory", "RelayServer", "greetingFor"]
 
 
 _GREETING_LIMIT = 8192
+# A TCP backend is read up to 256 KiB at a time instead of Twisted's 64 KiB:
+# a quarter of the reactor passes per GB relayed (about 9% less CPU per GB and
+# 9% more MB/s, docs/performance.md).  Twisted also uses this size as the
+# write buffer past which the client is paused (back-pressure): up to 256 KiB
+# may wait for the backend per connection, instead of 64 KiB.
+_BACKEND_READ = 2**18
 # Bytes a client may send before the backend is connected; then it is paused.
 _EARLY_LIMIT = 65536
 
@@ -162,6 +169,8 @@ class RelayServer(LoggedProtocol):
             client.transport.loseConnection()  # type: ignore[union-attr]
             return
         assert self.transport is not None and client.transport is not None
+        if isinstance(client.transport, tcp.Connection):
+            client.transport.bufferSize = _BACKEND_READ
         # Back-pressure both ways.
         self.transport.registerProducer(client.transport, True)  # type: ignore[attr-defined]
         client.transport.registerProducer(self.transport, True)  # type: ignore[attr-defined]

@@ -5,10 +5,14 @@ with real sockets (tests/test_tap.py runs it under twistd).
 
 from __future__ import annotations
 
+import hashlib
+import os
 import socket
 import ssl
 import time
+from typing import Any
 
+import pytest
 import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
@@ -17,6 +21,7 @@ from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
 
 import securesock
+from securesock import _relay
 from securesock._relay import RelayFactory
 
 from .conftest import PKI
@@ -128,3 +133,58 @@ async def test_what_the_client_sends_before_the_backend_is_connected_arrives_in_
         await relay.stopListening()
         await backendPort.stopListening()
     assert bytes(received) == payload
+
+
+class Pour(Protocol):
+    """Backend: sends C{payload} as soon as it is connected, then closes."""
+
+    payload: bytes
+
+    def connectionMade(self) -> None:
+        self.transport.write(self.payload)  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+
+
+def receiveAll(port: int, cafile: str) -> bytes:
+    context = ssl.create_default_context(cafile=cafile)
+    received = bytearray()
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline:
+                chunk = tls.recv(1 << 20)
+                if not chunk:
+                    break
+                received += chunk
+    return bytes(received)
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tcp_backend_is_read_in_large_pieces_and_relayed_whole(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """16 MiB from a TCP backend: read more than Twisted's 64 KiB at a time, every byte in order."""
+    payload = os.urandom(16 * 2**20)
+    reads: list[int] = []
+    dataReceived = _relay._RelayClient.dataReceived
+
+    def counted(self: Any, data: bytes) -> None:
+        reads.append(len(data))
+        dataReceived(self, data)
+
+    monkeypatch.setattr(_relay._RelayClient, "dataReceived", counted)
+    backendPort = await securesock.serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
+        Factory.forProtocol(type("P", (Pour,), {"payload": payload}))
+    )
+    backend = securesock.clientFromString(reactor, f"tcp:127.0.0.1:{backendPort.getHost().port}")
+    relay = await listen(
+        f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}", RelayFactory(backend, "the backend")
+    )
+    try:
+        received = await deferToThread(receiveAll, relay.getHost().port, pki.ca_pem)
+    finally:
+        await relay.stopListening()
+        await backendPort.stopListening()
+    assert hashlib.sha256(received).digest() == hashlib.sha256(payload).digest()
+    assert sum(reads) == len(payload)
+    assert max(reads) > 65536, max(reads)
