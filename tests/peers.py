@@ -7,6 +7,7 @@ time limit (never blocking the reactor, never left running).
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -61,6 +62,18 @@ def run(
 ) -> Deferred[subprocess.CompletedProcess[bytes]]:
     """Run an external program in a thread, with a time limit."""
     return deferToThread(subprocess.run, list(args), input=input, capture_output=True, timeout=timeout)
+
+
+def readToEnd(sock: Any, seconds: float = 20, size: int = 1 << 20) -> bytes:
+    """Everything a (TLS or plain) socket receives until its peer closes, for at most C{seconds}."""
+    received = bytearray()
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        chunk = sock.recv(size)
+        if not chunk:
+            break
+        received += chunk
+    return bytes(received)
 
 
 def freePort(host: str = "127.0.0.1") -> int:

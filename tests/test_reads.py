@@ -24,7 +24,7 @@ from zope.interface import implementer
 from securesock._reads import READ_SIZE, readIntoSharedBuffer
 
 from .conftest import PKI
-from .peers import listen
+from .peers import listen, readToEnd
 
 UPLOAD = os.urandom(3 * 2**20 + 12_345)  # random: a stale byte from the shared buffer would show
 
@@ -77,13 +77,7 @@ def upload(port: int, cafile: str) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         with context.wrap_socket(raw, server_hostname="localhost") as tls:
             tls.sendall(UPLOAD)
-            reply = b""
-            for _ in range(100):
-                chunk = tls.recv(4096)
-                if not chunk:
-                    break
-                reply += chunk
-            return reply
+            return readToEnd(tls, 10)
 
 
 @pytest_twisted.ensureDeferred

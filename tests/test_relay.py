@@ -25,7 +25,7 @@ from securesock import _relay
 from securesock._relay import RelayFactory
 
 from .conftest import PKI
-from .peers import listen
+from .peers import listen, readToEnd
 
 
 class Silent(Protocol):
@@ -147,16 +147,9 @@ class Pour(Protocol):
 
 def receiveAll(port: int, cafile: str) -> bytes:
     context = ssl.create_default_context(cafile=cafile)
-    received = bytearray()
     with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
         with context.wrap_socket(raw, server_hostname="localhost") as tls:
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline:
-                chunk = tls.recv(1 << 20)
-                if not chunk:
-                    break
-                received += chunk
-    return bytes(received)
+            return readToEnd(tls)
 
 
 @pytest_twisted.ensureDeferred

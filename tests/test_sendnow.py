@@ -28,7 +28,7 @@ from securesock._relay import RelayFactory
 from securesock._sendnow import sendNow, sendsAtOnce
 
 from .conftest import PKI
-from .peers import listen
+from .peers import listen, readToEnd
 
 TIMEOUT = 20
 
@@ -110,14 +110,7 @@ def readAll(port: int, pause: float) -> bytes:
     with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
         raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
         time.sleep(pause)
-        received = bytearray()
-        deadline = time.monotonic() + TIMEOUT
-        while time.monotonic() < deadline:
-            chunk = raw.recv(1 << 20)
-            if not chunk:
-                break
-            received += chunk
-        return bytes(received)
+        return readToEnd(raw, TIMEOUT)
 
 
 @pytest_twisted.ensureDeferred
