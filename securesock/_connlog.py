@@ -19,7 +19,13 @@ from zope.interface import implementer
 from ._guard import failureText, peerName
 from ._sessioninfo import TLSDetails, handshakeDone, sessionInfo, sslConnection
 
-__all__ = ["LoggedProtocol", "closeReason"]
+__all__ = ["CONNECTION_LOGS", "LoggedProtocol", "closeReason"]
+
+# Which connections get their line: every one; only those that failed (a failed
+# handshake, a TLS error, a reason of the server's own such as an unreachable
+# backend); or none.  A line costs more CPU than a TLS 1.3 handshake's own
+# Python (docs/performance.md): busy servers may keep only the failures.
+CONNECTION_LOGS = ("all", "failures", "none")
 
 log = Logger(namespace="securesock.connection")
 
@@ -50,6 +56,7 @@ class LoggedProtocol(Protocol):
     # Why the connection was ended, when this side ended it for a reason of its
     # own (a relay whose backend is unreachable); logged instead of the transport's.
     closeNote: str | None = None
+    connectionLog = "all"  # one of CONNECTION_LOGS
 
     def connectionMade(self) -> None:
         self._started = time.monotonic()
@@ -76,10 +83,16 @@ class LoggedProtocol(Protocol):
         self.bytesOut += len(data)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        where = peerName(self.transport)
-        if not self._ready:
-            log.info("{peer} handshake failed: {reason}", peer=where, reason=closeReason(reason))
+        if self.connectionLog == "none":
             return
+        if not self._ready:
+            log.info(
+                "{peer} handshake failed: {reason}", peer=peerName(self.transport), reason=closeReason(reason)
+            )
+            return
+        if self.connectionLog == "failures" and self.closeNote is None and not reason.check(SSL.Error):
+            return
+        where = peerName(self.transport)
         info = self.info
         log.info(
             "{peer} sni={sni} {version} {cipher} in={bytesIn} out={bytesOut} {duration:.3f}s closed: {reason}",

@@ -28,6 +28,7 @@ from twisted.python.failure import Failure
 
 import securesock
 
+from ._connlog import CONNECTION_LOGS, LoggedProtocol
 from ._description import TLS_PREFIXES
 from ._errors import DescriptionError
 
@@ -37,7 +38,10 @@ log = Logger(namespace="securesock.twistd")
 
 
 class Options(usage.Options):
-    synopsis = "[--listen DESCRIPTION ...] [--connect DESCRIPTION] [--workers N|auto] [--grace SECONDS]"
+    synopsis = (
+        "[--listen DESCRIPTION ...] [--connect DESCRIPTION] [--workers N|auto] [--grace SECONDS] "
+        "[--log-connections all|failures|none]"
+    )
     longdesc = (
         "Listen with securesock descriptions (tls:, ssl:, starttls:, securesock:, or Twisted's "
         "tcp:, unix:, systemd: ...) and relay each connection to --connect, or answer with a "
@@ -48,6 +52,13 @@ class Options(usage.Options):
         ["connect", "c", None, "Client description each accepted connection is relayed to."],
         ["workers", "w", "1", "Processes sharing the listening ports (a number, or auto = CPU count)."],
         ["grace", None, "10", "Seconds open connections may finish after SIGTERM."],
+        [
+            "log-connections",
+            None,
+            "all",
+            "Which connections get a log line when they close: all, failures (failed handshakes, "
+            "TLS errors, unreachable backends) or none.",
+        ],
     ]
     optFlags = [["worker", None, "Run as a worker started by another securesock process (internal)."]]
 
@@ -76,6 +87,10 @@ class Options(usage.Options):
             self["grace"] = float(self["grace"])
         except ValueError:
             raise usage.UsageError(f"--grace={self['grace']!r}: give a number of seconds") from None
+        if self["log-connections"] not in CONNECTION_LOGS:
+            raise usage.UsageError(
+                f"--log-connections={self['log-connections']!r}: give one of {', '.join(CONNECTION_LOGS)}"
+            )
         from twisted.internet import reactor
 
         self["reactor"] = reactor
@@ -180,14 +195,17 @@ class _TrackingFactory(Factory):
 
     noisy = False
 
-    def __init__(self, wrapped: IProtocolFactory, tracker: _Tracker) -> None:
+    def __init__(self, wrapped: IProtocolFactory, tracker: _Tracker, connectionLog: str = "all") -> None:
         self.wrappedFactory = wrapped
         self._tracker = tracker
+        self._connectionLog = connectionLog
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = self.wrappedFactory.buildProtocol(addr)
         if protocol is None:
             return None
+        if isinstance(protocol, LoggedProtocol):
+            protocol.connectionLog = self._connectionLog
         tracker = self._tracker
         original = protocol.connectionLost
         tracker.add(protocol)
@@ -287,7 +305,13 @@ class SecuresockService(MultiService):
     """Listeners, the relay or responder behind them, reload and drain."""
 
     def __init__(
-        self, reactor: Any, endpoints: list[tuple[str, Any]], backend: Any, connect: str | None, grace: float
+        self,
+        reactor: Any,
+        endpoints: list[tuple[str, Any]],
+        backend: Any,
+        connect: str | None,
+        grace: float,
+        connectionLog: str = "all",
     ) -> None:
         super().__init__()
         from ._diagnostic import DiagnosticFactory
@@ -304,7 +328,7 @@ class SecuresockService(MultiService):
         )
         for description, endpoint in endpoints:
             _ListenService(
-                description, endpoint, _TrackingFactory(application, self.tracker)
+                description, endpoint, _TrackingFactory(application, self.tracker, connectionLog)
             ).setServiceParent(self)
 
     def startService(self) -> None:
@@ -362,6 +386,7 @@ def makeService(options: Options) -> MultiService:
         options["backend"],
         options["connect"],
         options["grace"],
+        options["log-connections"],
     )
     if options["worker"]:
         from ._workers import ParentWatch
@@ -383,6 +408,7 @@ def _workerArguments(options: Options) -> list[str]:
         if twistdOptions.get(name) is not None:
             args.append(f"--{name}={twistdOptions[name]}")
     args += ["securesock", "--worker", "--grace", str(options["grace"])]
+    args += ["--log-connections", options["log-connections"]]
     for description, _ in options["endpoints"]:
         args += ["--listen", description]
     if options["connect"] is not None:

@@ -737,6 +737,43 @@ def test_client_rejecting_the_server_is_logged_with_its_alert(pki: PKI, tmp_path
         assert "PRIVATE KEY" not in server.log and "BEGIN" not in server.log
 
 
+def _rejectedByCurl(port: int, pki: PKI) -> None:
+    """A client that refuses the server's certificate (curl with another CA): a failed handshake."""
+    curl = requireTool("curl")
+    result = subprocess.run(
+        [curl, "-sS", "--cacert", pki.path("other-ca.pem"), f"https://localhost:{port}/"],
+        capture_output=True,
+        timeout=20,
+    )
+    assert result.returncode == 60, result.stderr
+
+
+def test_log_connections_failures_keeps_only_the_failed_ones(pki: PKI, tmp_path: Path) -> None:
+    port = freePort()
+    with twistd(tmp_path, "--log-connections", "failures", "--listen", listen(pki, port)) as server:
+        for _ in range(3):
+            assert b"Protocol version: TLSv1.3" in tlsExchange(port, pki.ca_pem, b"hi\n", expect=10**6)
+        _rejectedByCurl(port, pki)
+        server.waitFor(r"127\.0\.0\.1:\d+ handshake failed: TLS error: .*alert unknown ca")
+        assert " closed: " not in server.log, server.log  # the three served connections: no line
+
+
+def test_log_connections_none_in_the_workers_too(pki: PKI, tmp_path: Path) -> None:
+    port = freePort()
+    arguments = ["--log-connections", "none", "--workers", "2", "--listen", listen(pki, port)]
+    with twistd(tmp_path, *arguments) as server:
+        server.waitFor(r"worker 2: .*listening: ", timeout=30)
+        for _ in range(3):
+            assert b"Protocol version: TLSv1.3" in tlsExchange(port, pki.ca_pem, b"hi\n", expect=10**6)
+        _rejectedByCurl(port, pki)
+        # The workers pass their lines on within 50 ms; this one ends the run and so comes after them.
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(20) in (0, -signal.SIGTERM)
+        assert "no worker is left running" not in server.log
+        assert " closed: " not in server.log and "handshake failed" not in server.log, server.log
+        assert len(re.findall(r"worker \d ended", server.log)) == 2, server.log
+
+
 # --- relays ----------------------------------------------------------------------
 
 
@@ -1174,6 +1211,7 @@ def test_workers_auto_is_the_cpu_count(pki: PKI) -> None:
         (["--workers", "0"], "--workers='0': give 1..256 or auto"),
         (["--workers", "many"], "--workers='many': give a number of processes or auto"),
         (["--grace", "soon"], "--grace='soon': give a number of seconds"),
+        (["--log-connections", "some"], "--log-connections='some': give one of all, failures, none"),
         (["--connect", "tls:example.com:443:verfy=no"], "--connect 'tls:example.com:443:verfy=no': "),
         (["--listen", "tls:8443:protocols=TLS12"], "unknown protocol flag 'TLS12' (did you mean TLS1_2?)"),
     ],
@@ -1187,10 +1225,15 @@ def test_command_line_errors_are_usage_errors(pki: PKI, argv: list[str], fragmen
     assert fragment in str(caught.value)
 
 
-def test_unreachable_backend_is_one_log_line_and_the_server_keeps_serving(pki: PKI, tmp_path: Path) -> None:
+@pytest.mark.parametrize("connectionLog", ["all", "failures"])
+def test_unreachable_backend_is_one_log_line_and_the_server_keeps_serving(
+    pki: PKI, tmp_path: Path, connectionLog: str
+) -> None:
+    """Also with --log-connections failures: an unreachable backend is a failure worth its line."""
     closed = freePort()  # nothing listens there
     port = freePort()
-    with twistd(tmp_path, "--listen", listen(pki, port), "--connect", f"tcp:127.0.0.1:{closed}") as server:
+    arguments = ["--log-connections", connectionLog, "--listen", listen(pki, port)]
+    with twistd(tmp_path, *arguments, "--connect", f"tcp:127.0.0.1:{closed}") as server:
         for _ in range(2):
             assert tlsExchange(port, pki.ca_pem, b"hello\n", expect=10**6) == b""
         server.waitFor(rf"closed: cannot reach tcp:127\.0\.0\.1:{closed}: ConnectionRefusedError", count=2)
