@@ -33,6 +33,11 @@ from .peers import listen, readToEnd
 TIMEOUT = 20
 
 
+def queued(transport: Any) -> int:
+    """Bytes a Twisted TCP transport holds, waiting for the reactor to send them."""
+    return int(transport._tempDataLen + len(transport.dataBuffer) - transport.offset)
+
+
 class Echo(Protocol):
     def dataReceived(self, data: bytes) -> None:
         self.transport.write(data)  # type: ignore[union-attr]
@@ -71,7 +76,7 @@ async def test_the_relay_writes_to_a_plaintext_backend_without_waiting_for_the_r
 
     def countedDoWrite(self: Any) -> Any:
         if not self.disconnecting:  # closing goes through doWrite: that one is not a write
-            waited.append(self._tempDataLen + len(self.dataBuffer) - self.offset)
+            waited.append(queued(self))
         return doWrite(self)
 
     monkeypatch.setattr(tcp.Client, "doWrite", countedDoWrite)
@@ -100,7 +105,7 @@ class Sender(Protocol):
     def connectionMade(self) -> None:
         sendNow(self.transport, self.payload)
         transport: Any = self.transport
-        self.queued.append(transport._tempDataLen + len(transport.dataBuffer) - transport.offset)
+        self.queued.append(queued(transport))
         sendNow(self.transport, b"the end\n")
         self.transport.loseConnection()  # type: ignore[union-attr]
 
@@ -153,7 +158,7 @@ async def test_nothing_goes_around_tls_started_on_the_connection(pki: PKI) -> No
         with open(pki.ca_pem, "rb") as ca:
             transport.startTLS(optionsForClientTLS("localhost", trustRoot=Certificate.loadPEM(ca.read())))
         await deferLater(reactor, 0.3, lambda: None)  # the ClientHello has left: nothing is queued
-        assert transport._tempDataLen + len(transport.dataBuffer) - transport.offset == 0
+        assert queued(transport) == 0
         assert not sendsAtOnce(transport)
         sendNow(transport, b"SECRET-PLAINTEXT")
         await deferLater(reactor, 0.5, lambda: None)

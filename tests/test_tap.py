@@ -724,15 +724,9 @@ def test_diagnostic_shows_client_certificate_and_hashes(pki: PKI, tmp_path: Path
 
 
 def test_client_rejecting_the_server_is_logged_with_its_alert(pki: PKI, tmp_path: Path) -> None:
-    curl = requireTool("curl")
     port = freePort()
     with twistd(tmp_path, "--listen", listen(pki, port)) as server:
-        result = subprocess.run(
-            [curl, "-sS", "--cacert", pki.path("other-ca.pem"), f"https://localhost:{port}/"],
-            capture_output=True,
-            timeout=20,
-        )
-        assert result.returncode == 60, result.stderr
+        _rejectedByCurl(port, pki)
         server.waitFor(r"127\.0\.0\.1:\d+ handshake failed: TLS error: .*alert unknown ca")
         assert "PRIVATE KEY" not in server.log and "BEGIN" not in server.log
 
