@@ -33,6 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import alsoProvides, directlyProvides, implementer, providedBy
 from zope.interface.declarations import Implements
 
+from ._bio import decrypt, drain, encrypt, feed, publicDecrypt
 from ._errors import TLSHandshakeError
 from ._guard import HandshakeGuard, HandshakeWatch, _peer
 from ._reads import readIntoSharedBuffer
@@ -205,7 +206,7 @@ class _TLSProtocol(BufferingTLSTransport):
             else:  # a slice of a view, not a copy
                 chunk = memoryview(data)[sent : sent + _WRITE_SIZE]
             try:
-                sent += self._tlsConnection.send(chunk)
+                sent += encrypt(self._tlsConnection, chunk)  # Twisted calls _write once the handshake is done
             except SSL.WantReadError:
                 self._bufferedWrite(data[sent:])
                 break
@@ -231,7 +232,7 @@ class _TLSProtocol(BufferingTLSTransport):
         size = max(2**15, expected + (expected >> 9) + 2**10)
         while True:  # one read normally empties the BIO
             try:
-                data = connection.bio_read(size)
+                data = drain(connection, size)
             except SSL.WantReadError:
                 return
             if self._aborted:  # Twisted drops what is queued then: nothing goes at once
@@ -307,10 +308,11 @@ class _TLSProtocol(BufferingTLSTransport):
         """
         connection = self._tlsConnection
         counter = self._counter
+        read = decrypt if self._handshakeDone else publicDecrypt  # (securesock._bio: why)
         quiet = True
         while not self._lostTLSConnection and counter.unread:
             try:
-                data = connection.recv(_READ_SIZE)
+                data = read(connection, _READ_SIZE)
             except SSL.WantReadError:
                 counter.unread = 0
                 quiet = False
@@ -364,7 +366,7 @@ class _TLSProtocol(BufferingTLSTransport):
     def _tlsReceived(self, data: bytes | memoryview) -> None:
         """Twisted's C{TLSMemoryBIOProtocol.dataReceived}, counting records as they arrive."""
         self._counter.feed(data)
-        self._tlsConnection.bio_write(data)
+        feed(self._tlsConnection, data)
         if not self._handshakeDone:
             self._checkHandshakeStatus()
             if not self._handshakeDone:

@@ -23,6 +23,7 @@ from twisted.internet.threads import deferToThread
 from zope.interface import implementer
 
 import securesock
+from securesock import _handshake
 
 from .conftest import PKI
 from .peers import listen
@@ -378,29 +379,38 @@ async def test_large_single_write_arrives_whole_and_in_order(pki: PKI) -> None:
 
 
 class SizesRecorded(OneBigWrite):
-    """OneBigWrite, recording what its TLS layer hands OpenSSL and reads back from the send BIO."""
+    """OneBigWrite, recording (from its request on) what its TLS layer hands OpenSSL and reads back from the send BIO."""
 
-    sizes: dict[str, list[int]]
+    recording = False
 
     def dataReceived(self, data: bytes) -> None:
-        connection = self.transport._tlsConnection  # type: ignore[union-attr]
-        send, bioRead = connection.send, connection.bio_read
-
-        def recordedSend(buf: Any, *args: Any) -> int:
-            self.sizes["send"].append(len(buf))
-            return int(send(buf, *args))
-
-        def recordedBIORead(size: int) -> bytes:
-            read: bytes = bioRead(size)
-            self.sizes["bio_read"].append(len(read))
-            return read
-
-        connection.send, connection.bio_read = recordedSend, recordedBIORead
+        SizesRecorded.recording = True
         super().dataReceived(data)
 
 
+def recordSizes(monkeypatch: pytest.MonkeyPatch, sizes: dict[str, list[int]]) -> None:
+    """Record the sizes securesock's TLS layer passes to SSL_write and reads out of the send BIO (securesock._bio)."""
+    encrypt, drain = _handshake.encrypt, _handshake.drain
+
+    def recordedEncrypt(connection: Any, buf: Any) -> int:
+        if SizesRecorded.recording:
+            sizes["send"].append(len(buf))
+        return encrypt(connection, buf)
+
+    def recordedDrain(connection: Any, size: int) -> bytes:
+        read = drain(connection, size)
+        if SizesRecorded.recording:
+            sizes["bio_read"].append(len(read))
+        return read
+
+    monkeypatch.setattr(_handshake, "encrypt", recordedEncrypt)
+    monkeypatch.setattr(_handshake, "drain", recordedDrain)
+
+
 @pytest_twisted.ensureDeferred
-async def test_large_writes_stay_below_the_allocators_mmap_threshold(pki: PKI) -> None:
+async def test_large_writes_stay_below_the_allocators_mmap_threshold(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """
     A 3 MiB write reaches OpenSSL 64 KiB at a time, and every read of the send
     BIO (which pyOpenSSL copies twice) stays under glibc's first mmap threshold,
@@ -408,8 +418,9 @@ async def test_large_writes_stay_below_the_allocators_mmap_threshold(pki: PKI) -
     (docs/performance.md, "Not more than 64 KiB per call").
     """
     sizes: dict[str, list[int]] = {"send": [], "bio_read": []}
+    recordSizes(monkeypatch, sizes)
+    monkeypatch.setattr(SizesRecorded, "recording", False)
     factory = Factory.forProtocol(SizesRecorded)
-    SizesRecorded.sizes = sizes
     port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}", factory)
     try:
         reply = await deferToThread(pythonClient, port.getHost().port, pki.ca_pem, b"go\n")
@@ -505,18 +516,22 @@ async def test_one_ssl_read_per_record_once_connected(
 
     wants: list[int] = []
     reads: list[int] = []
-    original = SSL.Connection.recv
 
-    def counted(self: SSL.Connection, bufsiz: int, flags: int | None = None) -> bytes:
-        try:
-            data = original(self, bufsiz, flags)
-        except SSL.WantReadError:
-            wants.append(1)
-            raise
-        reads.append(len(data))
-        return data
+    def counting(read: Any) -> Any:
+        def counted(connection: SSL.Connection, bufsiz: int) -> bytes:
+            try:
+                data: bytes = read(connection, bufsiz)
+            except SSL.WantReadError:
+                wants.append(1)
+                raise
+            reads.append(len(data))
+            return data
 
-    monkeypatch.setattr(SSL.Connection, "recv", counted)
+        return counted
+
+    # SSL_read: pyOpenSSL's recv until the handshake is done, securesock._bio's after
+    monkeypatch.setattr(_handshake, "publicDecrypt", counting(_handshake.publicDecrypt))
+    monkeypatch.setattr(_handshake, "decrypt", counting(_handshake.decrypt))
     protocols = "TLS1_2" if version == "TLSv1_2" else "TLS1_3"
     description = f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}:protocols={protocols}"
     port = await listen(description, Factory.forProtocol(Echo))

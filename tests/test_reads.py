@@ -12,6 +12,7 @@ import ssl
 import tempfile
 from typing import Any
 
+import pytest
 import pytest_twisted
 from twisted.internet import reactor, tcp
 from twisted.internet.defer import Deferred
@@ -21,6 +22,7 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.threads import deferToThread
 from zope.interface import implementer
 
+from securesock import _handshake
 from securesock._reads import READ_SIZE, readIntoSharedBuffer
 
 from .conftest import PKI
@@ -32,9 +34,9 @@ UPLOAD = os.urandom(3 * 2**20 + 12_345)  # random: a stale byte from the shared 
 @implementer(IHandshakeListener)
 class Digest(Protocol):
     """
-    Hashes what it receives and answers with the digest.  Records how the
-    TLS layer under it was fed: the size and type of each socket read, and
-    the size of each write into OpenSSL's receive BIO.  Stops reading for a
+    Hashes what it receives and answers with the digest.  Records the size
+    and type of each socket read that fed the TLS layer under it (the test
+    records the writes into OpenSSL's receive BIO).  Stops reading for a
     moment after the handshake, so that the kernel holds more than one
     64 KiB read's worth when reading resumes.
     """
@@ -47,18 +49,13 @@ class Digest(Protocol):
         self.size = 0
         tls: Any = self.transport
         self.transportClass = type(tls.transport)
-        received, bioWrite = tls.dataReceived, tls._tlsConnection.bio_write
+        received = tls.dataReceived
 
         def recordedReceived(data: Any) -> None:
             self.reads.append((type(data), len(data)))
             received(data)
 
-        def recordedBIOWrite(data: Any) -> int:
-            self.feeds.append(len(data))
-            return bioWrite(data)  # type: ignore[no-any-return]
-
         tls.dataReceived = recordedReceived  # the TCP transport's doRead calls the instance's
-        tls._tlsConnection.bio_write = recordedBIOWrite
 
     def handshakeCompleted(self) -> None:
         self.transport.pauseProducing()  # type: ignore[union-attr]
@@ -81,7 +78,9 @@ def upload(port: int, cafile: str) -> bytes:
 
 
 @pytest_twisted.ensureDeferred
-async def test_uploads_are_read_in_large_reads_into_the_shared_buffer_and_arrive_intact(pki: PKI) -> None:
+async def test_uploads_are_read_in_large_reads_into_the_shared_buffer_and_arrive_intact(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """
     Reads bigger than Twisted's 64 KiB happen (the kernel held more while the
     server paused), each one a view of the shared buffer; the receive BIO is
@@ -91,6 +90,13 @@ async def test_uploads_are_read_in_large_reads_into_the_shared_buffer_and_arrive
     """
     Digest.reads, Digest.feeds = [], []
     seen: list[Digest] = []
+    feed = _handshake.feed
+
+    def recordedFeed(connection: Any, data: Any) -> None:  # into a receive BIO (one connection here)
+        Digest.feeds.append(len(data))
+        feed(connection, data)
+
+    monkeypatch.setattr(_handshake, "feed", recordedFeed)
 
     class Recorded(Factory):
         def buildProtocol(self, addr: Any) -> Digest:

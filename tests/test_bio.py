@@ -1,0 +1,214 @@
+"""
+securesock._bio: the data path's OpenSSL calls, made without pyOpenSSL's
+per-call wrapper, give what pyOpenSSL's methods give (bytes, counts and
+the same exceptions), on a real TLS connection between two pyOpenSSL
+connections with memory BIOs, the server's built by a securesock
+endpoint.  And the condition that makes skipping pyOpenSSL's callback
+checks exact holds: no connection of securesock's starts a second
+handshake.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from OpenSSL import SSL
+from twisted.internet import reactor
+
+import securesock
+from securesock import _bio
+
+from .conftest import PKI
+from .storekit import StoreKit
+
+FAST = (_bio.feed, _bio.drain, _bio.decrypt, _bio.encrypt)
+PUBLIC = (_bio.publicFeed, _bio.publicDrain, _bio.publicDecrypt, _bio.publicEncrypt)
+
+
+def test_the_fast_calls_are_in_use() -> None:
+    """With the pyOpenSSL installed, the data path does not fall back to the public methods."""
+    assert _bio.FAST, "this pyOpenSSL lacks an internal securesock._bio uses: read its docstring"
+    assert FAST != PUBLIC
+
+
+def serverConnection(pki: PKI, protocols: str, more: str = "") -> SSL.Connection:
+    endpoint: Any = securesock.serverFromString(
+        reactor, f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}:protocols={protocols}{more}"
+    )
+    connection: SSL.Connection = endpoint.creator.serverConnectionForTLS(None)
+    connection.set_accept_state()  # as Twisted's TLS layer does with what a server's creator makes
+    return connection
+
+
+def clientConnection(version: int) -> SSL.Connection:
+    """A plain pyOpenSSL client (not securesock's), of one TLS version, offering ALPN."""
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.set_min_proto_version(version)
+    context.set_max_proto_version(version)
+    connection = SSL.Connection(context, None)
+    connection.set_connect_state()
+    connection.set_alpn_protos([b"http/1.1"])
+    return connection
+
+
+def moveAll(source: SSL.Connection, target: SSL.Connection) -> bool:
+    try:
+        data = source.bio_read(2**20)
+    except SSL.WantReadError:
+        return False
+    target.bio_write(data)
+    return True
+
+
+def handshake(client: SSL.Connection, server: SSL.Connection) -> None:
+    for _ in range(10):
+        for connection in (client, server):
+            try:
+                connection.do_handshake()
+            except SSL.WantReadError:
+                pass
+        moved = moveAll(client, server) | moveAll(server, client)
+        if not moved:
+            break
+    server.do_handshake()  # done: returns at once, or raises what went wrong
+    client.do_handshake()
+
+
+def readAll(connection: SSL.Connection, expected: int) -> bytes:
+    received = b""
+    for _ in range(100):
+        if len(received) >= expected:
+            break
+        received += connection.recv(2**15)
+    return received
+
+
+Outcome = tuple[str, Any]
+
+
+def outcome(call: Callable[[], Any]) -> Outcome:
+    """What a call gave: its result, or its exception's type and arguments."""
+    try:
+        return ("returned", call())
+    except SSL.Error as e:
+        return (type(e).__name__, e.args)
+
+
+def session(pki: PKI, calls: tuple[Any, ...], version: int) -> list[Outcome]:
+    """One connection's data path driven through C{calls}: each step's outcome."""
+    feed, drain, decrypt, encrypt = calls
+    protocols = "TLS1_3" if version == SSL.TLS1_3_VERSION else "TLS1_2"
+    server, client = serverConnection(pki, protocols), clientConnection(version)
+    handshake(client, server)
+    steps = [outcome(lambda: decrypt(server, 2**15))]  # nothing received: WantReadError
+    client.send(b"hello")
+    records = bytearray(client.bio_read(2**16))
+    steps.append(outcome(lambda: feed(server, memoryview(records))))  # a view, as securesock._reads gives
+    steps.append(outcome(lambda: decrypt(server, 2**15)))
+    steps.append(outcome(lambda: decrypt(server, 2**15)))  # all read: WantReadError
+    big = bytes(range(256)) * 300
+    steps.append(outcome(lambda: encrypt(server, memoryview(big)[: 2**16])))  # 64 KiB into records
+    steps.append(outcome(lambda: encrypt(server, b"tail")))
+    sent = drain(server, 2**17)
+    client.bio_write(sent)
+    steps.append(("client read", readAll(client, 2**16 + 4) == big[: 2**16] + b"tail"))
+    steps.append(outcome(lambda: drain(server, 2**10)))  # empty: WantReadError
+    client.send(b"tampered")
+    tampered = bytearray(client.bio_read(2**16))
+    tampered[-1] ^= 1
+    feed(server, bytes(tampered))
+    steps.append(outcome(lambda: decrypt(server, 2**15)))  # bad record MAC: SSL.Error
+    return steps
+
+
+def ending(pki: PKI, calls: tuple[Any, ...], version: int, how: str) -> Outcome:
+    """The outcome of reading after the client's close_notify, or after the end of input."""
+    feed, _, decrypt, _ = calls
+    protocols = "TLS1_3" if version == SSL.TLS1_3_VERSION else "TLS1_2"
+    server, client = serverConnection(pki, protocols), clientConnection(version)
+    handshake(client, server)
+    if how == "close_notify":
+        client.shutdown()
+        feed(server, client.bio_read(2**16))
+    else:
+        server.bio_shutdown()
+    return outcome(lambda: decrypt(server, 2**15))
+
+
+VERSIONS = [pytest.param(SSL.TLS1_2_VERSION, id="TLS1_2"), pytest.param(SSL.TLS1_3_VERSION, id="TLS1_3")]
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_fast_calls_give_what_pyopenssls_methods_give(pki: PKI, version: int) -> None:
+    fast, public = session(pki, FAST, version), session(pki, PUBLIC, version)
+    assert fast == public
+    assert [step[0] for step in fast] == [
+        "WantReadError",
+        "returned",
+        "returned",
+        "WantReadError",
+        "returned",
+        "returned",
+        "client read",
+        "WantReadError",
+        "Error",
+    ]
+    assert fast[2][1] == b"hello" and fast[4][1] == 2**16 and fast[5][1] == 4 and fast[6][1] is True
+    assert "bad record mac" in str(fast[8][1]) or "decryption failed" in str(fast[8][1])
+
+
+@pytest.mark.parametrize("how", ["close_notify", "end of input"])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_end_of_a_connection_raises_what_pyopenssl_raises(pki: PKI, version: int, how: str) -> None:
+    fast, public = ending(pki, FAST, version, how), ending(pki, PUBLIC, version, how)
+    assert fast == public
+    expected = "ZeroReturnError" if how == "close_notify" else "SysCallError"
+    assert fast[0] == expected
+
+
+def test_a_renegotiation_is_refused_without_a_second_handshake(pki: PKI) -> None:
+    """
+    A TLS 1.2 client asks to renegotiate: the server's SSL_read (the fast
+    one) does not start a handshake, so no callback of pyOpenSSL's (here
+    ALPN selection) can run after the handshake; the client is told no.
+    """
+    server, client = serverConnection(pki, "TLS1_2", ":alpn=http/1.1"), clientConnection(SSL.TLS1_2_VERSION)
+    handshake(client, server)
+    assert server.get_alpn_proto_negotiated() == b"http/1.1"
+    assert client.renegotiate()
+    with pytest.raises(SSL.WantReadError):
+        client.do_handshake()
+    _bio.feed(server, client.bio_read(2**16))
+    with pytest.raises(SSL.WantReadError):  # the ClientHello was answered with an alert, not a ServerHello
+        _bio.decrypt(server, 2**15)
+    assert server.total_renegotiations() == 0
+    client.bio_write(server.bio_read(2**16))
+    with pytest.raises(SSL.Error, match="no renegotiation"):
+        client.do_handshake()
+
+
+def test_every_context_securesock_builds_refuses_renegotiation(pki: PKI, tmp_path: Path) -> None:
+    kit = StoreKit(tmp_path / "store")
+    kit.addCA("root-ca.pem")
+    kit.add("a.pem", ["localhost"])
+    kit.add("b.pem", ["b.example"])
+    server: Any = securesock.serverFromString(reactor, f"tls:0:certificate={pki.server_pem}")
+    sni: Any = securesock.serverFromString(reactor, f"tls:0:certificate=a,b:store={kit.root}")
+    legacy: Any = securesock.serverFromString(
+        reactor, f"tls:0:certificate={pki.server_pem}:protocols=TLS1+TLS1_2"
+    )
+    client: Any = securesock.clientFromString(reactor, f"tls:localhost:1:caCerts={pki.ca_pem}")
+    contexts = [
+        server.creator.context,
+        legacy.creator.context,
+        sni.creator.context,
+        *sni.creator.chooser.served.byName.values(),
+        client.creator._context,
+    ]
+    # SNI: a context per certificate, the first also the default
+    assert len({id(context) for context in contexts}) == 5
+    for context in contexts:
+        assert context.set_options(0) & SSL.OP_NO_RENEGOTIATION  # set_options returns the options in force
