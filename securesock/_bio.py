@@ -122,7 +122,7 @@ if _BINDINGS is not None:
             connection._raise_ssl_error(ssl, result)  # type: ignore[attr-defined]
         return result  # type: ignore[no-any-return]
 
-else:  # pragma: no cover - a pyOpenSSL without these internals
+else:  # a pyOpenSSL without these internals
     feed = publicFeed
     drain = publicDrain
     decrypt = publicDecrypt

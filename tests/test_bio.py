@@ -10,6 +10,7 @@ handshake.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -32,6 +33,34 @@ def test_the_fast_calls_are_in_use() -> None:
     """With the pyOpenSSL installed, the data path does not fall back to the public methods."""
     assert _bio.FAST, "this pyOpenSSL lacks an internal securesock._bio uses: read its docstring"
     assert FAST != PUBLIC
+
+
+MISSING = [
+    pytest.param(SSL, "_lib", id="no cffi bindings"),
+    pytest.param(SSL.Connection, "_handle_bio_errors", id="no BIO error handler"),
+    pytest.param(SSL.Connection, "_raise_ssl_error", id="no SSL error handler"),
+]
+
+
+@pytest.mark.parametrize("owner, name", MISSING)
+def test_a_pyopenssl_without_an_internal_gets_the_public_methods(
+    owner: Any, name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The import-time check: if pyOpenSSL lacks something the fast calls use, every call is the method."""
+    monkeypatch.delattr(owner, name)
+    try:
+        importlib.reload(_bio)
+        assert not _bio.FAST
+        assert (_bio.feed, _bio.drain, _bio.decrypt, _bio.encrypt) == (
+            _bio.publicFeed,
+            _bio.publicDrain,
+            _bio.publicDecrypt,
+            _bio.publicEncrypt,
+        )
+    finally:
+        monkeypatch.undo()
+        importlib.reload(_bio)  # as imported: securesock._handshake holds the functions it imported then
+    assert _bio.FAST
 
 
 def serverConnection(pki: PKI, protocols: str, more: str = "") -> SSL.Connection:
