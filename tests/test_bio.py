@@ -23,6 +23,7 @@ import securesock
 from securesock import _bio
 
 from .conftest import PKI
+from .memorypair import clientConnection, handshake, readAll, serverConnection
 from .storekit import StoreKit
 
 FAST = (_bio.feed, _bio.drain, _bio.decrypt, _bio.encrypt)
@@ -63,58 +64,6 @@ def test_a_pyopenssl_without_an_internal_gets_the_public_methods(
     assert _bio.FAST
 
 
-def serverConnection(pki: PKI, protocols: str, more: str = "") -> SSL.Connection:
-    endpoint: Any = securesock.serverFromString(
-        reactor, f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}:protocols={protocols}{more}"
-    )
-    connection: SSL.Connection = endpoint.creator.serverConnectionForTLS(None)
-    connection.set_accept_state()  # as Twisted's TLS layer does with what a server's creator makes
-    return connection
-
-
-def clientConnection(version: int) -> SSL.Connection:
-    """A plain pyOpenSSL client (not securesock's), of one TLS version, offering ALPN."""
-    context = SSL.Context(SSL.TLS_METHOD)
-    context.set_min_proto_version(version)
-    context.set_max_proto_version(version)
-    connection = SSL.Connection(context, None)
-    connection.set_connect_state()
-    connection.set_alpn_protos([b"http/1.1"])
-    return connection
-
-
-def moveAll(source: SSL.Connection, target: SSL.Connection) -> bool:
-    try:
-        data = source.bio_read(2**20)
-    except SSL.WantReadError:
-        return False
-    target.bio_write(data)
-    return True
-
-
-def handshake(client: SSL.Connection, server: SSL.Connection) -> None:
-    for _ in range(10):
-        for connection in (client, server):
-            try:
-                connection.do_handshake()
-            except SSL.WantReadError:
-                pass
-        moved = moveAll(client, server) | moveAll(server, client)
-        if not moved:
-            break
-    server.do_handshake()  # done: returns at once, or raises what went wrong
-    client.do_handshake()
-
-
-def readAll(connection: SSL.Connection, expected: int) -> bytes:
-    received = b""
-    for _ in range(100):
-        if len(received) >= expected:
-            break
-        received += connection.recv(2**15)
-    return received
-
-
 Outcome = tuple[str, Any]
 
 
@@ -130,7 +79,7 @@ def session(pki: PKI, calls: tuple[Any, ...], version: int) -> list[Outcome]:
     """One connection's data path driven through C{calls}: each step's outcome."""
     feed, drain, decrypt, encrypt = calls
     protocols = "TLS1_3" if version == SSL.TLS1_3_VERSION else "TLS1_2"
-    server, client = serverConnection(pki, protocols), clientConnection(version)
+    server, client = serverConnection(pki.server_pem, protocols), clientConnection(version)
     handshake(client, server)
     steps = [outcome(lambda: decrypt(server, 2**15))]  # nothing received: WantReadError
     client.send(b"hello")
@@ -157,7 +106,7 @@ def ending(pki: PKI, calls: tuple[Any, ...], version: int, how: str) -> Outcome:
     """The outcome of reading after the client's close_notify, or after the end of input."""
     feed, _, decrypt, _ = calls
     protocols = "TLS1_3" if version == SSL.TLS1_3_VERSION else "TLS1_2"
-    server, client = serverConnection(pki, protocols), clientConnection(version)
+    server, client = serverConnection(pki.server_pem, protocols), clientConnection(version)
     handshake(client, server)
     if how == "close_notify":
         client.shutdown()
@@ -204,7 +153,10 @@ def test_a_renegotiation_is_refused_without_a_second_handshake(pki: PKI) -> None
     one) does not start a handshake, so no callback of pyOpenSSL's (here
     ALPN selection) can run after the handshake; the client is told no.
     """
-    server, client = serverConnection(pki, "TLS1_2", ":alpn=http/1.1"), clientConnection(SSL.TLS1_2_VERSION)
+    server, client = (
+        serverConnection(pki.server_pem, "TLS1_2", ":alpn=http/1.1"),
+        clientConnection(SSL.TLS1_2_VERSION),
+    )
     handshake(client, server)
     assert server.get_alpn_proto_negotiated() == b"http/1.1"
     assert client.renegotiate()
