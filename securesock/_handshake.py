@@ -33,7 +33,7 @@ from twisted.python.failure import Failure
 from zope.interface import alsoProvides, directlyProvides, implementer, providedBy
 from zope.interface.declarations import Implements
 
-from ._bio import decrypt, drain, encrypt, feed, publicDecrypt
+from ._bio import RECORD, decryptRecords, drain, encrypt, feed, publicDecrypt
 from ._errors import TLSHandshakeError
 from ._guard import HandshakeGuard, HandshakeWatch, _peer
 from ._reads import readIntoSharedBuffer
@@ -58,11 +58,13 @@ _WRITE_SIZE = 2**16
 # Bytes asked of SSL_read: more than a record holds (16 KiB), so one call per record.
 _READ_SIZE = 2**15
 # The most application data one TLS record carries.
-_RECORD = 2**14
+_RECORD = RECORD
 # Received bytes handed to the receive BIO per call, and read out of it before
 # the next: a socket read brings up to 256 KiB (securesock._reads), and the
 # BIO, which never shrinks, would keep that size for the connection's life.
 _FEED_SIZE = 2**16
+# Records read into one buffer and handed to the application at once: what one feed holds.
+_BATCH = _FEED_SIZE // _RECORD
 
 
 class _Writes:
@@ -302,30 +304,41 @@ class _TLSProtocol(BufferingTLSTransport):
         C{SSL_read}, and no empty read of the send BIO (reading sends
         nothing, unless a record other than application data was read,
         e.g. a TLS 1.3 KeyUpdate; then a read finds no data and the send
-        BIO is flushed as Twisted does).  When the peer's close_notify or an
-        error ends the loop, Twisted's C{_shutdownTLS} and
-        C{_tlsShutdownFinished} have already flushed what it made.
+        BIO is flushed as Twisted does).  Once the handshake is done, the
+        records that arrived together reach the application together, in
+        one C{dataReceived} (L{decryptRecords}).  When the peer's
+        close_notify or an error ends the loop, Twisted's C{_shutdownTLS}
+        and C{_tlsShutdownFinished} have already flushed what it made.
         """
         connection = self._tlsConnection
         counter = self._counter
-        read = decrypt if self._handshakeDone else publicDecrypt  # (securesock._bio: why)
+        done = self._handshakeDone
         quiet = True
         while not self._lostTLSConnection and counter.unread:
+            # The records fed so far, a few at a time once the handshake is done (securesock._bio: why).
+            wanted = 1 if not done else counter.unread if 0 < counter.unread < _BATCH else _BATCH
+            error: SSL.Error | None = None
             try:
-                data = read(connection, _READ_SIZE)
-            except SSL.WantReadError:
+                if done:
+                    data, error = decryptRecords(connection, wanted)
+                else:
+                    data = publicDecrypt(connection, _READ_SIZE)
+            except SSL.Error as raised:
+                data, error = b"", raised
+            if error is None and counter.unread > 0:
+                counter.unread -= wanted
+            if data and not self._aborted:
+                self.wrappedProtocol.dataReceived(data)
+            if error is None:
+                continue
+            if isinstance(error, SSL.WantReadError):
                 counter.unread = 0
                 quiet = False
-            except SSL.ZeroReturnError:  # both flush what they make (close_notify, an alert)
+            elif isinstance(error, SSL.ZeroReturnError):  # both flush what they make (close_notify, an alert)
                 self._shutdownTLS()
                 self._tlsShutdownFinished(None)
-            except SSL.Error:
-                self._tlsShutdownFinished(Failure())
             else:
-                if counter.unread > 0:
-                    counter.unread -= 1
-                if not self._aborted:
-                    self.wrappedProtocol.dataReceived(data)
+                self._tlsShutdownFinished(Failure(error))
         if not quiet:
             self._flushSendBIO()
 

@@ -28,15 +28,22 @@ def test_both_ways_echo_every_message_and_are_timed(pki: PKI, version: int) -> N
 
 
 def test_a_way_that_echoes_something_else_is_caught(pki: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
-    feed, decrypt, encrypt, drain = bench.WAYS["securesock._bio"]
-    reversing = (feed, decrypt, lambda connection, data: encrypt(connection, data[::-1]), drain)
+    feed, read, encrypt, drain = bench.WAYS["securesock._bio"]
+    reversing = (feed, read, lambda connection, data: encrypt(connection, data[::-1]), drain)
     monkeypatch.setitem(bench.WAYS, "securesock._bio", reversing)
     with pytest.raises(RuntimeError, match="securesock._bio: echoed message 0 is not what the client sent"):
         bench.measure(pki.server_pem, SSL.TLS1_3_VERSION, 100, 10, 1)
 
 
-def test_a_message_larger_than_one_record_is_refused() -> None:
-    assert bench.messageSize("16384") == 16384
-    for bad in ("16385", "0"):
-        with pytest.raises(argparse.ArgumentTypeError, match=f"{bad} bytes: a message is 1 to 16384 bytes"):
+@pytest.mark.parametrize("size", [16384, 16385, 65536])
+def test_messages_of_several_records_are_echoed(pki: PKI, size: int) -> None:
+    """One record, one byte over (two records), four whole records: each checked on the client."""
+    figures = bench.measure(pki.server_pem, SSL.TLS1_3_VERSION, size, 20, 1)
+    assert all(len(values) == 1 and values[0] > 0 for values in figures.values())
+
+
+def test_a_message_larger_than_four_records_is_refused() -> None:
+    assert bench.messageSize("65536") == 65536
+    for bad in ("65537", "0"):
+        with pytest.raises(argparse.ArgumentTypeError, match=f"{bad} bytes: a message is 1 to 65536 bytes"):
             bench.messageSize(bad)

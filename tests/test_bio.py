@@ -26,14 +26,27 @@ from .conftest import PKI
 from .memorypair import clientConnection, handshake, readAll, serverConnection
 from .storekit import StoreKit
 
-FAST = (_bio.feed, _bio.drain, _bio.decrypt, _bio.encrypt)
+
+def oneRecord(decryptRecords: Callable[[SSL.Connection, int], tuple[bytes, Any]]) -> Callable[..., bytes]:
+    """C{decryptRecords} as a C{recv}: one record's bytes (its error, if any, raised)."""
+
+    def decrypt(connection: SSL.Connection, size: int) -> bytes:
+        data, error = decryptRecords(connection, 1)
+        assert error is None  # one record asked: it is read, or the error is raised
+        return data
+
+    return decrypt
+
+
+FAST = (_bio.feed, _bio.drain, oneRecord(_bio.decryptRecords), _bio.encrypt)
 PUBLIC = (_bio.publicFeed, _bio.publicDrain, _bio.publicDecrypt, _bio.publicEncrypt)
 
 
 def test_the_fast_calls_are_in_use() -> None:
     """With the pyOpenSSL installed, the data path does not fall back to the public methods."""
     assert _bio.FAST, "this pyOpenSSL lacks an internal securesock._bio uses: read its docstring"
-    assert FAST != PUBLIC
+    assert _bio.decryptRecords is not _bio.publicDecryptRecords
+    assert (_bio.feed, _bio.drain, _bio.encrypt) != (_bio.publicFeed, _bio.publicDrain, _bio.publicEncrypt)
 
 
 MISSING = [
@@ -52,10 +65,10 @@ def test_a_pyopenssl_without_an_internal_gets_the_public_methods(
     try:
         importlib.reload(_bio)
         assert not _bio.FAST
-        assert (_bio.feed, _bio.drain, _bio.decrypt, _bio.encrypt) == (
+        assert (_bio.feed, _bio.drain, _bio.decryptRecords, _bio.encrypt) == (
             _bio.publicFeed,
             _bio.publicDrain,
-            _bio.publicDecrypt,
+            _bio.publicDecryptRecords,
             _bio.publicEncrypt,
         )
     finally:
@@ -147,6 +160,91 @@ def test_the_end_of_a_connection_raises_what_pyopenssl_raises(pki: PKI, version:
     assert fast[0] == expected
 
 
+def readRecords(decryptRecords: Callable[..., Any], server: SSL.Connection, records: int) -> Outcome:
+    """The outcome of C{decryptRecords}: the bytes and the error's type and arguments, or what it raised."""
+
+    def call() -> tuple[bytes, Any]:
+        data, error = decryptRecords(server, records)
+        return data, None if error is None else (type(error).__name__, error.args)
+
+    return outcome(call)
+
+
+def batches(pki: PKI, decryptRecords: Callable[..., Any], version: int) -> list[Outcome]:
+    """Records read four at a time: what arrived whole, then what stopped the reading."""
+    protocols = "TLS1_3" if version == SSL.TLS1_3_VERSION else "TLS1_2"
+    server, client = serverConnection(pki.server_pem, protocols), clientConnection(version)
+    handshake(client, server)
+    steps = [readRecords(decryptRecords, server, 4)]  # nothing received: WantReadError, raised
+    for word in (b"one", b"two", b"three"):  # three records
+        client.send(word)
+    server.bio_write(client.bio_read(2**16))
+    steps.append(readRecords(decryptRecords, server, 4))  # all three, then WantReadError
+    client.sendall(BIG)  # five records
+    server.bio_write(client.bio_read(2**18))
+    steps.append(readRecords(decryptRecords, server, 4))  # four whole records
+    steps.append(readRecords(decryptRecords, server, 4))  # the fifth, then WantReadError
+    client.send(b"last")
+    client.shutdown()
+    server.bio_write(client.bio_read(2**16))
+    steps.append(readRecords(decryptRecords, server, 4))  # b"last", then the close_notify
+    steps.append(readRecords(decryptRecords, server, 4))  # only the close_notify: raised
+    return steps
+
+
+BIG = bytes(range(256)) * 320  # 80 KiB: five records
+
+
+@pytest.mark.parametrize("version", VERSIONS)
+def test_records_read_together_give_what_pyopenssls_recv_gives(pki: PKI, version: int) -> None:
+    fast, public = (
+        batches(pki, _bio.decryptRecords, version),
+        batches(pki, _bio.publicDecryptRecords, version),
+    )
+    assert fast == public
+    assert fast == [
+        ("WantReadError", ()),
+        ("returned", (b"onetwothree", ("WantReadError", ()))),
+        ("returned", (BIG[: 4 * _bio.RECORD], None)),
+        ("returned", (BIG[4 * _bio.RECORD :], ("WantReadError", ()))),
+        ("returned", (b"last", ("ZeroReturnError", ()))),
+        ("ZeroReturnError", ()),
+    ]
+
+
+def brokenBatch(pki: PKI, decryptRecords: Callable[..., Any], version: int, how: str) -> Outcome:
+    """A good record, then a tampered one or the end of input, read together."""
+    protocols = "TLS1_3" if version == SSL.TLS1_3_VERSION else "TLS1_2"
+    server, client = serverConnection(pki.server_pem, protocols), clientConnection(version)
+    handshake(client, server)
+    client.send(b"good")
+    received = client.bio_read(2**16)
+    if how == "tampered":
+        client.send(b"tampered")
+        tampered = bytearray(client.bio_read(2**16))
+        tampered[-1] ^= 1
+        received += bytes(tampered)
+    server.bio_write(received)
+    if how == "end of input":
+        server.bio_shutdown()
+    return readRecords(decryptRecords, server, 4)
+
+
+@pytest.mark.parametrize("how", ["tampered", "end of input"])
+@pytest.mark.parametrize("version", VERSIONS)
+def test_the_records_before_an_error_come_with_it(pki: PKI, version: int, how: str) -> None:
+    """What arrived before a bad record or the end of input is returned, with the error pyOpenSSL raises."""
+    fast = brokenBatch(pki, _bio.decryptRecords, version, how)
+    assert fast == brokenBatch(pki, _bio.publicDecryptRecords, version, how)
+    kind, (data, (errorType, errorArgs)) = fast
+    assert (kind, data) == ("returned", b"good")
+    if how == "tampered":
+        assert errorType == "Error"
+        assert "bad record mac" in str(errorArgs) or "decryption failed" in str(errorArgs)
+    else:
+        assert (errorType, errorArgs) == ("SysCallError", (-1, "Unexpected EOF"))
+
+
 def test_a_renegotiation_is_refused_without_a_second_handshake(pki: PKI) -> None:
     """
     A TLS 1.2 client asks to renegotiate: the server's SSL_read (the fast
@@ -164,7 +262,7 @@ def test_a_renegotiation_is_refused_without_a_second_handshake(pki: PKI) -> None
         client.do_handshake()
     _bio.feed(server, client.bio_read(2**16))
     with pytest.raises(SSL.WantReadError):  # the ClientHello was answered with an alert, not a ServerHello
-        _bio.decrypt(server, 2**15)
+        _bio.decryptRecords(server, 1)
     assert server.total_renegotiations() == 0
     client.bio_write(server.bio_read(2**16))
     with pytest.raises(SSL.Error, match="no renegotiation"):

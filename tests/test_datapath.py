@@ -504,34 +504,43 @@ def echoClient(port: int, cafile: str, messages: list[bytes]) -> list[bytes]:
 
 @pytest.mark.parametrize("version", ["TLSv1_2", "TLSv1_3"])
 @pytest_twisted.ensureDeferred
-async def test_one_ssl_read_per_record_once_connected(
+async def test_records_are_read_without_a_failing_ssl_read_once_connected(
     pki: PKI, version: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """
-    After the handshake the server reads each record with one SSL_read, not
-    one more that fails with WantReadError, also for messages of several
-    records cut into several TCP chunks; everything arrives, in order.
+    After the handshake the server reads the records that arrived whole and
+    stops there, without one more SSL_read that fails with WantReadError,
+    also for messages of several records cut into several TCP chunks;
+    everything arrives, in order.
     """
     from OpenSSL import SSL
 
     wants: list[int] = []
     reads: list[int] = []
 
-    def counting(read: Any) -> Any:
-        def counted(connection: SSL.Connection, bufsiz: int) -> bytes:
-            try:
-                data: bytes = read(connection, bufsiz)
-            except SSL.WantReadError:
-                wants.append(1)
-                raise
-            reads.append(len(data))
-            return data
+    def counted(connection: SSL.Connection, bufsiz: int) -> bytes:  # until the handshake is done
+        try:
+            data: bytes = publicDecrypt(connection, bufsiz)
+        except SSL.WantReadError:
+            wants.append(1)
+            raise
+        reads.append(len(data))
+        return data
 
-        return counted
+    def countedRecords(connection: SSL.Connection, records: int) -> tuple[bytes, Any]:  # after
+        try:
+            data, error = decryptRecords(connection, records)
+        except SSL.WantReadError:
+            wants.append(1)
+            raise
+        if isinstance(error, SSL.WantReadError):
+            wants.append(1)
+        reads.append(len(data))
+        return data, error
 
-    # SSL_read: pyOpenSSL's recv until the handshake is done, securesock._bio's after
-    monkeypatch.setattr(_handshake, "publicDecrypt", counting(_handshake.publicDecrypt))
-    monkeypatch.setattr(_handshake, "decrypt", counting(_handshake.decrypt))
+    publicDecrypt, decryptRecords = _handshake.publicDecrypt, _handshake.decryptRecords
+    monkeypatch.setattr(_handshake, "publicDecrypt", counted)
+    monkeypatch.setattr(_handshake, "decryptRecords", countedRecords)
     protocols = "TLS1_2" if version == "TLSv1_2" else "TLS1_3"
     description = f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}:protocols={protocols}"
     port = await listen(description, Factory.forProtocol(Echo))
@@ -544,6 +553,63 @@ async def test_one_ssl_read_per_record_once_connected(
     assert sum(reads) == sum(len(m) for m in messages)
     # A handful at the handshake's end (reading until OpenSSL wants more), none per message.
     assert len(wants) <= 3, (len(wants), len(reads))
+
+
+@implementer(IHandshakeListener)
+class PausedUntilAsked(Protocol):
+    """Reads nothing from the handshake's end until resumed, and records the sizes of what arrives."""
+
+    sizes: list[int]
+    connections: list[Any]
+
+    def handshakeCompleted(self) -> None:
+        self.transport.pauseProducing()  # type: ignore[union-attr]
+        self.connections.append(self)
+
+    def dataReceived(self, data: bytes) -> None:
+        self.sizes.append(len(data))
+        if sum(self.sizes) >= len(BATCHED):
+            self.transport.write(b"ok")  # type: ignore[union-attr]
+
+
+BATCHED = bytes(range(256)) * 1024  # 256 KiB: 16 records
+
+
+def sendAndWait(port: int, cafile: str, resume: Any) -> bytes:
+    """Sends BATCHED while the server is paused, has it resumed, and reads its answer."""
+    context = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(BATCHED)  # the kernel's buffers hold it while the server reads nothing
+            reactor.callFromThread(resume)
+            return tls.recv(10)
+
+
+@pytest_twisted.ensureDeferred
+async def test_records_that_arrived_together_reach_the_application_together(pki: PKI) -> None:
+    """
+    256 KiB waiting in the socket when the server reads: its application
+    gets them in a few calls of up to four records each (one buffer per
+    batch, securesock._bio.decryptRecords), not sixteen of one record.
+    """
+    sizes: list[int] = []
+    connections: list[Any] = []
+    factory = Factory.forProtocol(
+        type("Paused", (PausedUntilAsked,), {"sizes": sizes, "connections": connections})
+    )
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}", factory)
+
+    def resume() -> None:
+        connections[0].transport.resumeProducing()
+
+    try:
+        answer = await deferToThread(sendAndWait, port.getHost().port, pki.ca_pem, resume)
+    finally:
+        await port.stopListening()
+    assert answer == b"ok"
+    assert sum(sizes) == len(BATCHED)
+    assert max(sizes) == 4 * 2**14, sizes  # a batch: the buffer's size, four whole records
+    assert len(sizes) < 16 // 2, sizes
 
 
 @pytest.mark.parametrize("command", ["K", "k"])
