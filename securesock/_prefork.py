@@ -32,7 +32,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["prebuild", "main", "splitLines"]
+__all__ = ["prebuild", "main", "splitLines", "outputPipe"]
 
 MAX_RESTARTS = 5
 # A worker that ends sooner than this after its start failed to start (a busy
@@ -46,6 +46,9 @@ _MAX_LINE = 65536  # a longer run of output without a newline goes out in pieces
 # cost it more CPU than the line itself (docs/performance.md, "workers").
 _BATCH_DELAY = 0.05
 _BATCH_SIZE = 65536  # or as soon as this much is waiting
+# A worker's pipe holds its lines meanwhile: 1 MiB (Linux's default cap for a user) is
+# some 7,000 connection lines, 140,000 a second, before a worker would wait to write.
+_PIPE_SIZE = 2**20
 
 
 def splitLines(partial: bytes, data: bytes) -> tuple[list[bytes], bytes]:
@@ -129,7 +132,7 @@ class Supervisor:
         for number in range(1, self.count + 1):
             self._fork(number)
         while self.children or (self.due and not self.stopping):
-            readable = [wakeup, *(child.output for child in self.children.values() if child.output >= 0)]
+            readable = [wakeup, *self._outputsToWatch()]
             if not self.stopping:
                 readable.append(0)
             wait = min(_TICK, max(0.0, self._batchDue - time.monotonic())) if self._batch else _TICK
@@ -159,6 +162,16 @@ class Supervisor:
             return 0
         self._say("no worker is left running")
         return 1
+
+    def _outputsToWatch(self) -> list[int]:
+        """
+        The workers' pipes to wait on: none while lines wait to be passed on
+        (the next ones wait in the pipes, read together when the batch is
+        due, rather than a wake-up of this process per line).
+        """
+        if self._batch and time.monotonic() < self._batchDue:
+            return []
+        return [child.output for child in self.children.values() if child.output >= 0]
 
     # -- signals -------------------------------------------------------------
 
@@ -190,7 +203,7 @@ class Supervisor:
     # -- workers -------------------------------------------------------------
 
     def _fork(self, number: int) -> None:
-        readEnd, writeEnd = os.pipe()
+        readEnd, writeEnd = outputPipe()
         sys.stdout.flush()
         sys.stderr.flush()
         pid = os.fork()
@@ -222,19 +235,29 @@ class Supervisor:
         sys.exit(0)  # through the interpreter's exit: atexit handlers set the status
 
     def _relay(self, child: _Child) -> None:
-        try:
-            data = os.read(child.output, 65536)
-        except OSError:
-            data = b""
+        """What is waiting in a worker's pipe (up to all of it), queued line by line."""
+        for _ in range(_PIPE_SIZE // 65536):
+            try:
+                data = os.read(child.output, 65536)
+            except BlockingIOError:  # all read
+                return
+            except OSError:
+                data = b""
+            if not self._relayed(child, data):
+                return
+
+    def _relayed(self, child: _Child, data: bytes) -> bool:
+        """Queue C{data} read from a worker's pipe (C{b""}: its end); whether to read on."""
         if not data:
             os.close(child.output)
             child.output = -1
             if child.partial:
                 self._queue(child.number, [child.partial])
                 child.partial = b""
-            return
+            return False
         lines, child.partial = splitLines(child.partial, data)
         self._queue(child.number, lines)
+        return True
 
     def _queue(self, number: int, lines: list[bytes]) -> None:
         """A worker's lines, as "worker N: line", to pass on with others (the parent decodes them)."""
@@ -312,6 +335,22 @@ class Supervisor:
             self._stop()  # the parent is gone
         except BlockingIOError:  # pragma: no cover - stdout is a blocking pipe
             pass
+
+
+def outputPipe() -> tuple[int, int]:
+    """
+    A worker's output pipe (read end, write end): with room for what the
+    worker writes while its lines wait for the batch (Linux; elsewhere the
+    system's size), and a read end that never blocks (the supervisor reads
+    until it is empty), while the worker's writes wait when it is full.
+    """
+    readEnd, writeEnd = os.pipe()
+    try:
+        fcntl.fcntl(readEnd, fcntl.F_SETPIPE_SZ, _PIPE_SIZE)
+    except (AttributeError, OSError):  # not Linux, or above /proc/sys/fs/pipe-max-size
+        pass
+    fcntl.fcntl(readEnd, fcntl.F_SETFL, fcntl.fcntl(readEnd, fcntl.F_GETFL) | os.O_NONBLOCK)
+    return readEnd, writeEnd
 
 
 def _drain(fd: int) -> None:

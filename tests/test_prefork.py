@@ -23,11 +23,13 @@ from securesock._errors import DescriptionError
 from securesock._prefork import (
     _BATCH_DELAY,
     _BATCH_SIZE,
+    _PIPE_SIZE,
     MAX_RESTARTS,
     STARTUP_SECONDS,
     Supervisor,
     _Child,
     listenDescriptions,
+    outputPipe,
     prebuild,
 )
 
@@ -147,7 +149,7 @@ def test_no_worker_is_restarted_once_stopping(capfd: pytest.CaptureFixture[str])
 
 def _worker(supervisor: Supervisor, number: int) -> int:
     """A stand-in worker: the write end of a pipe the supervisor reads as its output."""
-    readEnd, writeEnd = os.pipe()
+    readEnd, writeEnd = outputPipe()
     supervisor.children[1000 + number] = _Child(number=number, pid=1000 + number, output=readEnd, started=0.0)
     return writeEnd
 
@@ -178,6 +180,62 @@ def test_workers_lines_wait_to_go_together_and_keep_their_order(capfd: pytest.Ca
         for fd in (one, two, *(child.output for child in supervisor.children.values())):
             if fd >= 0:
                 os.close(fd)
+
+
+def test_while_lines_wait_the_workers_pipes_are_not_watched(capfd: pytest.CaptureFixture[str]) -> None:
+    """One wake-up of the supervisor per batch, not per line: the next lines wait in the pipes."""
+    supervisor = _supervisor()
+    one, two = _worker(supervisor, 1), _worker(supervisor, 2)
+    outputs = [child.output for child in supervisor.children.values()]
+    try:
+        assert supervisor._outputsToWatch() == outputs  # nothing waiting: watch every pipe
+        os.write(one, b"a line\n")
+        supervisor._relay(supervisor.children[1001])
+        assert supervisor._outputsToWatch() == []  # a batch waits: no pipe watched until it is due
+        supervisor._batchDue = time.monotonic() - 0.001
+        assert supervisor._outputsToWatch() == outputs  # due: read everything, then pass it on
+        supervisor._passOn()
+        assert capfd.readouterr().out == "worker 1: a line\n"
+        assert supervisor._outputsToWatch() == outputs
+    finally:
+        for fd in (one, two, *outputs):
+            os.close(fd)
+
+
+def test_everything_waiting_in_a_pipe_is_read_at_once(capfd: pytest.CaptureFixture[str]) -> None:
+    """Lines that waited for the batch come out in one read pass, whole and in order (more than one read's 64 KiB)."""
+    supervisor = _supervisor()
+    one = _worker(supervisor, 1)
+    lines = [b"line %05d " % number + b"x" * 80 + b"\n" for number in range(3000)]  # ~270 KiB
+    try:
+        os.write(one, b"".join(lines))
+        supervisor._relay(supervisor.children[1001])
+        supervisor._passOn()
+        out = capfd.readouterr().out
+        assert out == "".join("worker 1: " + line.decode() for line in lines)
+        supervisor._relay(supervisor.children[1001])  # empty now: returns at once (the read end never blocks)
+        assert supervisor._batch == bytearray()
+    finally:
+        os.close(one)
+        os.close(supervisor.children[1001].output)
+
+
+def test_a_workers_pipe_holds_its_lines_meanwhile() -> None:
+    import fcntl
+
+    readEnd, writeEnd = outputPipe()
+    try:
+        if sys.platform == "linux":
+            assert fcntl.fcntl(readEnd, fcntl.F_GETPIPE_SZ) >= min(_PIPE_SIZE, _pipeMaxSize())
+        assert fcntl.fcntl(readEnd, fcntl.F_GETFL) & os.O_NONBLOCK  # the supervisor's end
+        assert not fcntl.fcntl(writeEnd, fcntl.F_GETFL) & os.O_NONBLOCK  # the worker's: writes wait
+    finally:
+        os.close(readEnd)
+        os.close(writeEnd)
+
+
+def _pipeMaxSize() -> int:
+    return int(Path("/proc/sys/fs/pipe-max-size").read_text())
 
 
 def test_a_full_batch_of_lines_is_passed_on_at_once(capfd: pytest.CaptureFixture[str]) -> None:
