@@ -53,7 +53,8 @@ def _bindings() -> tuple[Any, Any] | None:
     ffi = getattr(SSL, "_ffi", None)
     if lib is None or ffi is None:
         return None
-    if not all(hasattr(lib, name) for name in ("SSL_read", "SSL_write", "BIO_read", "BIO_write")):
+    names = ("SSL_read", "SSL_write", "BIO_read", "BIO_write", "SSL_get_error", "SSL_ERROR_WANT_READ")
+    if not all(hasattr(lib, name) for name in names):
         return None
     if not all(hasattr(SSL.Connection, name) for name in ("_raise_ssl_error", "_handle_bio_errors")):
         return None
@@ -85,8 +86,6 @@ def publicDecryptRecords(connection: SSL.Connection, records: int) -> tuple[byte
         try:
             parts.append(connection.recv(RECORD))
         except SSL.Error as error:
-            if not parts:
-                raise
             return b"".join(parts), error
     return b"".join(parts), None
 
@@ -102,6 +101,8 @@ if _BINDINGS is not None:
     _BIO_read = _lib.BIO_read
     _SSL_read = _lib.SSL_read
     _SSL_write = _lib.SSL_write
+    _SSL_get_error = _lib.SSL_get_error
+    _WANT_READ = _lib.SSL_ERROR_WANT_READ
     _fromBuffer = _ffi.from_buffer
     _buffer = _ffi.buffer
 
@@ -126,28 +127,33 @@ if _BINDINGS is not None:
         """
         C{recv} of up to C{records} records, once the handshake is done,
         into one buffer: their application bytes as one bytes object, and
-        the error that stopped the reading early, if any (raised instead
-        when nothing was read).  One buffer, one copy into bytes and one
-        delivery for several records, rather than one of each per record.
+        the error that stopped the reading early, if any (what C{recv}
+        would raise; returned, not raised).  One buffer, one copy into
+        bytes and one delivery for several records, rather than one of each
+        per record.  The usual end, no whole record left, is a
+        C{WantReadError} made without raising it: no traceback, whose
+        frames would hold the caller's locals in a reference cycle until
+        the garbage collector's next pass.
         """
         ssl = connection._ssl  # type: ignore[attr-defined]
         size = records * RECORD
         buf = _allocate("char[]", size)
-        got = _SSL_read(ssl, buf, size)
-        if got <= 0:  # nothing read: the error is raised
-            connection._raise_ssl_error(ssl, got)  # type: ignore[attr-defined]
-            return b"", None  # (OpenSSL reported no error: nothing to read)
-        if records == 1:  # a message of one record: the usual case of small requests
-            return _buffer(buf, got)[:], None
-        for _ in range(records - 1):
-            result = _SSL_read(ssl, buf + got, size - got)
-            if result <= 0:
+        got = 0
+        for _ in range(records):
+            result = _SSL_read(ssl, buf + got, size - got) if got else _SSL_read(ssl, buf, size)
+            if result > 0:
+                got += result
+                continue
+            if _SSL_get_error(ssl, result) == _WANT_READ:
+                error: SSL.Error = SSL.WantReadError()
+            else:
                 try:
                     connection._raise_ssl_error(ssl, result)  # type: ignore[attr-defined]
-                except SSL.Error as error:
-                    return _buffer(buf, got)[:], error
-                break  # (OpenSSL reported no error: nothing more to read)
-            got += result
+                except SSL.Error as raised:
+                    error = raised.with_traceback(None)  # (its frames: as above)
+                else:  # (OpenSSL reported no error: nothing more to read)
+                    break
+            return (_buffer(buf, got)[:] if got else b""), error
         return _buffer(buf, got)[:], None
 
     def encrypt(connection: SSL.Connection, data: bytes | memoryview) -> int:

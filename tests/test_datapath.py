@@ -696,3 +696,81 @@ async def test_an_aborted_connection_does_not_end_with_close_notify(pki: PKI) ->
     finally:
         await port.stopListening()
     assert ending in ("SSLEOFError", "ConnectionResetError"), ending
+
+
+RESPONSE = b"HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhello\n"
+
+
+class RespondAndClose(Protocol):
+    """Answers the first chunk and closes; records how many TCP writes its write and close took."""
+
+    sends: list[int]  # one entry per sendNow call (securesock._sendnow), of any connection
+    took: list[int]
+    producer: bool = False
+
+    def dataReceived(self, data: bytes) -> None:
+        before = len(self.sends)
+        if self.producer:  # a streaming producer that stays registered: the close waits for it
+            self.transport.registerProducer(self, True)  # type: ignore[union-attr]
+        self.transport.write(RESPONSE)  # type: ignore[union-attr]
+        self.transport.loseConnection()  # type: ignore[union-attr]
+        self.took.append(len(self.sends) - before)
+        if self.producer:
+            reactor.callLater(0.05, self.transport.unregisterProducer)  # type: ignore[union-attr]
+
+    def pauseProducing(self) -> None:
+        pass
+
+    def resumeProducing(self) -> None:
+        pass
+
+    def stopProducing(self) -> None:
+        pass
+
+
+def requestUntilClosed(port: int, cafile: str, version: ssl.TLSVersion) -> bytes:
+    """A request, then everything until the server's close_notify (its absence raises SSLEOFError)."""
+    context = ssl.create_default_context(cafile=cafile)
+    context.minimum_version = context.maximum_version = version
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost", suppress_ragged_eofs=False) as tls:
+            tls.sendall(b"GET / HTTP/1.0\r\n\r\n")
+            reply = b""
+            for _ in range(100):
+                chunk = tls.recv(65536)
+                if not chunk:  # close_notify
+                    break
+                reply += chunk
+            return reply
+
+
+@pytest.mark.parametrize("producer", [False, True], ids=["response then close", "with a producer"])
+@pytest.mark.parametrize("version", [ssl.TLSVersion.TLSv1_2, ssl.TLSVersion.TLSv1_3], ids=["TLS1_2", "TLS1_3"])
+@pytest_twisted.ensureDeferred
+async def test_a_response_and_the_close_notify_leave_in_one_tcp_write(
+    pki: PKI, version: ssl.TLSVersion, producer: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """
+    write() then loseConnection(): the response's records and the
+    close_notify go in one TCP write.  With a producer registered the
+    close waits for it, but the response goes at once, not with the close.
+    """
+    sends: list[int] = []
+    took: list[int] = []
+    send = _handshake.sendNow
+
+    def recorded(transport: Any, data: bytes) -> None:
+        sends.append(len(data))
+        send(transport, data)
+
+    monkeypatch.setattr(_handshake, "sendNow", recorded)
+    app = type("App", (RespondAndClose,), {"sends": sends, "took": took, "producer": producer})
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}", Factory.forProtocol(app))
+    try:
+        reply = await deferToThread(requestUntilClosed, port.getHost().port, pki.ca_pem, version)
+    finally:
+        await port.stopListening()
+    assert reply == RESPONSE
+    assert took == [1]
+    if not producer:  # one write: the response's record and the close_notify alert (two records)
+        assert sends[-1] >= len(RESPONSE) + 2 * 22, sends
