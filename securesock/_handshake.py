@@ -57,14 +57,12 @@ _SESSION_READS = 3
 _WRITE_SIZE = 2**16
 # Bytes asked of SSL_read: more than a record holds (16 KiB), so one call per record.
 _READ_SIZE = 2**15
-# The most application data one TLS record carries.
-_RECORD = RECORD
 # Received bytes handed to the receive BIO per call, and read out of it before
 # the next: a socket read brings up to 256 KiB (securesock._reads), and the
 # BIO, which never shrinks, would keep that size for the connection's life.
 _FEED_SIZE = 2**16
 # Records read into one buffer and handed to the application at once: what one feed holds.
-_BATCH = _FEED_SIZE // _RECORD
+_BATCH = _FEED_SIZE // RECORD
 # Records asked for while their number is unknown (just after the handshake, at the
 # connection's loss): usually none or one is there.  A smaller buffer than a batch's,
 # as the 32 KiB of a single read before batches: 64 KiB per new connection made the
@@ -98,7 +96,7 @@ class _Writes:
     def write(self, data: bytes) -> None:
         self._buffer.append(data + b"")  # a TypeError for str, at the caller
         self._left -= len(data)
-        if self._left < 0 or len(data) >= _RECORD:
+        if self._left < 0 or len(data) >= RECORD:
             self.flush()
         elif not self.holding and self._scheduled is None:
             self._scheduled = self._clock.callLater(0, self._scheduledFlush)

@@ -278,10 +278,8 @@ class Supervisor:
 
     def _relayRest(self, child: _Child) -> None:
         """What an ended worker wrote last (a process it started may hold the pipe: no waiting)."""
-        for _ in range(64):
-            if child.output < 0 or not select.select([child.output], [], [], 0)[0]:
-                break
-            self._relay(child)
+        if child.output >= 0:
+            self._relay(child)  # to the end of what is there, or of the pipe (its read end never blocks)
         if child.output >= 0:
             os.close(child.output)
             child.output = -1
