@@ -159,6 +159,8 @@ class _TLSProtocol(BufferingTLSTransport):
     # an unknown number) and once the connection is lost.
     _counter: RecordCounter
     _aggregator: Any  # _Writes, then Twisted's null aggregator once the connection is lost
+    _holdingSendBIO = False  # in loseConnection: _write leaves its records for the shutdown's flush
+    _held = 0  # application bytes in the send BIO that no flush has sent yet
 
     def __init__(self, factory: TLSFactory, wrappedProtocol: IProtocol, _connectWrapped: bool = True) -> None:
         # BufferingTLSTransport.__init__ only installs Twisted's aggregator, which
@@ -212,9 +214,6 @@ class _TLSProtocol(BufferingTLSTransport):
             self._holdingSendBIO = False
         if self._held:
             self._flushSendBIO()
-
-    _holdingSendBIO = False  # in loseConnection: _write leaves its records for the shutdown's flush
-    _held = 0  # application bytes in the send BIO that no flush has sent yet
 
     def _write(self, data: bytes) -> None:
         """
