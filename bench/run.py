@@ -13,8 +13,9 @@ Every server runs pinned to core 0, every load generator (bench/loadgen.c,
 operation comes from /proc/PID/stat (user + system time of the server
 process, threads included), and so do its minor page faults, shown for
 the bulk figures.  Each figure is the median of RUNS runs, with
-min-max; the ratio against Twisted's ``ssl:`` is taken run by run (the
-servers take turns inside each run) before the median.  The "workers"
+min-max; the ratio against Twisted's ``ssl:`` is taken run by run (inside
+a run, each figure is measured on every server back to back) before the
+median.  The "workers"
 figure runs ``twistd securesock --workers 1`` and ``--workers 2`` on the
 server core alone and records each process's CPU, from which
 bench/report.py projects two workers' rate on a core each.
@@ -117,7 +118,7 @@ def waitPort(port: int, process: subprocess.Popen[bytes], seconds: float = 20) -
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            raise RuntimeError(f"{process.args} exited with status {process.returncode}")
+            raise RuntimeError(f"{process.args!r} exited with status {process.returncode}")
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=1):
                 return
@@ -452,6 +453,90 @@ def record(results: Results, figure: str, kind: str, values: dict[str, float]) -
     print(f"  {figure:28} {kind:10} " + " ".join(f"{k}={v:.1f}" for k, v in values.items()), flush=True)
 
 
+def inTurn(kinds: list[str], number: int) -> list[str]:
+    """
+    The servers' order in run C{number}: forwards, then backwards.  Every
+    figure is measured on each server back to back, so a pair compared run by
+    run (securesock's and C{ssl:}'s) is seconds apart, not the length of a
+    whole series of figures: these shared virtual machines drift by tens of
+    percent within minutes.  Reversing the order every other run spreads
+    what going first or last may cost.
+    """
+    return kinds if number % 2 == 0 else kinds[::-1]
+
+
+# A figure, how to measure it on a server, and whether it needs concurrent clients.
+Load = tuple[str, Callable[[Server], dict[str, float]], bool]
+
+
+def measureInTurn(
+    results: Results,
+    running: dict[str, Server],
+    loads: Sequence[Load],
+    runs: int,
+    names: dict[str, str] | None = None,
+) -> None:
+    """
+    C{runs} runs of C{loads} on the C{running} servers: in each, one figure
+    after the other, each on every server in turn (L{inTurn}); the floor,
+    which serves one connection at a time, skips loads of concurrent
+    clients.  C{names}: the name a server's figures are recorded under, if
+    not its kind.
+    """
+    for number in range(runs):
+        for figure, load, concurrent in loads:
+            for kind in inTurn(list(running), number):
+                if concurrent and kind in SEQUENTIAL:
+                    continue
+                record(results, figure, (names or {}).get(kind, kind), load(running[kind]))
+
+
+def certificateLoads(certName: str, loadgen: Path, seconds: int, size: int) -> list[Load]:
+    """
+    The figures measured with one certificate, in order: (figure, how to
+    measure it on a server, whether it needs concurrent clients, which the
+    one-connection-at-a-time floor cannot serve).  Bulk transfers, echo and
+    time to first byte are measured with the ECDSA certificate only; RSA's
+    resumptions under TLS 1.3 only (TLS 1.2's sign nothing either).
+    """
+    loads: list[Load] = []
+
+    def handshakes(version: str, reuse: bool) -> Callable[[Server], dict[str, float]]:
+        return lambda server: measured(server, sTime, server.port, seconds, version, reuse, reuse)
+
+    for version in ("1_2", "1_3"):
+        loads.append((f"full {certName} TLS{version.replace('_', '.')}", handshakes(version, False), False))
+    for version in ("1_2", "1_3"):
+        if certName == "rsa" and version == "1_2":
+            continue
+        loads.append((f"resumed {certName} TLS{version.replace('_', '.')}", handshakes(version, True), False))
+    if certName != "ecdsa":
+        return loads
+    loads += [
+        (
+            "bulk server sends",
+            lambda server: measured(server, bulk, loadgen, server.port, "recv", size),
+            False,
+        ),
+        (
+            "bulk server receives",
+            lambda server: measured(server, bulk, loadgen, server.port, "send", size),
+            False,
+        ),
+        (
+            "echo 100 B, 50 clients",
+            lambda server: measured(server, echo, loadgen, server.port, seconds),
+            True,
+        ),
+        (
+            "TTFB at 300 conn/s",
+            lambda server: measured(server, ttfb, loadgen, server.port, seconds + 1),
+            True,
+        ),
+    ]
+    return loads
+
+
 def runSuite(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     loadgen = buildLoadgen(work)
     certs = certificates(work)
@@ -460,57 +545,11 @@ def runSuite(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     started = time.monotonic()
     stealStart = cpuTimes()
 
+    size = (64 if args.quick else 512) * 2**20
     for certName, (cert, key) in certs.items():
+        loads = certificateLoads(certName, loadgen, seconds, size)
         with servers(KINDS, cert, key, work, loadgen) as running:
-            for _run in range(runs):
-                for kind, server in running.items():
-                    for version in ("1_2", "1_3"):
-                        figure = f"full {certName} TLS{version.replace('_', '.')}"
-                        record(
-                            results,
-                            figure,
-                            kind,
-                            measured(server, sTime, server.port, seconds, version, False, False),
-                        )
-                    for version in ("1_2", "1_3"):
-                        if certName == "rsa" and version == "1_2":
-                            continue
-                        figure = f"resumed {certName} TLS{version.replace('_', '.')}"
-                        record(
-                            results,
-                            figure,
-                            kind,
-                            measured(server, sTime, server.port, seconds, version, True, True),
-                        )
-                    if certName != "ecdsa":
-                        continue
-                    size = (64 if args.quick else 512) * 2**20
-                    record(
-                        results,
-                        "bulk server sends",
-                        kind,
-                        measured(server, bulk, loadgen, server.port, "recv", size),
-                    )
-                    record(
-                        results,
-                        "bulk server receives",
-                        kind,
-                        measured(server, bulk, loadgen, server.port, "send", size),
-                    )
-                    if kind in SEQUENTIAL:
-                        continue
-                    record(
-                        results,
-                        "echo 100 B, 50 clients",
-                        kind,
-                        measured(server, echo, loadgen, server.port, seconds),
-                    )
-                    record(
-                        results,
-                        "TTFB at 300 conn/s",
-                        kind,
-                        measured(server, ttfb, loadgen, server.port, seconds + 1),
-                    )
+            measureInTurn(results, running, loads, runs)
         print(f"-- {certName} done after {time.monotonic() - started:.0f} s", flush=True)
 
     cert, key = certs["ecdsa"]
@@ -525,28 +564,23 @@ def runSuite(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 )
 
     with servers(["relay", "stunnel"], cert, key, work, loadgen) as running:
-        size = (64 if args.quick else 512) * 2**20
-        for _run in range(runs):
-            for kind, server in running.items():
-                name = "twistd securesock" if kind == "relay" else kind
-                record(
-                    results,
-                    "relay: bulk server sends",
-                    name,
-                    measured(server, bulk, loadgen, server.port, "recv", size),
-                )
-                record(
-                    results,
-                    "relay: echo 100 B, 50 clients",
-                    name,
-                    measured(server, echo, loadgen, server.port, seconds),
-                )
+        relayLoads: list[Load] = [
+            (
+                "relay: bulk server sends",
+                lambda server: measured(server, bulk, loadgen, server.port, "recv", size),
+                False,
+            ),
+            (
+                "relay: echo 100 B, 50 clients",
+                lambda server: measured(server, echo, loadgen, server.port, seconds),
+                False,
+            ),
+        ]
+        measureInTurn(results, running, relayLoads, runs, {"relay": "twistd securesock"})
 
     with servers(["workers1", "workers2"], cert, key, work, loadgen) as running:
-        for _run in range(runs):
-            for kind, server in running.items():
-                name = "1 worker" if kind == "workers1" else "2 workers"
-                record(results, "workers: full ecdsa TLS1.3", name, workersMeasured(server, seconds))
+        workers: Load = ("workers: full ecdsa TLS1.3", lambda server: workersMeasured(server, seconds), False)
+        measureInTurn(results, running, [workers], runs, {"workers1": "1 worker", "workers2": "2 workers"})
 
     speed = opensslSpeed(1)
     print(f"-- suite done after {time.monotonic() - started:.0f} s", flush=True)
