@@ -9,7 +9,7 @@ the blocking pyOpenSSL floor) serves the load generator of bench/run.py
 (``openssl s_time`` or bench/loadgen.c, pinned to core 1) while
 ``perf record -p PID`` samples it; ``perf report --sort dso`` splits the
 samples by shared object, and the server's CPU per operation (from
-/proc/PID/stat, as in bench/run.py) is shared out in those proportions.
+/proc, as in bench/run.py) is shared out in those proportions.
 cProfile counts Python calls; this counts where the time goes, C
 included, with no profiler in the process.
 

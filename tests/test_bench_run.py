@@ -1,13 +1,19 @@
 """
-bench/run.py's order of measurements: each figure on every server back to
+bench/run.py's order of measurements (each figure on every server back to
 back, forwards then backwards, so that the pairs compared run by run are
-seconds apart (and nothing is measured here: the loads are stand-ins).
+seconds apart; the loads here are stand-ins), and how it reads a server's
+CPU time (to the nanosecond when it can).
 """
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from .benchscripts import loadBenchScript
 
@@ -82,3 +88,38 @@ def test_the_loads_of_each_certificate() -> None:
     assert concurrent == {"echo 100 B, 50 clients", "TTFB at 300 conn/s"}
     rsa = [figure for figure, _, _ in run.certificateLoads("rsa", Path("loadgen"), 2, 2**20)]
     assert rsa == ["full rsa TLS1.2", "full rsa TLS1.3", "resumed rsa TLS1.3"]
+
+
+def _burn(seconds: float) -> None:
+    deadline = time.process_time() + seconds
+    while time.process_time() < deadline:  # bounded: this process's own CPU time
+        pass
+
+
+def test_cpu_is_counted_to_the_nanosecond_when_the_same_threads_lived_through_the_measurement() -> None:
+    for _attempt in range(5):  # a thread of this process (a pool's) may come or go meanwhile: read again
+        before = run.cpuReading(os.getpid())
+        _burn(0.03)
+        after = run.cpuReading(os.getpid())
+        assert before.threads is not None and after.threads is not None
+        if before.threads.keys() == after.threads.keys():
+            break
+    else:
+        pytest.skip("this process's threads kept changing")
+    mine = threading.get_native_id()
+    assert after.threads[mine] - before.threads[mine] >= 30_000_000  # this thread's 30 ms, in ns
+    spent = run.cpuSpent(before, after)
+    assert spent == (sum(after.threads.values()) - sum(before.threads.values())) / 1e9
+    assert 0.03 <= spent < 0.03 + 0.5
+    assert abs(spent - (after.ticks - before.ticks)) <= 0.05  # the clock ticks agree, to a few of them
+
+
+def test_cpu_comes_from_the_clock_ticks_when_threads_came_or_went() -> None:
+    before = run.CPUReading(ticks=1.00, threads={10: 5_000_000_000})
+    came = run.CPUReading(ticks=1.25, threads={10: 5_100_000_000, 11: 50_000_000})
+    went = run.CPUReading(ticks=1.25, threads={11: 50_000_000})
+    unread = run.CPUReading(ticks=1.25, threads=None)
+    same = run.CPUReading(ticks=1.25, threads={10: 5_123_456_789})
+    for after in (came, went, unread):
+        assert run.cpuSpent(before, after) == 0.25
+    assert abs(run.cpuSpent(before, same) - 0.123456789) < 1e-9
