@@ -11,8 +11,9 @@ Needs gcc, libssl-dev, openssl, stunnel4 and taskset (Debian: util-linux).
 Every server runs pinned to core 0, every load generator (bench/loadgen.c,
 ``openssl s_time``) to core 1; everything is on 127.0.0.1.  Server CPU per
 operation comes from /proc (to the nanosecond from each thread's schedstat
-when the same threads lived through the measurement, from the clock
-ticks of /proc/PID/stat, all threads, otherwise), and so do its minor
+when the same threads lived through the measurement and their sum agrees
+with the clock ticks of /proc/PID/stat, from those ticks, all threads,
+otherwise), and so do its minor
 page faults, shown for the bulk figures.  Each figure is the median of RUNS runs, with
 min-max; the ratio against Twisted's ``ssl:`` is taken run by run (inside
 a run, each figure is measured on every server back to back) before the
@@ -59,6 +60,7 @@ KINDS = ("securesock", "twisted", "stunnel", "asyncio", "pyopenssl")
 # The pyOpenSSL floor serves one connection at a time: no loads of many concurrent clients.
 SEQUENTIAL = {"pyopenssl"}
 TICK = os.sysconf("SC_CLK_TCK")
+_ROUNDING = 3 / TICK  # two readings rounded down to whole ticks, and the moments between their two reads
 
 
 # ---- processes ---------------------------------------------------------------
@@ -114,10 +116,19 @@ def cpuSpent(before: CPUReading, after: CPUReading) -> float:
     the clock ticks otherwise (stunnel starts a thread per connection, and
     the time of a thread that ended is only in the ticks).  A bulk figure
     of 512 MiB counts only 15 to 35 ticks.
+
+    The same threads at both readings do not prove that no thread came and
+    went between them (stunnel between two connections has only its main
+    thread): the kernel's ticks are its precise per-process total rounded
+    down to whole ticks, so the nanoseconds are only taken when the two
+    agree within the rounding.
     """
+    ticks = after.ticks - before.ticks
     if before.threads and after.threads and before.threads.keys() == after.threads.keys():
-        return (sum(after.threads.values()) - sum(before.threads.values())) / 1e9
-    return after.ticks - before.ticks
+        precise = (sum(after.threads.values()) - sum(before.threads.values())) / 1e9
+        if abs(ticks - precise) <= _ROUNDING:
+            return precise
+    return ticks
 
 
 def minorFaults(pid: int) -> int:

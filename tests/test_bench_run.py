@@ -119,7 +119,32 @@ def test_cpu_comes_from_the_clock_ticks_when_threads_came_or_went() -> None:
     came = run.CPUReading(ticks=1.25, threads={10: 5_100_000_000, 11: 50_000_000})
     went = run.CPUReading(ticks=1.25, threads={11: 50_000_000})
     unread = run.CPUReading(ticks=1.25, threads=None)
-    same = run.CPUReading(ticks=1.25, threads={10: 5_123_456_789})
-    for after in (came, went, unread):
+    # the same thread, but 0.25 s in the ticks: another came and went
+    churned = run.CPUReading(ticks=1.25, threads={10: 5_123_456_789})
+    same = run.CPUReading(ticks=1.12, threads={10: 5_123_456_789})
+    for after in (came, went, unread, churned):
         assert run.cpuSpent(before, after) == 0.25
     assert abs(run.cpuSpent(before, same) - 0.123456789) < 1e-9
+
+
+def test_a_thread_that_came_and_went_between_the_readings_is_counted() -> None:
+    """stunnel's case: one thread per connection, none alive when CPU is read."""
+
+    def burn() -> None:
+        deadline = time.thread_time() + 0.2
+        stop = time.monotonic() + 10
+        while time.thread_time() < deadline and time.monotonic() < stop:  # bounded in CPU and in time
+            pass
+
+    before = run.cpuReading(os.getpid())
+    worker = threading.Thread(target=burn)
+    worker.start()
+    worker.join(timeout=15)
+    assert not worker.is_alive()
+    after = run.cpuReading(os.getpid())
+    assert before.threads is not None and after.threads is not None
+    if before.threads.keys() != after.threads.keys():
+        pytest.skip("another thread of this process came or went meanwhile")
+    # the live threads missed it
+    assert sum(after.threads.values()) - sum(before.threads.values()) < 150_000_000
+    assert run.cpuSpent(before, after) >= 0.2 - 0.03  # its 0.2 s, to three ticks
