@@ -11,9 +11,8 @@ Needs gcc, libssl-dev, openssl, stunnel4 and taskset (Debian: util-linux).
 Every server runs pinned to core 0, every load generator (bench/loadgen.c,
 ``openssl s_time``) to core 1; everything is on 127.0.0.1.  Server CPU per
 operation comes from /proc (to the nanosecond from each thread's schedstat
-when the same threads lived through the measurement and their sum agrees
-with the clock ticks of /proc/PID/stat, from those ticks, all threads,
-otherwise), and so do its minor
+when the sum agrees with the clock ticks of /proc/PID/stat, from those
+ticks, all threads, otherwise), and so do its minor
 page faults, shown for the bulk figures.  Each figure is the median of RUNS runs, with
 min-max; the ratio against Twisted's ``ssl:`` is taken run by run (inside
 a run, each figure is measured on every server back to back) before the
@@ -111,20 +110,17 @@ def cpuReading(pid: int) -> CPUReading:
 
 def cpuSpent(before: CPUReading, after: CPUReading) -> float:
     """
-    CPU seconds between two readings: to the nanosecond when the same
-    threads lived through both (the Python servers, one thread each), from
-    the clock ticks otherwise (stunnel starts a thread per connection, and
-    the time of a thread that ended is only in the ticks).  A bulk figure
-    of 512 MiB counts only 15 to 35 ticks.
-
-    The same threads at both readings do not prove that no thread came and
-    went between them (stunnel between two connections has only its main
-    thread): the kernel's ticks are its precise per-process total rounded
-    down to whole ticks, so the nanoseconds are only taken when the two
-    agree within the rounding.
+    CPU seconds between two readings: to the nanosecond from the threads'
+    schedstat when their sums agree with the clock ticks, from the ticks
+    otherwise.  A bulk figure of 512 MiB counts only 15 to 35 ticks, hence
+    the nanoseconds; but a thread that ended between the readings (stunnel
+    starts one per connection, and between two connections has only its
+    main thread) is only in the ticks, the kernel's precise per-process
+    total rounded down to whole ticks.  So the nanoseconds are taken only
+    when the two agree within that rounding, whichever threads came or went.
     """
     ticks = after.ticks - before.ticks
-    if before.threads and after.threads and before.threads.keys() == after.threads.keys():
+    if before.threads is not None and after.threads is not None:
         precise = (sum(after.threads.values()) - sum(before.threads.values())) / 1e9
         if abs(ticks - precise) <= _ROUNDING:
             return precise
