@@ -6,6 +6,8 @@
  *   loadgen recv    PORT BYTES                  the server sends BYTES (command "S n")
  *   loadgen send    PORT BYTES                  the client sends BYTES (command "R n"), waits for "OK"
  *   loadgen idle    PORT COUNT                  holds COUNT TLS connections until stdin closes
+ *   loadgen pages   PORT SECONDS                one connection after the other, each asking one page
+ *                                               (as openssl s_time -new -www /, which cannot speak plain TCP)
  *   loadgen backend PORT                        plaintext server of the same commands (for stunnel)
  *   loadgen plain   (prefix: LOADGEN_PLAIN=1 makes the clients speak TCP without TLS)
  *
@@ -270,6 +272,44 @@ static int runTTFB(double rate, double seconds, int threads) {
     return failed ? 1 : 0;
 }
 
+/* ---- one page per connection, one connection after the other -------------- */
+
+static int runPages(double seconds) {
+    if (seconds <= 0 || seconds > 600) return 2;
+    static const char request[] = "GET / HTTP/1.0\r\n\r\n";
+    char buf[4096];
+    long done = 0;
+    int failed = 0;
+    double start = now(), deadline = start + seconds;
+    while (now() < deadline && done < 10000000 && failed < 100) {
+        conn_t c;
+        if (openConn(&c) < 0 || cwrite(&c, request, (int)strlen(request)) < 0) {
+            failed++;
+            closeConn(&c);
+            continue;
+        }
+        /* the page, to the server's close; counted only if it is an HTTP 200 */
+        long got = 0;
+        char head[16] = {0}; /* the status line's first 12 bytes */
+        for (int reads = 0; reads < 1000; reads++) {
+            int r = cread(&c, buf, sizeof buf);
+            if (r <= 0) break;
+            if (got < 12) {
+                long take = r < 12 - got ? r : 12 - got;
+                memcpy(head + got, buf, take);
+            }
+            got += r;
+        }
+        if (strncmp(head, "HTTP/1.0 200", 12) == 0)
+            done++;
+        else
+            failed++;
+        closeConn(&c);
+    }
+    printf("connections %ld seconds %.4f failed %d\n", done, now() - start, failed);
+    return failed ? 1 : 0;
+}
+
 /* ---- bulk ------------------------------------------------------------------ */
 
 static int runBulk(int serverSends, long bytes) {
@@ -430,6 +470,7 @@ int main(int argc, char **argv) {
     if (strcmp(argv[1], "recv") == 0 && argc == 4) return runBulk(1, atol(argv[3]));
     if (strcmp(argv[1], "send") == 0 && argc == 4) return runBulk(0, atol(argv[3]));
     if (strcmp(argv[1], "idle") == 0 && argc == 4) return runIdle(atoi(argv[3]));
+    if (strcmp(argv[1], "pages") == 0 && argc == 4) return runPages(atof(argv[3]));
     fprintf(stderr, "loadgen: unknown mode or arguments\n");
     return 2;
 }

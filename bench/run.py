@@ -56,8 +56,8 @@ from securesock._devca import certificatePEM, issue, keyPEM, makeAuthority  # no
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
 KINDS = ("securesock", "twisted", "stunnel", "asyncio", "pyopenssl")
-# The pyOpenSSL floor serves one connection at a time: no loads of many concurrent clients.
-SEQUENTIAL = {"pyopenssl"}
+# The floors (pyOpenSSL, plain TCP) serve one connection at a time: no loads of many concurrent clients.
+SEQUENTIAL = {"pyopenssl", "plain"}
 TICK = os.sysconf("SC_CLK_TCK")
 _ROUNDING = 3 / TICK  # two readings rounded down to whole ticks, and the moments between their two reads
 
@@ -221,7 +221,7 @@ class Server:
         self.extra: list[subprocess.Popen[bytes]] = []
         log = open(work / f"{kind}-{time.monotonic_ns()}.log", "wb")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        if kind in ("securesock", "twisted", "asyncio", "pyopenssl"):
+        if kind in ("securesock", "twisted", "asyncio", "pyopenssl", "tcp", "plain"):
             self.process = subprocess.Popen(
                 pinned(
                     SERVER_CORE, [sys.executable, str(BENCH / "servers.py"), kind, "0", str(cert), str(key)]

@@ -1,7 +1,7 @@
 """
-The benchmark's Python servers: one application, three TLS stacks.
+The benchmark's Python servers: one application, three TLS stacks (and two without TLS).
 
-    python3 bench/servers.py securesock|twisted|asyncio|pyopenssl PORT CERT KEY
+    python3 bench/servers.py securesock|twisted|asyncio|pyopenssl|tcp|plain PORT CERT KEY
 
 securesock and twisted run the same Twisted protocol; only the endpoint
 differs (securesock's C{tls:} or Twisted's own C{ssl:}).  asyncio runs the
@@ -9,8 +9,11 @@ same commands on C{asyncio} with the standard library's C{ssl}.  pyopenssl
 is the floor of the stack securesock and C{ssl:} share: a blocking,
 single-threaded pyOpenSSL server on the accepted socket (OpenSSL's socket
 BIO, no memory BIO, no event loop), one connection at a time, with a
-context configured like securesock's.  The commands (the first line of each
-connection; bench/loadgen.c speaks them):
+context configured like securesock's.  tcp and plain serve the same
+commands without TLS (CERT and KEY unused), for bench/transport_floor.py:
+tcp is the Twisted protocol on Twisted's own C{tcp:} endpoint, plain a
+blocking loop of one connection at a time, as pyopenssl's.  The commands
+(the first line of each connection; bench/loadgen.c speaks them):
 
   E           echo everything that follows
   S n         send n bytes (with back-pressure)
@@ -115,9 +118,11 @@ def twistedServer(kind: str, port: int, cert: str, key: str) -> None:
     else:
         from twisted.internet.endpoints import serverFromString
 
-        endpoint = serverFromString(
-            reactor, f"ssl:{port}:interface=127.0.0.1:certKey={cert}:privateKey={key}:backlog=4096"
-        )
+        if kind == "tcp":  # no TLS: what Twisted's event loop and TCP transport cost alone
+            description = f"tcp:{port}:interface=127.0.0.1:backlog=4096"
+        else:
+            description = f"ssl:{port}:interface=127.0.0.1:certKey={cert}:privateKey={key}:backlog=4096"
+        endpoint = serverFromString(reactor, description)
     factory = Factory.forProtocol(Bench)
     factory.noisy = False
 
@@ -301,13 +306,66 @@ def pyopensslServer(port: int, cert: str, key: str) -> None:
             sock.close()
 
 
+def plainServer(port: int) -> None:
+    """
+    The floor of plain TCP: the pyopenssl floor's loop without TLS (one
+    connection at a time, blocking, no event loop), serving pages and echo:
+    what the pyopenssl floor costs above it is what TLS itself costs.
+    """
+    import socket
+    import struct
+    import time
+
+    timeouts = struct.pack("ll", 30, 0)
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", port))
+    listener.listen(4096)
+    deadline = time.monotonic() + LIFETIME
+    print("READY", listener.getsockname()[1], flush=True)
+    while (left := deadline - time.monotonic()) > 0:
+        listener.settimeout(left)
+        try:
+            sock, _ = listener.accept()
+        except TimeoutError:
+            break
+        except OSError:  # e.g. ECONNABORTED, EMFILE: try again
+            time.sleep(0.01)
+            continue
+        try:
+            sock.setblocking(True)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeouts)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeouts)
+            head = b""
+            while b"\n" not in head and len(head) <= 4096:
+                data = sock.recv(4096)
+                if not data:
+                    break
+                head += data
+            line, _, rest = head.partition(b"\n")
+            if line.startswith(b"GET"):
+                sock.sendall(PAGE)
+            elif line == b"E":
+                if rest:
+                    sock.sendall(rest)
+                while time.monotonic() < deadline and (data := sock.recv(1 << 16)):
+                    sock.sendall(data)
+        except OSError:
+            pass  # this connection only: peer reset, timeout
+        finally:
+            sock.close()
+
+
 def main() -> None:
     kind, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
     if kind == "asyncio":
         asyncioServer(port, cert, key)
     elif kind == "pyopenssl":
         pyopensslServer(port, cert, key)
-    elif kind in ("securesock", "twisted"):
+    elif kind == "plain":
+        plainServer(port)
+    elif kind in ("securesock", "twisted", "tcp"):
         twistedServer(kind, port, cert, key)
     else:
         raise SystemExit(f"unknown server kind {kind!r}")
