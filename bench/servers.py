@@ -26,7 +26,11 @@ for at most an hour.
 
 from __future__ import annotations
 
+import socket
+import struct
 import sys
+import time
+from collections.abc import Callable
 
 CHUNK = b"s" * (1 << 18)
 PAGE = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nhello\n"
@@ -216,10 +220,6 @@ def pyopensslServer(port: int, cert: str, key: str) -> None:
     no event loop.  Serves one connection at a time (so no concurrent loads:
     echo with 50 clients, TTFB and idle memory are not measured on it).
     """
-    import socket
-    import struct
-    import time
-
     from OpenSSL import SSL
 
     context = SSL.Context(SSL.TLS_METHOD)
@@ -235,7 +235,6 @@ def pyopensslServer(port: int, cert: str, key: str) -> None:
     context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
     context.set_mode(SSL.MODE_RELEASE_BUFFERS)
     context.clear_mode(0x1)  # SSL_MODE_ENABLE_PARTIAL_WRITE
-    timeouts = struct.pack("ll", 30, 0)  # per blocking call on a connection (SO_RCVTIMEO / SO_SNDTIMEO)
     view = memoryview(CHUNK)
 
     def serve(conn: SSL.Connection) -> None:
@@ -273,37 +272,16 @@ def pyopensslServer(port: int, cert: str, key: str) -> None:
         while time.monotonic() < deadline:
             conn.recv(1 << 16)
 
-    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("127.0.0.1", port))
-    listener.listen(4096)
+    def handle(sock: socket.socket) -> None:
+        conn = SSL.Connection(context, sock)  # OpenSSL reads and writes the descriptor itself
+        try:
+            serve(conn)
+        except SSL.ZeroReturnError:  # the client's close_notify: answer it
+            conn.shutdown()
+
     deadline = time.monotonic() + LIFETIME
-    print("READY", listener.getsockname()[1], flush=True)
-    while (left := deadline - time.monotonic()) > 0:
-        listener.settimeout(left)
-        try:
-            sock, _ = listener.accept()
-        except TimeoutError:
-            break
-        except OSError:  # e.g. ECONNABORTED, EMFILE: try again
-            time.sleep(0.01)
-            continue
-        try:
-            sock.setblocking(True)  # OpenSSL reads and writes the descriptor itself
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeouts)
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeouts)
-            conn = SSL.Connection(context, sock)
-            try:
-                serve(conn)
-            except SSL.ZeroReturnError:  # the client's close_notify: answer it
-                conn.shutdown()
-        except (SSL.Error, OSError, ValueError):
-            pass  # this connection only: peer reset, EOF without close_notify, bad command, timeout
-        except Exception as e:  # anything else ends this connection too, not the server
-            print(f"pyopenssl server: {e!r}", file=sys.stderr, flush=True)
-        finally:
-            sock.close()
+    # errors that end their connection only: peer reset, EOF without close_notify, bad command, timeout
+    oneAtATime("pyopenssl", port, deadline, handle, (SSL.Error, OSError, ValueError))
 
 
 def plainServer(port: int) -> None:
@@ -312,16 +290,45 @@ def plainServer(port: int) -> None:
     connection at a time, blocking, no event loop), serving pages and echo:
     what the pyopenssl floor costs above it is what TLS itself costs.
     """
-    import socket
-    import struct
-    import time
 
-    timeouts = struct.pack("ll", 30, 0)
+    def handle(sock: socket.socket) -> None:
+        head = b""
+        while b"\n" not in head and len(head) <= 4096:
+            data = sock.recv(4096)
+            if not data:
+                return
+            head += data
+        line, _, rest = head.partition(b"\n")
+        if line.startswith(b"GET"):
+            sock.sendall(PAGE)
+        elif line == b"E":
+            if rest:
+                sock.sendall(rest)
+            while time.monotonic() < deadline and (data := sock.recv(1 << 16)):
+                sock.sendall(data)
+
+    deadline = time.monotonic() + LIFETIME
+    oneAtATime("plain", port, deadline, handle, (OSError,))  # peer reset, timeout: that connection only
+
+
+def oneAtATime(
+    name: str,
+    port: int,
+    deadline: float,
+    handle: Callable[[socket.socket], None],
+    quiet: tuple[type[Exception], ...],
+) -> None:
+    """
+    The floors' loop: accept on 127.0.0.1 and C{handle} each connection in
+    turn (a blocking socket, TCP_NODELAY, 30 s per call) until C{deadline}.
+    An error of C{quiet} ends its connection silently; any other is printed
+    and ends its connection too, never the server.
+    """
+    timeouts = struct.pack("ll", 30, 0)  # per blocking call on a connection (SO_RCVTIMEO / SO_SNDTIMEO)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("127.0.0.1", port))
     listener.listen(4096)
-    deadline = time.monotonic() + LIFETIME
     print("READY", listener.getsockname()[1], flush=True)
     while (left := deadline - time.monotonic()) > 0:
         listener.settimeout(left)
@@ -337,22 +344,11 @@ def plainServer(port: int) -> None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeouts)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeouts)
-            head = b""
-            while b"\n" not in head and len(head) <= 4096:
-                data = sock.recv(4096)
-                if not data:
-                    break
-                head += data
-            line, _, rest = head.partition(b"\n")
-            if line.startswith(b"GET"):
-                sock.sendall(PAGE)
-            elif line == b"E":
-                if rest:
-                    sock.sendall(rest)
-                while time.monotonic() < deadline and (data := sock.recv(1 << 16)):
-                    sock.sendall(data)
-        except OSError:
-            pass  # this connection only: peer reset, timeout
+            handle(sock)
+        except quiet:
+            pass
+        except Exception as e:  # anything else ends this connection too, not the server
+            print(f"{name} server: {e!r}", file=sys.stderr, flush=True)
         finally:
             sock.close()
 
