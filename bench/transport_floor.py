@@ -19,11 +19,11 @@ bench/run.py), the servers measured back to back in turns that reverse:
 
 Twisted's cost per connection is ``tcp`` minus ``plain`` of the pages, its
 cost per read (and write) the same difference of the echo.  A TLS layer
-that cost nothing at all on Twisted's transport would spend the pyOpenSSL
-floor plus Twisted's cost per connection (the "transport bound"), and one
-read more: a TLS connection's handshake takes one more reactor read than a
-plain page (``strace -c`` of the servers: 2 reads with data against 1).
-The table says, for each TLS load, how far securesock is above the bound
+that cost nothing at all on Twisted's transport would still spend the
+pyOpenSSL floor, Twisted's cost per connection, and its cost per read
+once more, since a TLS connection's handshake takes one reactor read more
+than a plain page (``strace -c`` of the servers: 2 reads with data against
+1): their sum is the "transport bound".  The table says, for each TLS load, how far securesock is above the bound
 and the best ratio against ``ssl:`` that the bound allows: a target above
 it cannot be reached by a TLS layer on Twisted's event loop and TCP
 transport, only by replacing them.
