@@ -221,7 +221,7 @@ class Server:
         self.extra: list[subprocess.Popen[bytes]] = []
         log = open(work / f"{kind}-{time.monotonic_ns()}.log", "wb")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        if kind in ("securesock", "twisted", "asyncio", "pyopenssl", "tcp", "plain"):
+        if kind in ("securesock", "twisted", "asyncio", "pyopenssl", "tcp", "plain", "bare", "bare-close"):
             self.process = subprocess.Popen(
                 pinned(
                     SERVER_CORE, [sys.executable, str(BENCH / "servers.py"), kind, "0", str(cert), str(key)]

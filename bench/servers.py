@@ -1,7 +1,7 @@
 """
 The benchmark's Python servers: one application, three TLS stacks (and two without TLS).
 
-    python3 bench/servers.py securesock|twisted|asyncio|pyopenssl|tcp|plain PORT CERT KEY
+    python3 bench/servers.py securesock|twisted|asyncio|pyopenssl|tcp|plain|bare|bare-close PORT CERT KEY
 
 securesock and twisted run the same Twisted protocol; only the endpoint
 differs (securesock's C{tls:} or Twisted's own C{ssl:}).  asyncio runs the
@@ -12,7 +12,9 @@ BIO, no memory BIO, no event loop), one connection at a time, with a
 context configured like securesock's.  tcp and plain serve the same
 commands without TLS (CERT and KEY unused), for bench/transport_floor.py:
 tcp is the Twisted protocol on Twisted's own C{tcp:} endpoint, plain a
-blocking loop of one connection at a time, as pyopenssl's.  The commands
+blocking loop of one connection at a time, as pyopenssl's.  bare and
+bare-close are the least a TLS layer on Twisted's transport can be
+(pages only; see bareServer).  The commands
 (the first line of each connection; bench/loadgen.c speaks them):
 
   E           echo everything that follows
@@ -31,6 +33,7 @@ import struct
 import sys
 import time
 from collections.abc import Callable
+from typing import Any
 
 CHUNK = b"s" * (1 << 18)
 PAGE = b"HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 6\r\n\r\nhello\n"
@@ -127,15 +130,90 @@ def twistedServer(kind: str, port: int, cert: str, key: str) -> None:
         else:
             description = f"ssl:{port}:interface=127.0.0.1:certKey={cert}:privateKey={key}:backlog=4096"
         endpoint = serverFromString(reactor, description)
-    factory = Factory.forProtocol(Bench)
+    runTwisted(endpoint, Factory.forProtocol(Bench))
+
+
+def runTwisted(endpoint: Any, factory: Any) -> None:
+    """Listen with C{factory} on C{endpoint}, say READY and the port, and run the reactor for at most LIFETIME."""
+    from twisted.internet import reactor
+
     factory.noisy = False
 
-    def ready(listening: object) -> None:
-        print("READY", listening.getHost().port, flush=True)  # type: ignore[attr-defined]
+    def ready(listening: Any) -> None:
+        print("READY", listening.getHost().port, flush=True)
 
     endpoint.listen(factory).addCallback(ready)
     reactor.callLater(LIFETIME, reactor.stop)
     reactor.run()
+
+
+def bareServer(kind: str, port: int, cert: str, key: str) -> None:
+    """
+    The least a memory-BIO TLS layer on Twisted's TCP transport can be, to
+    compare securesock's with: a protocol on Twisted's C{tcp:} endpoint that
+    feeds one pyOpenSSL connection (the floor's context) and serves only
+    the C{GET} page of C{openssl s_time -www}, with none of a real layer's
+    duties (no producers, half-close, ALPN, handshake notification, errors
+    reported, writes before the handshake).  C{bare} then waits for the
+    client's close_notify (or its close) before closing, as Twisted's TLS
+    and securesock do; C{bare-close} closes at once, as the floor does.
+    """
+    from OpenSSL import SSL
+    from twisted.internet.endpoints import serverFromString
+    from twisted.internet.protocol import Factory, Protocol
+
+    context = floorContext(cert, key)
+    waits = kind == "bare"
+
+    class Bare(Protocol):
+        head = b""
+        answered = False
+
+        def connectionMade(self) -> None:
+            self.tls = SSL.Connection(context, None)
+            self.tls.set_accept_state()
+            self.transport.setTcpNoDelay(True)  # type: ignore[attr-defined]  # as securesock and the floor
+
+        def flush(self) -> None:
+            out = []
+            for _ in range(1000):  # bounded; the send BIO empties long before
+                try:
+                    out.append(self.tls.bio_read(65536))
+                except SSL.WantReadError:
+                    break
+            if out:
+                self.transport.write(b"".join(out))  # type: ignore[union-attr]
+
+        def dataReceived(self, data: bytes) -> None:
+            tls = self.tls
+            tls.bio_write(data)
+            try:
+                for _ in range(1000):  # bounded; a read ends in WantReadError long before
+                    chunk = tls.recv(32768)
+                    if self.answered:
+                        continue
+                    self.head += chunk
+                    if b"\n" in self.head:
+                        self.answered = True
+                        tls.sendall(PAGE)
+                        tls.shutdown()  # our close_notify
+                        self.flush()
+                        if not waits:
+                            self.transport.loseConnection()  # type: ignore[union-attr]
+                        return
+            except SSL.WantReadError:
+                self.flush()
+            except SSL.ZeroReturnError:  # the client's close_notify
+                self.flush()
+                self.transport.loseConnection()  # type: ignore[union-attr]
+            except SSL.Error:
+                self.transport.loseConnection()  # type: ignore[union-attr]
+
+    from twisted.internet import reactor
+
+    runTwisted(
+        serverFromString(reactor, f"tcp:{port}:interface=127.0.0.1:backlog=4096"), Factory.forProtocol(Bare)
+    )
 
 
 def asyncioServer(port: int, cert: str, key: str) -> None:
@@ -214,6 +292,28 @@ def asyncioServer(port: int, cert: str, key: str) -> None:
     asyncio.run(main())
 
 
+def floorContext(cert: str, key: str) -> Any:
+    """
+    The floors' server context, as securesock's (securesock/_context.py): a
+    TLS 1.2 session cache with a session id context, OpenSSL's tickets
+    (default: on), released buffers, and whole writes (pyOpenSSL turns
+    partial writes on, which would stop every SSL_write after one 16 KiB
+    record).
+    """
+    from OpenSSL import SSL
+
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.use_certificate_file(cert)
+    context.use_privatekey_file(key)
+    context.check_privatekey()
+    context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE)
+    context.set_session_id(b"bench")
+    context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
+    context.set_mode(SSL.MODE_RELEASE_BUFFERS)
+    context.clear_mode(0x1)  # SSL_MODE_ENABLE_PARTIAL_WRITE
+    return context
+
+
 def pyopensslServer(port: int, cert: str, key: str) -> None:
     """
     The floor: what pyOpenSSL itself costs per handshake and per byte, with
@@ -222,19 +322,7 @@ def pyopensslServer(port: int, cert: str, key: str) -> None:
     """
     from OpenSSL import SSL
 
-    context = SSL.Context(SSL.TLS_METHOD)
-    context.use_certificate_file(cert)
-    context.use_privatekey_file(key)
-    context.check_privatekey()
-    # As securesock's server context (securesock/_context.py): a TLS 1.2
-    # session cache with a session id context, OpenSSL's tickets (default:
-    # on), released buffers, and whole writes (pyOpenSSL turns partial
-    # writes on, which would stop every SSL_write after one 16 KiB record).
-    context.set_options(SSL.OP_NO_COMPRESSION | SSL.OP_NO_RENEGOTIATION | SSL.OP_CIPHER_SERVER_PREFERENCE)
-    context.set_session_id(b"bench")
-    context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
-    context.set_mode(SSL.MODE_RELEASE_BUFFERS)
-    context.clear_mode(0x1)  # SSL_MODE_ENABLE_PARTIAL_WRITE
+    context = floorContext(cert, key)
     view = memoryview(CHUNK)
 
     def serve(conn: SSL.Connection) -> None:
@@ -361,6 +449,8 @@ def main() -> None:
         pyopensslServer(port, cert, key)
     elif kind == "plain":
         plainServer(port)
+    elif kind in ("bare", "bare-close"):
+        bareServer(kind, port, cert, key)
     elif kind in ("securesock", "twisted", "tcp"):
         twistedServer(kind, port, cert, key)
     else:

@@ -1,7 +1,8 @@
 """
 bench/transport_floor.py: the transport bound drawn from its measurements,
-and the plain-TCP parts it measures with (bench/loadgen.c ``pages``, the
-``tcp`` and ``plain`` servers of bench/servers.py), run for real.
+and the parts it measures with (bench/loadgen.c ``pages``, the ``tcp``,
+``plain``, ``bare`` and ``bare-close`` servers of bench/servers.py), run
+for real.
 """
 
 from __future__ import annotations
@@ -23,8 +24,20 @@ from .conftest import requireTool
 COST = {
     "plain TCP": {"tcp": 250.0, "plain": 110.0},
     "plain TCP echo": {"tcp": 105.0, "plain": 45.0},
-    "full TLS 1.3": {"securesock": 1200.0, "twisted": 1300.0, "pyopenssl": 800.0},
-    "resumed TLS 1.2": {"securesock": 650.0, "twisted": 1400.0, "pyopenssl": 400.0},
+    "full TLS 1.3": {
+        "securesock": 1200.0,
+        "twisted": 1300.0,
+        "pyopenssl": 800.0,
+        "bare": 1040.0,
+        "bare-close": 1000.0,
+    },
+    "resumed TLS 1.2": {
+        "securesock": 650.0,
+        "twisted": 1400.0,
+        "pyopenssl": 400.0,
+        "bare": 700.0,
+        "bare-close": 560.0,
+    },
 }
 
 
@@ -40,11 +53,14 @@ def test_the_bound_is_the_floor_plus_twisteds_cost_per_connection_and_per_read()
     assert full["bound"] == pytest.approx(800.0 + 140.0 + 60.0)
     assert full["securesock_above_bound"] == pytest.approx(200.0)
     assert full["securesock_ratio"] == pytest.approx(1300.0 / 1200.0)
+    assert full["bare_ratio"] == pytest.approx(1.25)
+    assert full["bare_close_ratio"] == pytest.approx(1.3)
     assert full["bound_ratio"] == pytest.approx(1.3)
     assert full["target"] == 1.25
     resumed = bounds["resumed TLS 1.2"]
     assert resumed["bound"] == pytest.approx(600.0)
     assert resumed["bound_ratio"] == pytest.approx(1400.0 / 600.0)
+    assert resumed["bare_ratio"] == pytest.approx(2.0) and resumed["bare_close_ratio"] == pytest.approx(2.5)
     assert resumed["target"] == 2.0
 
 
@@ -54,7 +70,10 @@ def test_the_table_gives_each_median_with_its_spread_and_each_bound_beside_its_t
     assert "| plain TCP | tcp | 250 (240-260) |" in lines
     assert "| resumed TLS 1.2 | pyopenssl | 400 (390-410) |" in lines
     full = next(line for line in lines if line.startswith("| full TLS 1.3 | 140 µs"))
-    assert full == "| full TLS 1.3 | 140 µs | 60 µs | 1,000 µs | 200 µs | 1.08x | 1.30x | 1.25x |"
+    assert (
+        full
+        == "| full TLS 1.3 | 140 µs | 60 µs | 1,000 µs | 200 µs | 1.08x | 1.25x | 1.30x | 1.30x | 1.25x |"
+    )
 
 
 @pytest.fixture(scope="module")
@@ -124,3 +143,25 @@ def test_pages_counts_only_http_200_answers(loadgen: Path) -> None:
         stop = 0.0
         thread.join(5)
         listener.close()
+
+
+@pytest.mark.parametrize("kind", ["bare", "bare-close"])
+def test_the_bare_tls_layers_serve_pages_and_resume_as_the_others(
+    loadgen: Path, tmp_path: Path, kind: str
+) -> None:
+    """
+    The bare layers compare with securesock only if they do the same work:
+    a page per connection over real TLS (openssl s_time -www), and returning
+    clients resumed under TLS 1.2 (session cache), as securesock's are.
+    """
+    requireTool("openssl")
+    floor = _floor()
+    cert, key = floor.suite.certificates(tmp_path)["ecdsa"]
+    server = floor.suite.Server(kind, cert, key, tmp_path, loadgen)
+    try:
+        full = floor.suite.measured(server, floor.suite.sTime, server.port, 1, "1_3", False, True)
+        resumed = floor.suite.measured(server, floor.suite.sTime, server.port, 1, "1_2", True, True)
+    finally:
+        server.stop()
+    assert full["per_second"] > 10 and full["cpu_us_per_op"] > 0
+    assert resumed["per_second"] > 10 and resumed["resumed_pct"] >= 95
