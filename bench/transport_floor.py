@@ -1,11 +1,11 @@
 """
-How fast any TLS layer on Twisted's TCP transport could be: Twisted's event
-loop and TCP transport cost, per connection, measured without TLS, added to
-what pyOpenSSL costs with no event loop at all.
+How fast any TLS layer on Twisted's TCP transport could be: what Twisted's
+event loop and TCP transport cost per connection and per read, measured
+without TLS, and what the leanest memory-BIO TLS layer on them costs.
 
     python3 bench/transport_floor.py [--runs 5] [--seconds 3]
 
-Five servers of bench/servers.py, each pinned to core 0, each load
+Seven servers of bench/servers.py, each pinned to core 0, each load
 generator to core 1, server CPU per connection from /proc (as in
 bench/run.py), the servers measured back to back in turns that reverse:
 
@@ -28,11 +28,12 @@ that cost nothing at all on Twisted's transport would still spend the
 pyOpenSSL floor, Twisted's cost per connection, and its cost per read
 once more, since a TLS connection's handshake takes one reactor read more
 than a plain page (``strace -c`` of the servers: 2 reads with data against
-1): their sum is the "transport bound".  The table says, for each TLS load, how far securesock is above the bound,
-and the ratios against ``ssl:`` of securesock, of the bare layers and of
-the bound: a target above the bare layer's ratio is out of reach of any
-memory-BIO layer on Twisted's event loop and TCP transport, one above
-the bound's out of reach of any TLS layer on them.
+1): their sum is the "transport bound".  The table says, for each TLS
+load, how far securesock is above the bound, and the ratios against
+``ssl:`` of securesock, of the bare layers and of the bound: a target
+above the bare layer's ratio is out of reach of any memory-BIO layer on
+Twisted's event loop and TCP transport, one above the bound's out of
+reach of any TLS layer on them.
 """
 
 from __future__ import annotations
