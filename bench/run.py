@@ -53,6 +53,9 @@ sys.path.insert(0, str(ROOT))
 
 from securesock._devca import certificatePEM, issue, keyPEM, makeAuthority  # noqa: E402
 
+sys.path.insert(0, str(BENCH))
+from servers import SERVERS  # noqa: E402  # bench/servers.py
+
 SERVER_CORE = "0"
 CLIENT_CORE = "1"
 KINDS = ("securesock", "twisted", "stunnel", "asyncio", "pyopenssl")
@@ -221,7 +224,7 @@ class Server:
         self.extra: list[subprocess.Popen[bytes]] = []
         log = open(work / f"{kind}-{time.monotonic_ns()}.log", "wb")
         env = {**os.environ, "PYTHONPATH": str(ROOT)}
-        if kind in ("securesock", "twisted", "asyncio", "pyopenssl", "tcp", "plain", "bare", "bare-close"):
+        if kind in SERVERS:  # the Python servers of bench/servers.py
             self.process = subprocess.Popen(
                 pinned(
                     SERVER_CORE, [sys.executable, str(BENCH / "servers.py"), kind, "0", str(cert), str(key)]

@@ -441,20 +441,24 @@ def oneAtATime(
             sock.close()
 
 
+# Each kind of server, and how to run it: (kind, port, cert, key).  bench/run.py starts these.
+SERVERS: dict[str, Callable[[str, int, str, str], None]] = {
+    "securesock": twistedServer,
+    "twisted": twistedServer,
+    "tcp": twistedServer,
+    "asyncio": lambda kind, port, cert, key: asyncioServer(port, cert, key),
+    "pyopenssl": lambda kind, port, cert, key: pyopensslServer(port, cert, key),
+    "plain": lambda kind, port, cert, key: plainServer(port),
+    "bare": bareServer,
+    "bare-close": bareServer,
+}
+
+
 def main() -> None:
     kind, port, cert, key = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-    if kind == "asyncio":
-        asyncioServer(port, cert, key)
-    elif kind == "pyopenssl":
-        pyopensslServer(port, cert, key)
-    elif kind == "plain":
-        plainServer(port)
-    elif kind in ("bare", "bare-close"):
-        bareServer(kind, port, cert, key)
-    elif kind in ("securesock", "twisted", "tcp"):
-        twistedServer(kind, port, cert, key)
-    else:
-        raise SystemExit(f"unknown server kind {kind!r}")
+    if kind not in SERVERS:
+        raise SystemExit(f"unknown server kind {kind!r}: one of {', '.join(SERVERS)}")
+    SERVERS[kind](kind, port, cert, key)
 
 
 if __name__ == "__main__":

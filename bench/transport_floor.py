@@ -58,30 +58,26 @@ TLS_KINDS = ("securesock", "twisted", "pyopenssl", "bare", "bare-close")
 TARGETS = {"full TLS 1.3": 1.25, "resumed TLS 1.2": 2.0}
 
 
-def pages(loadgen: Path, port: int, seconds: int) -> tuple[float, dict[str, float]]:
-    """Plain TCP connections one after the other, one page each: (connections, figures)."""
-    out = suite.client(
-        [str(loadgen), "pages", str(port), str(seconds)], timeout=seconds * 4 + 30, env={"LOADGEN_PLAIN": "1"}
-    )
-    found = re.search(r"connections (\d+) seconds ([\d.]+) failed (\d+)", out)
+def _plainClient(
+    loadgen: Path, mode: list[str], seconds: int, counted: str
+) -> tuple[float, dict[str, float]]:
+    """Run ``loadgen MODE...`` over plain TCP: (how many C{counted} it printed, figures)."""
+    out = suite.client([str(loadgen), *mode], timeout=seconds * 4 + 30, env={"LOADGEN_PLAIN": "1"})
+    found = re.search(rf"{counted} (\d+) seconds ([\d.]+)", out)
     if not found or int(found.group(1)) == 0:
-        raise RuntimeError(f"loadgen pages: {out[-300:]!r}")
+        raise RuntimeError(f"loadgen {mode[0]}: {out[-300:]!r}")
     count = int(found.group(1))
     return count, {"per_second": count / float(found.group(2))}
+
+
+def pages(loadgen: Path, port: int, seconds: int) -> tuple[float, dict[str, float]]:
+    """Plain TCP connections one after the other, one page each: (connections, figures)."""
+    return _plainClient(loadgen, ["pages", str(port), str(seconds)], seconds, "connections")
 
 
 def echoOne(loadgen: Path, port: int, seconds: int) -> tuple[float, dict[str, float]]:
     """100-byte requests over one plain TCP connection, each answered before the next: (requests, figures)."""
-    out = suite.client(
-        [str(loadgen), "echo", str(port), "1", str(seconds), "100"],
-        timeout=seconds * 4 + 30,
-        env={"LOADGEN_PLAIN": "1"},
-    )
-    found = re.search(r"requests (\d+) seconds ([\d.]+)", out)
-    if not found or int(found.group(1)) == 0:
-        raise RuntimeError(f"loadgen echo: {out[-300:]!r}")
-    count = int(found.group(1))
-    return count, {"per_second": count / float(found.group(2))}
+    return _plainClient(loadgen, ["echo", str(port), "1", str(seconds), "100"], seconds, "requests")
 
 
 def loads(
