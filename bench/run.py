@@ -510,8 +510,13 @@ def inTurn(kinds: list[str], number: int) -> list[str]:
     return kinds if number % 2 == 0 else kinds[::-1]
 
 
-# A figure, how to measure it on a server, and whether it needs concurrent clients.
-Load = tuple[str, Callable[[Server], dict[str, float]], bool]
+class Load(NamedTuple):
+    """A figure and how to measure it on a server."""
+
+    figure: str
+    measure: Callable[[Server], dict[str, float]]
+    concurrent: bool = False  # needs concurrent clients, which the floor (SEQUENTIAL) cannot serve
+    only: frozenset[str] | None = None  # the kinds it is measured on, if not every one running
 
 
 def measureInTurn(
@@ -525,61 +530,67 @@ def measureInTurn(
     C{runs} runs of C{loads} on the C{running} servers: in each, one figure
     after the other, each on every server in turn (L{inTurn}); the floor,
     which serves one connection at a time, skips loads of concurrent
-    clients.  C{names}: the name a server's figures are recorded under, if
+    clients, and a load with C{only} is measured on those kinds alone.  C{names}: the name a server's figures are recorded under, if
     not its kind.
     """
     for number in range(runs):
-        for figure, load, concurrent in loads:
+        for load in loads:
             for kind in inTurn(list(running), number):
-                if concurrent and kind in SEQUENTIAL:
+                if load.concurrent and kind in SEQUENTIAL or load.only is not None and kind not in load.only:
                     continue
-                record(results, figure, (names or {}).get(kind, kind), load(running[kind]))
+                record(results, load.figure, (names or {}).get(kind, kind), load.measure(running[kind]))
 
 
 def certificateLoads(certName: str, loadgen: Path, seconds: int, size: int) -> list[Load]:
     """
-    The figures measured with one certificate, in order: (figure, how to
-    measure it on a server, whether it needs concurrent clients, which the
-    one-connection-at-a-time floor cannot serve).  Bulk transfers, echo and
-    time to first byte are measured with the ECDSA certificate only; RSA's
-    resumptions under TLS 1.3 only (TLS 1.2's sign nothing either).
+    The figures measured with one certificate, in order.  Bulk transfers,
+    echo and time to first byte are measured with the ECDSA certificate
+    only; RSA's resumptions under TLS 1.3 only (TLS 1.2's sign nothing
+    either).
+
+    Each resumption is compared with a full handshake doing the same work
+    around it.  A TLS 1.2 handshake is measured alone, full or resumed (no
+    page: the client resumes from the session of the handshake alone).
+    ``s_time`` resumes TLS 1.3 sessions only with ``-www`` (it reads the
+    tickets the server sends after the handshake while it reads the page),
+    so TLS 1.3 resumptions serve a page each, and securesock's full TLS 1.3
+    handshake is measured once more serving that page (``+ page``): issue
+    #6 compares its resumption with that.
     """
-    loads: list[Load] = []
 
-    def handshakes(version: str, reuse: bool) -> Callable[[Server], dict[str, float]]:
-        return lambda server: measured(server, sTime, server.port, seconds, version, reuse, reuse)
+    def handshakes(version: str, reuse: bool, www: bool) -> Callable[[Server], dict[str, float]]:
+        return lambda server: measured(server, sTime, server.port, seconds, version, reuse, www)
 
-    for version in ("1_2", "1_3"):
-        loads.append((f"full {certName} TLS{version.replace('_', '.')}", handshakes(version, False), False))
-    for version in ("1_2", "1_3"):
-        if certName == "rsa" and version == "1_2":
-            continue
-        loads.append((f"resumed {certName} TLS{version.replace('_', '.')}", handshakes(version, True), False))
+    loads = [
+        Load(f"full {certName} TLS1.2", handshakes("1_2", False, False)),
+        Load(f"full {certName} TLS1.3", handshakes("1_3", False, False)),
+    ]
+    if certName == "ecdsa":
+        loads.append(Load(f"resumed {certName} TLS1.2", handshakes("1_2", True, False)))
+    loads += [
+        Load(
+            f"full {certName} TLS1.3 + page", handshakes("1_3", False, True), only=frozenset({"securesock"})
+        ),
+        Load(f"resumed {certName} TLS1.3", handshakes("1_3", True, True)),
+    ]
     if certName != "ecdsa":
         return loads
-    loads += [
-        (
-            "bulk server sends",
-            lambda server: measured(server, bulk, loadgen, server.port, "recv", size),
-            False,
+    return loads + [
+        Load("bulk server sends", lambda server: measured(server, bulk, loadgen, server.port, "recv", size)),
+        Load(
+            "bulk server receives", lambda server: measured(server, bulk, loadgen, server.port, "send", size)
         ),
-        (
-            "bulk server receives",
-            lambda server: measured(server, bulk, loadgen, server.port, "send", size),
-            False,
-        ),
-        (
+        Load(
             "echo 100 B, 50 clients",
             lambda server: measured(server, echo, loadgen, server.port, seconds),
-            True,
+            concurrent=True,
         ),
-        (
+        Load(
             "TTFB at 300 conn/s",
             lambda server: measured(server, ttfb, loadgen, server.port, seconds + 1),
-            True,
+            concurrent=True,
         ),
     ]
-    return loads
 
 
 def runSuite(args: argparse.Namespace, work: Path) -> dict[str, Any]:
@@ -609,22 +620,20 @@ def runSuite(args: argparse.Namespace, work: Path) -> dict[str, Any]:
                 )
 
     with servers(["relay", "stunnel"], cert, key, work, loadgen) as running:
-        relayLoads: list[Load] = [
-            (
+        relayLoads = [
+            Load(
                 "relay: bulk server sends",
                 lambda server: measured(server, bulk, loadgen, server.port, "recv", size),
-                False,
             ),
-            (
+            Load(
                 "relay: echo 100 B, 50 clients",
                 lambda server: measured(server, echo, loadgen, server.port, seconds),
-                False,
             ),
         ]
         measureInTurn(results, running, relayLoads, runs, {"relay": "twistd securesock"})
 
     with servers(["workers1", "workers2"], cert, key, work, loadgen) as running:
-        workers: Load = ("workers: full ecdsa TLS1.3", lambda server: workersMeasured(server, seconds), False)
+        workers = Load("workers: full ecdsa TLS1.3", lambda server: workersMeasured(server, seconds))
         measureInTurn(results, running, [workers], runs, {"workers1": "1 worker", "workers2": "2 workers"})
 
     speed = opensslSpeed(1)

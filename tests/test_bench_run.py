@@ -16,12 +16,15 @@ from typing import Any
 import pytest
 
 from .benchscripts import loadBenchScript
+from .conftest import requireTool
 
 run = loadBenchScript("run")
 
 
 class _StandIn:
     """A server of one kind, as measureInTurn sees it."""
+
+    port = 0
 
     def __init__(self, kind: str) -> None:
         self.kind = kind
@@ -38,7 +41,10 @@ def _measuring(figure: str, log: list[tuple[str, str]]) -> Any:
 def test_each_figure_is_measured_on_every_server_before_the_next_figure_in_turns_that_reverse() -> None:
     running = {kind: _StandIn(kind) for kind in ("securesock", "twisted", "pyopenssl")}
     log: list[tuple[str, str]] = []
-    loads = [("full", _measuring("full", log), False), ("echo", _measuring("echo", log), True)]
+    loads = [
+        run.Load("full", _measuring("full", log)),
+        run.Load("echo", _measuring("echo", log), concurrent=True),
+    ]
     results: dict[str, Any] = {}
     run.measureInTurn(results, running, loads, 2)
     assert log == [
@@ -64,30 +70,100 @@ def test_servers_are_recorded_under_the_names_given() -> None:
     log: list[tuple[str, str]] = []
     results: dict[str, Any] = {}
     run.measureInTurn(
-        results, running, [("relay MB/s", _measuring("relay MB/s", log), False)], 1, {"relay": "twistd"}
+        results, running, [run.Load("relay MB/s", _measuring("relay MB/s", log))], 1, {"relay": "twistd"}
     )
     assert sorted(results["relay MB/s"]) == ["stunnel", "twistd"]
     assert log == [("relay MB/s", "relay"), ("relay MB/s", "stunnel")]
 
 
-def test_the_loads_of_each_certificate() -> None:
-    ecdsa = [figure for figure, _, _ in run.certificateLoads("ecdsa", Path("loadgen"), 2, 2**20)]
-    assert ecdsa == [
+def test_a_load_for_some_kinds_is_measured_on_those_alone() -> None:
+    running = {kind: _StandIn(kind) for kind in ("securesock", "twisted", "pyopenssl")}
+    log: list[tuple[str, str]] = []
+    results: dict[str, Any] = {}
+    loads = [run.Load("+ page", _measuring("+ page", log), only=frozenset({"securesock"}))]
+    run.measureInTurn(results, running, loads, 2)
+    assert log == [("+ page", "securesock"), ("+ page", "securesock")]
+    assert list(results["+ page"]) == ["securesock"]
+
+
+def _sTimeArguments(monkeypatch: pytest.MonkeyPatch, certName: str) -> dict[str, tuple[Any, ...]]:
+    """Each handshake figure of certName: the s_time arguments it measures with (version, reuse, www)."""
+    calls: list[tuple[Any, ...]] = []
+    monkeypatch.setattr(run, "measured", lambda server, load, *args: calls.append(args) or {})
+    found = {}
+    for load in run.certificateLoads(certName, Path("loadgen"), 2, 2**20):
+        if load.figure.startswith(("full", "resumed")):
+            load.measure(_StandIn("securesock"))
+            port, seconds, *flags = calls[-1]
+            found[load.figure] = tuple(flags)
+    return found
+
+
+def test_the_loads_of_each_certificate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """
+    A resumption is compared with a full handshake doing the same work
+    around it: TLS 1.2's alone, TLS 1.3's serving a page (s_time reads the
+    tickets only with -www), securesock's full handshake once more with it.
+    """
+    ecdsa = run.certificateLoads("ecdsa", Path("loadgen"), 2, 2**20)
+    assert [load.figure for load in ecdsa] == [
         "full ecdsa TLS1.2",
         "full ecdsa TLS1.3",
         "resumed ecdsa TLS1.2",
+        "full ecdsa TLS1.3 + page",
         "resumed ecdsa TLS1.3",
         "bulk server sends",
         "bulk server receives",
         "echo 100 B, 50 clients",
         "TTFB at 300 conn/s",
     ]
-    concurrent = {
-        figure for figure, _, many in run.certificateLoads("ecdsa", Path("loadgen"), 2, 2**20) if many
+    assert {load.figure for load in ecdsa if load.concurrent} == {
+        "echo 100 B, 50 clients",
+        "TTFB at 300 conn/s",
     }
-    assert concurrent == {"echo 100 B, 50 clients", "TTFB at 300 conn/s"}
-    rsa = [figure for figure, _, _ in run.certificateLoads("rsa", Path("loadgen"), 2, 2**20)]
-    assert rsa == ["full rsa TLS1.2", "full rsa TLS1.3", "resumed rsa TLS1.3"]
+    assert {load.figure: load.only for load in ecdsa if load.only} == {
+        "full ecdsa TLS1.3 + page": frozenset({"securesock"})
+    }
+    rsa = [load.figure for load in run.certificateLoads("rsa", Path("loadgen"), 2, 2**20)]
+    assert rsa == ["full rsa TLS1.2", "full rsa TLS1.3", "full rsa TLS1.3 + page", "resumed rsa TLS1.3"]
+    # (version, reuse, www)
+    assert _sTimeArguments(monkeypatch, "ecdsa") == {
+        "full ecdsa TLS1.2": ("1_2", False, False),
+        "full ecdsa TLS1.3": ("1_3", False, False),
+        "resumed ecdsa TLS1.2": ("1_2", True, False),
+        "full ecdsa TLS1.3 + page": ("1_3", False, True),
+        "resumed ecdsa TLS1.3": ("1_3", True, True),
+    }
+    assert _sTimeArguments(monkeypatch, "rsa") == {
+        "full rsa TLS1.2": ("1_2", False, False),
+        "full rsa TLS1.3": ("1_3", False, False),
+        "full rsa TLS1.3 + page": ("1_3", False, True),
+        "resumed rsa TLS1.3": ("1_3", True, True),
+    }
+
+
+def test_s_time_resumes_tls_1_2_alone_and_tls_1_3_only_with_a_page(tmp_path: Path) -> None:
+    """
+    What the loads above rely on, with real s_time against a real
+    securesock server: TLS 1.2 sessions resume from the handshake alone;
+    TLS 1.3 ones only when s_time reads a page, and with it the tickets.
+    """
+    requireTool("openssl")
+    requireTool("taskset")
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("bench/run.py pins the server and the load to two cores")
+    cert, key = run.certificates(tmp_path)["ecdsa"]
+    server = run.Server("securesock", cert, key, tmp_path, None)
+    try:
+        resumed = {
+            (version, www): run.sTime(server.port, 1, version, True, www)[1]["resumed_pct"]
+            for version, www in (("1_2", False), ("1_3", False), ("1_3", True))
+        }
+    finally:
+        server.stop()
+    assert resumed[("1_2", False)] >= 95
+    assert resumed[("1_3", False)] == 0
+    assert resumed[("1_3", True)] >= 95
 
 
 def _burn(seconds: float) -> None:
