@@ -518,6 +518,12 @@ class Load(NamedTuple):
     concurrent: bool = False  # needs concurrent clients, which the floor (SEQUENTIAL) cannot serve
     only: frozenset[str] | None = None  # the kinds it is measured on, if not every one running
 
+    def measuredOn(self, kind: str) -> bool:
+        """Whether this figure is measured on a server of C{kind}."""
+        if self.concurrent and kind in SEQUENTIAL:
+            return False
+        return self.only is None or kind in self.only
+
 
 def measureInTurn(
     results: Results,
@@ -530,13 +536,14 @@ def measureInTurn(
     C{runs} runs of C{loads} on the C{running} servers: in each, one figure
     after the other, each on every server in turn (L{inTurn}); the floor,
     which serves one connection at a time, skips loads of concurrent
-    clients, and a load with C{only} is measured on those kinds alone.  C{names}: the name a server's figures are recorded under, if
-    not its kind.
+    clients, and a load with C{only} is measured on those kinds alone
+    (L{Load.measuredOn}).  C{names}: the name a server's figures are
+    recorded under, if not its kind.
     """
     for number in range(runs):
         for load in loads:
             for kind in inTurn(list(running), number):
-                if load.concurrent and kind in SEQUENTIAL or load.only is not None and kind not in load.only:
+                if not load.measuredOn(kind):
                     continue
                 record(results, load.figure, (names or {}).get(kind, kind), load.measure(running[kind]))
 
