@@ -9,17 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from .benchscripts import loadBenchScript
+from .benchscripts import loadBenchScript, tableRow
 
 report = loadBenchScript("report")
 
 
 def _runs(*values: float) -> list[dict[str, float]]:
     return [{"cpu_us_per_op": value} for value in values]
-
-
-def _row(lines: list[str], start: str) -> str:
-    return next(line for line in lines if line.startswith(f"| {start}"))
 
 
 RESULTS: dict[str, Any] = {
@@ -36,7 +32,7 @@ RESULTS: dict[str, Any] = {
 
 def test_a_resumed_tls_1_2_handshake_is_compared_with_ssl_s_full_one_run_by_run() -> None:
     # run by run: 1000 / 400 = 2.50, 1200 / 500 = 2.40, 1100 / 600 = 1.83; the median
-    row = _row(report.targets(RESULTS), "resumed TLS 1.2 (ours) vs full TLS 1.2 (ssl:), handshakes alone")
+    row = tableRow(report.targets(RESULTS), "resumed TLS 1.2 (ours) vs full TLS 1.2 (ssl:), handshakes alone")
     assert "2.40× (target ≥ 2.0×) | yes" in row
 
 
@@ -44,18 +40,20 @@ def test_a_tls_1_3_resumption_is_compared_with_a_full_handshake_serving_the_same
     lines = report.targets(RESULTS)
     # run by run: 2100 / 1000 = 2.10, 2200 / 1600 = 1.375, 2400 / 1000 = 2.40; the median
     # (against the full handshake without a page, it would be 2.00)
-    assert "2.10× (target ≥ 1.5×) | yes" in _row(
+    assert "2.10× (target ≥ 1.5×) | yes" in tableRow(
         lines, "resumed vs full TLS 1.3, RSA-2048, each serving a page"
     )
-    assert "| 1.20× | — |" in _row(lines, "resumed vs full TLS 1.3, ECDSA, each serving a page")
+    assert "| 1.20× | — |" in tableRow(lines, "resumed vs full TLS 1.3, ECDSA, each serving a page")
     without = {k: v for k, v in RESULTS.items() if not k.endswith("+ page")}
-    assert "| not measured | — |" in _row(report.targets(without), "resumed vs full TLS 1.3, RSA-2048")
+    assert "| not measured | — |" in tableRow(report.targets(without), "resumed vs full TLS 1.3, RSA-2048")
 
 
 def test_a_figure_of_securesock_alone_is_no_target_against_ssl_and_has_its_own_table() -> None:
     targets = report.targets(RESULTS)
     assert not [line for line in targets if "+ page: handshake CPU vs ssl:" in line]
-    assert _row(targets, "full rsa TLS1.3: handshake CPU vs ssl:")
+    assert tableRow(targets, "full rsa TLS1.3: handshake CPU vs ssl:")
     lines = report.table({"full rsa TLS1.3 + page": RESULTS["full rsa TLS1.3 + page"]})
     assert lines[2:4] == ["| metric | securesock |", "|---|---|"]
-    assert _row(lines, "server CPU µs / handshake") == "| server CPU µs / handshake | 2,200 (2,100–2,400) |"
+    assert (
+        tableRow(lines, "server CPU µs / handshake") == "| server CPU µs / handshake | 2,200 (2,100–2,400) |"
+    )

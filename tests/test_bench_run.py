@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from .benchscripts import loadBenchScript
+from .benchscripts import loadBenchScript, requirePinnedCores
 from .conftest import requireTool
 
 run = loadBenchScript("run")
@@ -149,9 +149,7 @@ def test_s_time_resumes_tls_1_2_alone_and_tls_1_3_only_with_a_page(tmp_path: Pat
     TLS 1.3 ones only when s_time reads a page, and with it the tickets.
     """
     requireTool("openssl")
-    requireTool("taskset")
-    if (os.cpu_count() or 1) < 2:
-        pytest.skip("bench/run.py pins the server and the load to two cores")
+    requirePinnedCores()
     cert, key = run.certificates(tmp_path)["ecdsa"]
     server = run.Server("securesock", cert, key, tmp_path, None)
     try:

@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from .benchscripts import loadBenchScript
+from .benchscripts import loadBenchScript, requirePinnedCores
 from .conftest import requireTool
 
 # Medians as bench/transport_floor.py records them (µs per connection; echo: per request).
@@ -79,9 +79,7 @@ def test_the_table_gives_each_median_with_its_spread_and_each_bound_beside_its_t
 @pytest.fixture(scope="module")
 def loadgen(tmp_path_factory: pytest.TempPathFactory) -> Path:
     requireTool("gcc")
-    requireTool("taskset")
-    if (os.cpu_count() or 1) < 2:
-        pytest.skip("bench/run.py pins the server and the load to two cores")
+    requirePinnedCores()
     binary: Path = _floor().suite.buildLoadgen(tmp_path_factory.mktemp("loadgen"))
     return binary
 

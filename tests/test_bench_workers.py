@@ -6,13 +6,10 @@ draws from it.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from .benchscripts import loadBenchScript
+from .benchscripts import loadBenchScript, requirePinnedCores, tableRow
 from .conftest import requireTool
 
 
@@ -22,9 +19,7 @@ def _run() -> Any:
 
 def test_two_workers_are_found_and_share_the_handshakes(tmp_path: Path) -> None:
     requireTool("openssl")
-    requireTool("taskset")
-    if (os.cpu_count() or 1) < 2:
-        pytest.skip("bench/run.py pins the server and the load to two cores")
+    requirePinnedCores()
     run = _run()
     cert, key = run.certificates(tmp_path)["ecdsa"]
     server = run.Server("workers2", cert, key, tmp_path, None)
@@ -53,10 +48,6 @@ def _workers(one: list[float], two: list[tuple[float, float]]) -> dict[str, Any]
     }
 
 
-def _row(lines: list[str], start: str) -> str:
-    return next(line for line in lines if line.startswith(f"| {start}"))
-
-
 def test_projection_is_the_busiest_workers_limit() -> None:
     """
     One core each: the busiest worker saturates first, so two workers reach
@@ -64,9 +55,9 @@ def test_projection_is_the_busiest_workers_limit() -> None:
     """
     report = loadBenchScript("report")
     even = report.targets(_workers([500.0] * 3, [(500.0, 0.5)] * 3))
-    assert "2.00× (target ≥ 1.8×) | yes" in _row(even, "two workers vs one")
+    assert "2.00× (target ≥ 1.8×) | yes" in tableRow(even, "two workers vs one")
     uneven = report.targets(_workers([500.0, 480.0, 520.0], [(520.0, 0.6), (520.0, 0.6), (520.0, 0.6)]))
     # run by run: 500 / (0.6 x 520) = 1.60, 480 / 312 = 1.54, 520 / 312 = 1.67; the median
-    assert "1.60× (target ≥ 1.8×) | **no**" in _row(uneven, "two workers vs one")
+    assert "1.60× (target ≥ 1.8×) | **no**" in tableRow(uneven, "two workers vs one")
     missing = report.targets({})
-    assert "not measured" in _row(missing, "two workers vs one")
+    assert "not measured" in tableRow(missing, "two workers vs one")
