@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from urllib.parse import unquote
 
-from ._description import _SCHEMED_VALUES, Description, splitDescription
+from ._description import _SCHEMED_VALUES, Description, refuseTypedPassphrases, splitDescription
 from ._errors import DescriptionError
 
 __all__ = ["fromArguments"]
@@ -54,8 +55,13 @@ def fromArguments(prefix: str, args: Sequence[str], kwargs: Mapping[str, str], s
     and C{kwargs}.
     """
     if args and args[0].startswith("//"):
+        url = _rejoinURL(prefix, args, kwargs)
+        query = url.partition("?")[2]
+        refuseTypedPassphrases(
+            side, [(unquote(n), unquote(v)) for n, _, v in (i.partition("=") for i in query.split("&"))]
+        )
         try:
-            split = splitDescription(_rejoinURL(prefix, args, kwargs), side)
+            split = splitDescription(url, side)
         except DescriptionError as e:
             raise DescriptionError(
                 f"{e} (Twisted's tokenizer split this URL at its colons before securesock "

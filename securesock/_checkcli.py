@@ -24,6 +24,7 @@ from ._errors import DescriptionError, TLSHandshakeError
 from ._hashes import spaced
 from ._material import fingerprint
 from ._options import ClientOptions, ServerOptions
+from ._optiontable import seconds
 from ._protocols import opensslBuild
 from ._sessioninfo import TLSDetails, sslConnection
 from ._storecli import _sans, _table
@@ -68,6 +69,14 @@ def _ciphers(context: SSL.Context, protocols: frozenset[TLSVersion]) -> str:
         if (tls13 if name.startswith("TLS_") else older)
     ]
     return ", ".join(usable) or "(none usable with these protocols)"
+
+
+def _timeout(value: str) -> float:
+    """probe --timeout: what a description's timeout= takes."""
+    try:
+        return seconds("--timeout", value)
+    except DescriptionError as e:
+        raise argparse.ArgumentTypeError(e.message) from None
 
 
 def _side(description: str, forced: str | None) -> tuple[str, ServerOptions | ClientOptions | str]:
@@ -261,5 +270,7 @@ def addCheckCommands(subcommands: Any) -> None:
         "probe", help="connect with a client description and print what was negotiated"
     )
     probe.add_argument("description", help="a client description, e.g. tls:example.com:443")
-    probe.add_argument("--timeout", type=float, default=30.0, help="seconds for the whole probe (default 30)")
+    probe.add_argument(
+        "--timeout", type=_timeout, default=30.0, help="seconds for the whole probe (default 30)"
+    )
     probe.set_defaults(run=_probe)

@@ -11,6 +11,7 @@ compression, no renegotiation, the server's cipher order.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import Any
 
 from cryptography import x509
@@ -22,6 +23,7 @@ from ._errors import CertificateError, DescriptionError
 from ._material import Identity, fingerprint, loadCertificates
 from ._options import ClientOptions, ClientVerification, ServerOptions, TLSPolicy
 from ._protocols import versionSettings
+from ._rehearsal import rehearseClient, rehearseServer
 from ._versions import formatProtocols
 
 __all__ = [
@@ -68,12 +70,16 @@ LEGACY_CIPHERS = ":".join(
 # OpenSSL's own default adds X448, P-521 and finite-field groups, which the
 # Mozilla profile (and sslyze's check of it) rejects.
 SERVER_GROUPS = (b"X25519MLKEM768:X25519:prime256v1:secp384r1", b"X25519:prime256v1:secp384r1")
+# With dhParameters= (the DHE suites), RFC 7919's groups too: a client that
+# names finite-field groups (OpenSSL 4's does) gets a DHE suite only on one
+# of those (RFC 7919, section 4); the file's group serves the other clients.
+FINITE_FIELD_GROUPS = b":ffdhe2048:ffdhe3072:ffdhe4096"
 
 
 _MODE_ENABLE_PARTIAL_WRITE = 0x1  # SSL_MODE_ENABLE_PARTIAL_WRITE, a constant of the TLS API
 
 
-def _limitGroups(context: SSL.Context) -> None:
+def _limitGroups(context: SSL.Context, *, finiteField: bool = False) -> None:
     try:
         from OpenSSL.SSL import _lib  # type: ignore[attr-defined]
 
@@ -81,12 +87,14 @@ def _limitGroups(context: SSL.Context) -> None:
     except (ImportError, AttributeError):  # pragma: no cover - other pyOpenSSL versions
         return  # OpenSSL's defaults: wider, still all forward secret
     for groups in SERVER_GROUPS:
+        if finiteField:
+            groups += FINITE_FIELD_GROUPS
         if setGroups(context._context, groups) == 1:  # type: ignore[attr-defined]
             return
         _lib.ERR_clear_error()  # pragma: no cover - OpenSSL without the hybrid
 
 
-def _baseContext(policy: TLSPolicy, *, server: bool) -> SSL.Context:
+def _baseContext(policy: TLSPolicy, *, server: bool, rehearsal: bool = False) -> SSL.Context:
     settings = versionSettings(policy.protocols)
     context = SSL.Context(SSL.TLS_METHOD)
     context.set_min_proto_version(settings.minimum)
@@ -112,6 +120,7 @@ def _baseContext(policy: TLSPolicy, *, server: bool) -> SSL.Context:
         # OpenSSL 3+ refuses TLS 1.0/1.1 handshakes above security level 0.
         if "@SECLEVEL" not in ciphers.upper():
             ciphers += ":@SECLEVEL=0"
+    if settings.legacy and not rehearsal:
         log.warn(
             "protocols {protocols}: TLS 1.0 and 1.1 are deprecated (RFC 8996) and "
             "enabled only because they were asked for; security level lowered to 0",
@@ -127,6 +136,8 @@ def _baseContext(policy: TLSPolicy, *, server: bool) -> SSL.Context:
             option="ciphers",
             value=policy.ciphers,
         ) from None
+    if not server:
+        rehearseClient(policy, ciphers)
     return context
 
 
@@ -266,13 +277,25 @@ def serverContext(
     *,
     sessionID: bytes | None = None,
     authorities: Sequence[x509.Certificate] | None = None,
+    rehearsal: bool = False,
 ) -> SSL.Context:
     """
     Build the context a server endpoint's connections share.  C{sessionID}
     (default: from C{identity}) and C{authorities} (default: read from
     C{caCerts=}) are given when an endpoint builds several contexts.
+    Unless C{rehearsal} (the context is for that only), a copy of it that
+    asks no client certificate first completes a handshake in memory at
+    each protocol version (L{securesock._rehearsal}).
     """
-    context = _baseContext(options.policy, server=True)
+    if not rehearsal:
+        withoutClientCertificates = replace(options, verifyClient=ClientVerification.NONE, caCerts=None)
+        rehearseServer(
+            options.policy,
+            identity.certificate,
+            lambda: serverContext(withoutClientCertificates, identity, rehearsal=True),
+            options.dhParameters,
+        )
+    context = _baseContext(options.policy, server=True, rehearsal=rehearsal)
     _useIdentity(context, identity)
     context.set_session_id(sessionID or sessionContextID(identity))
     context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
@@ -281,6 +304,7 @@ def serverContext(
             with open(options.dhParameters, "rb"):
                 pass
             context.load_tmp_dh(options.dhParameters.encode())
+            _limitGroups(context, finiteField=True)
         except OSError as e:
             raise CertificateError(
                 f"dhParameters={options.dhParameters!r} cannot be read: {e.strerror}",

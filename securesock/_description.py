@@ -44,6 +44,7 @@ __all__ = [
     "parseClient",
     "serverOptions",
     "clientOptions",
+    "refuseTypedPassphrases",
 ]
 
 # Prefix -> the protocol set it pins (None: the protocols= option decides).
@@ -266,6 +267,18 @@ def _convert(side: str, pairs: Iterable[tuple[str, str]]) -> dict[str, object]:
     return values
 
 
+def refuseTypedPassphrases(side: str, pairs: Iterable[tuple[str, str]]) -> None:
+    """
+    Check passphrase= before anything else: a passphrase typed into the
+    description (refused) may hold a ':' that cut it in two, and the error
+    about the stray piece would show that piece.
+    """
+    for name, raw in pairs:
+        option = optionsFor(side).get(name.strip().lower())
+        if option is not None and option.name == "passphrase":
+            option.convert(option.name, raw)
+
+
 def _positional(description: Description, names: Sequence[str], side: str) -> list[tuple[str, str]]:
     if len(description.args) > len(names):
         extra = description.args[len(names)]
@@ -365,6 +378,7 @@ def serverOptions(description: Description) -> ServerOptions:
         directory = args[0]
         description = replace(description, args=args[1:])
         positional = ["port", "backlog", "interface"]
+    refuseTypedPassphrases(SERVER, description.kwargs)
     values = _convert(SERVER, [*_positional(description, positional, "server"), *description.kwargs])
     if directory is not None:
         if "store" in values:
@@ -445,6 +459,7 @@ def clientOptions(description: Description) -> ClientOptions:
     """Build L{ClientOptions} from a split client description."""
     given = {name.strip().lower() for name, _ in description.kwargs}
     names = [n for n in ("host", "port") if n not in given]
+    refuseTypedPassphrases(CLIENT, description.kwargs)
     values = _convert(CLIENT, [*_positional(description, names, "client"), *description.kwargs])
     if "endpoint" in values:
         values.setdefault("port", 0)  # the wrapped endpoint says where to connect; host is still verified

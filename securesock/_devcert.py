@@ -16,6 +16,7 @@ from cryptography.exceptions import InvalidSignature
 
 from ._devca import certificatePEM, issue, keyPEM
 from ._devstore import storeAuthority, writeNew
+from ._errors import CertificateError
 from ._store import defaultStorePath
 
 __all__ = ["developmentCertificate", "DEVELOPMENT_NAME"]
@@ -41,13 +42,22 @@ def developmentCertificate(store: str | None = None) -> tuple[str, str]:
     that clients trust, creating either when missing.
     """
     directory = store or defaultStorePath()
-    os.makedirs(directory, mode=0o700, exist_ok=True)  # as 'securesock store' makes it
-    authority, caFile, _ = storeAuthority(directory)
-    target = Path(directory) / f"{DEVELOPMENT_NAME}.pem"
-    if not _stillGood(target, authority.certificate):
-        leaf = issue(authority, _NAMES, commonName=DEVELOPMENT_NAME, days=365)
-        fresh = target.with_name(target.name + ".new")  # not a store suffix: never indexed
-        fresh.unlink(missing_ok=True)
-        writeNew(fresh, certificatePEM(leaf.certificate) + keyPEM(leaf.key), 0o600)
-        os.replace(fresh, target)
+    try:
+        os.makedirs(directory, mode=0o700, exist_ok=True)  # as 'securesock store' makes it
+        authority, caFile, _ = storeAuthority(directory)
+        target = Path(directory) / f"{DEVELOPMENT_NAME}.pem"
+        if not _stillGood(target, authority.certificate):
+            leaf = issue(authority, _NAMES, commonName=DEVELOPMENT_NAME, days=365)
+            fresh = target.with_name(target.name + ".new")  # not a store suffix: never indexed
+            fresh.unlink(missing_ok=True)
+            writeNew(fresh, certificatePEM(leaf.certificate) + keyPEM(leaf.key), 0o600)
+            os.replace(fresh, target)
+    except OSError as e:  # a HOME that is not writable, a store path through a file
+        raise CertificateError(
+            f"the certificate store {directory!r} cannot hold the development certificate "
+            f"({e.strerror or e}: {e.filename or directory!r}); set SECURESOCK_STORE to a "
+            "writable directory, or give --listen with a certificate",
+            option="store",
+            value=directory,
+        ) from None
     return str(target), str(caFile)

@@ -18,6 +18,7 @@ from OpenSSL import SSL
 from twisted.internet import endpoints as twistedEndpoints
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import (
     IListeningPort,
     IProtocol,
@@ -26,6 +27,7 @@ from twisted.internet.interfaces import (
     IStreamServerEndpoint,
 )
 from twisted.internet.threads import deferToThreadPool
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from ._context import clientContext
@@ -155,15 +157,24 @@ class _HostNameServerEndpoint:
         self._backlog = backlog
 
     def listen(self, protocolFactory: IProtocolFactory) -> Deferred[IListeningPort]:
-        resolving = deferToThreadPool(
-            self._reactor,
-            self._reactor.getThreadPool(),
-            socket.getaddrinfo,
-            self._hostname,
-            self._port,
-            0,
-            socket.SOCK_STREAM,
-        )
+        # Before the reactor runs (twistd starting its services) nothing waits
+        # on the loop: the name is resolved at once, as Twisted's tcp: does, so
+        # a name that does not resolve fails the listen synchronously and twistd
+        # exits instead of running without a port.  Once it runs, in a thread.
+        resolving: Deferred[Any]
+        if getattr(self._reactor, "running", True):
+            resolving = deferToThreadPool(
+                self._reactor,
+                self._reactor.getThreadPool(),
+                socket.getaddrinfo,
+                self._hostname,
+                self._port,
+                0,
+                socket.SOCK_STREAM,
+            )
+        else:
+            resolving = maybeDeferred(socket.getaddrinfo, self._hostname, self._port, 0, socket.SOCK_STREAM)
+        resolving.addErrback(self._notResolved)
 
         def listenAll(results: list[Any]) -> Deferred[IListeningPort]:
             addresses = list(dict.fromkeys(info[4][0] for info in results))
@@ -186,6 +197,15 @@ class _HostNameServerEndpoint:
             return maybeDeferred(listenNext).addErrback(stopStarted)
 
         return resolving.addCallback(listenAll)  # type: ignore[no-any-return]
+
+    def _notResolved(self, reason: Failure) -> Failure:
+        """Twisted's error for a port that cannot be listened on, naming the option."""
+        reason.trap(socket.gaierror)
+        raise CannotListenError(
+            self._hostname,
+            self._port,
+            f"interface={self._hostname} does not resolve ({reason.value}); give an address of this host or a name for one",
+        )
 
 
 @implementer(IStreamServerEndpoint)

@@ -23,9 +23,16 @@ __all__ = [
 ]
 
 # passphrase=VALUE where VALUE is not a reference (env:NAME, file:PATH): a
-# passphrase typed literally, ending at the next separator or quote.
-# (env\:NAME is the escaped spelling error messages suggest.)
-_LITERAL_PASSPHRASE = re.compile(r"(passphrase=)(?!(?:env|file)\\?:)([^&:'\"\s][^&:'\"\n]*)", re.IGNORECASE)
+# passphrase typed literally.  It ends at the next separator or quote; a
+# backslash escapes the character after it (doubled when the text quotes the
+# description with repr()), and pieces after an unescaped ':' that hold no
+# '=' are taken as more of it (Twisted's syntax cut the passphrase there; they
+# are not options).  (env\:NAME is the escaped spelling error messages suggest.)
+_FIRST_PIECE = r"(?:\\+.|[^&:'\"\s\\])(?:\\+.|[^&:'\"\n\\])*"
+_MORE_PIECE = r"(?:\\+.|[^&:'\"\s\\=])(?:\\+.|[^&:'\"\n\\=])*"
+_LITERAL_PASSPHRASE = re.compile(
+    rf"(passphrase=)(?!(?:env|file)\\*:)({_FIRST_PIECE}(?::{_MORE_PIECE}(?=[:&'\"\n]|$))*)", re.IGNORECASE
+)
 
 
 def redactSecrets(text: str) -> str:

@@ -19,7 +19,7 @@ from ._hashes import HASH_ACCEPTED, parseCertificateHashes
 from ._options import DIALECTS, HANDSHAKE_TIMEOUT, MAX_HANDSHAKES, ClientVerification, Passphrase, Pin
 from ._versions import TLSVersion, parseProtocols
 
-__all__ = ["Option", "OPTIONS", "SERVER", "CLIENT", "optionsFor"]
+__all__ = ["Option", "OPTIONS", "SERVER", "CLIENT", "optionsFor", "seconds"]
 
 SERVER = "server"
 CLIENT = "client"
@@ -62,7 +62,8 @@ def _integer(low: int, high: int, accepted: str) -> Converter:
     return convert
 
 
-def _seconds(option: str, value: str) -> float:
+def seconds(option: str, value: str) -> float:
+    """A duration in seconds, more than 0 and less than a year (timeouts, --grace)."""
     accepted = "a number of seconds greater than 0, such as 30 or 2.5"
     try:
         number = float(value)
@@ -252,7 +253,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "timeout",
         frozenset({CLIENT}),
-        _seconds,
+        seconds,
         "seconds, greater than 0",
         "30",
         "Connection timeout for each connection attempt; the TLS handshake must then complete within "
@@ -434,7 +435,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "handshakeTimeout",
         frozenset({SERVER}),
-        _seconds,
+        seconds,
         "seconds, greater than 0",
         f"{HANDSHAKE_TIMEOUT:g}",
         "A client that has not finished its TLS handshake this long after connecting is disconnected "

@@ -160,6 +160,11 @@ class RelayServer(LoggedProtocol):
             return  # the client left first: connectionLost cancelled the attempt and logged the connection
         # Said once, in the connection's own log line.
         self.closeNote = f"cannot reach {self._description}: {closeReason(reason)}"
+        # What still arrives is dropped: kept, it would pause the client again
+        # past _EARLY_LIMIT, and a paused TLS transport never reads the
+        # close_notify it waits for to close.
+        self._closing = True
+        self._early = []
         if self.transport is not None:
             _close(self.transport)
 

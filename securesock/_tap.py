@@ -30,7 +30,7 @@ import securesock
 
 from ._connlog import CONNECTION_LOGS, LoggedProtocol
 from ._description import TLS_PREFIXES
-from ._errors import DescriptionError
+from ._errors import DescriptionError, redactSecrets
 
 __all__ = ["Options", "makeService", "SecuresockService"]
 
@@ -49,7 +49,6 @@ class Options(usage.Options):
         "accepting and lets open connections finish for --grace seconds."
     )
     optParameters = [
-        ["connect", "c", None, "Client description each accepted connection is relayed to."],
         ["workers", "w", "1", "Processes sharing the listening ports (a number, or auto = CPU count)."],
         ["grace", None, "10", "Seconds open connections may finish after SIGTERM."],
         [
@@ -65,12 +64,24 @@ class Options(usage.Options):
     def __init__(self) -> None:
         super().__init__()
         self["listen"] = []
+        self["connect"] = None
 
     def opt_listen(self, description: str) -> None:
         """A server description to listen with (may be repeated)."""
         self["listen"].append(description)
 
     opt_l = opt_listen
+
+    def opt_connect(self, description: str) -> None:
+        """Client description each accepted connection is relayed to."""
+        if self["connect"] is not None:
+            raise usage.UsageError(
+                f"--connect is given twice ({_shown(self['connect'])} and {_shown(description)}); "
+                "a relay has one backend: keep one (--listen may be repeated)"
+            )
+        self["connect"] = description
+
+    opt_c = opt_connect
 
     def postOptions(self) -> None:
         workers = self["workers"]
@@ -83,10 +94,13 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--workers={workers!r}: give a number of processes or auto") from None
             if not 1 <= self["workers"] <= 256:
                 raise usage.UsageError(f"--workers={workers!r}: give 1..256 or auto")
+        grace = self["grace"]
         try:
-            self["grace"] = float(self["grace"])
+            self["grace"] = float(grace)
         except ValueError:
-            raise usage.UsageError(f"--grace={self['grace']!r}: give a number of seconds") from None
+            raise usage.UsageError(f"--grace={grace!r}: give a number of seconds") from None
+        if not 0 <= self["grace"] <= 86400:  # nan fails too
+            raise usage.UsageError(f"--grace={grace!r}: give 0 (close at once) to 86400 seconds (a day)")
         if self["log-connections"] not in CONNECTION_LOGS:
             raise usage.UsageError(
                 f"--log-connections={self['log-connections']!r}: give one of {', '.join(CONNECTION_LOGS)}"
@@ -108,13 +122,13 @@ class Options(usage.Options):
             try:
                 self["endpoints"].append((description, _serverEndpoint(reactor, description)))
             except DescriptionError as e:
-                raise usage.UsageError(f"--listen {description!r}: {e}") from None
+                raise usage.UsageError(f"--listen {_shown(description)}: {e}") from None
         if self["workers"] > 1:
             for description, endpoint in self["endpoints"]:
                 port = getattr(endpoint, "port", getattr(getattr(endpoint, "options", None), "port", None))
                 if port == 0:
                     raise usage.UsageError(
-                        f"--listen {description!r}: --workers needs a fixed port (port 0 would give "
+                        f"--listen {_shown(description)}: --workers needs a fixed port (port 0 would give "
                         "each worker a different one)"
                     )
         self["backend"] = None
@@ -122,7 +136,12 @@ class Options(usage.Options):
             try:
                 self["backend"] = securesock.clientFromString(reactor, self["connect"])
             except DescriptionError as e:
-                raise usage.UsageError(f"--connect {self['connect']!r}: {e}") from None
+                raise usage.UsageError(f"--connect {_shown(self['connect'])}: {e}") from None
+
+
+def _shown(description: str) -> str:
+    """A description as quoted in a usage error: without a passphrase typed into it."""
+    return redactSecrets(repr(description))
 
 
 def _serverEndpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
@@ -157,7 +176,7 @@ def _withReusePort(description: str) -> str:
     prefix = re.split(r"[:?]", description, maxsplit=1)[0].lower()
     if prefix not in _SHAREABLE:
         raise usage.UsageError(
-            f"--listen {description!r}: --workers shares ports with SO_REUSEPORT, which {prefix}: "
+            f"--listen {_shown(description)}: --workers shares ports with SO_REUSEPORT, which {prefix}: "
             f"listeners cannot do; use one of {', '.join(p + ':' for p in sorted(_SHAREABLE))} or --workers 1"
         )
     if re.match(r"[A-Za-z][A-Za-z0-9+.\-]*://", description):

@@ -191,6 +191,19 @@ def test_probe_times_out_on_a_silent_server() -> None:
     assert f"could not probe 127.0.0.1:{port}: timed out" in result.stderr
 
 
+@pytest.mark.parametrize(
+    "timeout, problem",
+    [("-1", "out of range"), ("nan", "out of range"), ("0", "out of range"), ("soon", "not a number")],
+)
+def test_probe_timeout_is_checked(timeout: str, problem: str) -> None:
+    result = securesock("probe", "tls:127.0.0.1:1:verify=no", "--timeout", timeout)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert (
+        f"argument --timeout: --timeout={timeout!r}: {problem}; accepted: a number of seconds"
+        in result.stderr
+    )
+
+
 def test_check_refuses_what_it_cannot_check(pki: PKI) -> None:
     result = securesock("check", "tcp:8080")
     assert result.returncode == 1

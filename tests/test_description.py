@@ -102,6 +102,50 @@ def test_passphrase_sources_and_secrecy() -> None:
     assert "no certificate= or privateKey=" in str(error("tls:1:passphrase=env:X"))
 
 
+@pytest.mark.parametrize(
+    "description, side",
+    [
+        ("tls:1:certificate=a.p12:passphrase=hunter2:XYZZY", "server"),  # a ':' cut the passphrase
+        ("tls:h:1:certificate=a.p12:passphrase=hunter2:XYZZY", "client"),
+        ("tls:1:certificate=a.p12:passphrase=hunter2\\:XYZZY:backlog=5", "server"),
+    ],
+)
+def test_a_passphrase_cut_by_a_colon_is_not_shown_in_part(description: str, side: str) -> None:
+    """The passphrase is refused before its stray piece could be named as a positional argument."""
+    e = error(description, side)
+    assert "hunter2" not in str(e) and "XYZZY" not in str(e) and e.option == "passphrase"
+
+
+def test_a_passphrase_in_a_url_split_by_twisted_is_not_shown_in_part() -> None:
+    """twistd web --listen 'securesock://...&passphrase=a:b': Twisted's tokenizer cut it at the colon."""
+    from securesock._arguments import fromArguments
+
+    with pytest.raises(DescriptionError) as caught:
+        fromArguments(
+            "securesock", ["//", "XYZZY"], {"20527?certificate": "a.p12&passphrase=hunter2"}, "server"
+        )
+    assert "hunter2" not in str(caught.value) and "XYZZY" not in str(caught.value)
+    assert caught.value.option == "passphrase"
+
+
+@pytest.mark.parametrize(
+    "text, shown",
+    [
+        ("'tls:1:passphrase=hunter2:XYZZY'", "'tls:1:passphrase=(not shown)'"),
+        ("'tls:1:passphrase=hunter2:XYZZY:backlog=5'", "'tls:1:passphrase=(not shown):backlog=5'"),
+        ("'tls:1:passphrase=hun\\\\:ter2:backlog=5'", "'tls:1:passphrase=(not shown):backlog=5'"),
+        ("tls://:1?passphrase=hunter2&backlog=5", "tls://:1?passphrase=(not shown)&backlog=5"),
+        ("passphrase=a=b:c", "passphrase=(not shown)"),
+        ("tls:1:passphrase=env:KEYPASS:backlog=5", "tls:1:passphrase=env:KEYPASS:backlog=5"),
+        ("tls:1:passphrase=file:/run/pass", "tls:1:passphrase=file:/run/pass"),
+    ],
+)
+def test_quoted_descriptions_hide_typed_passphrases(text: str, shown: str) -> None:
+    from securesock._errors import redactSecrets
+
+    assert redactSecrets(text) == shown
+
+
 def test_pins() -> None:
     digest = "ab" * 32
     c = client(f"tls:h:1:pin=sha256:{digest},sha1:{'cd' * 20}")

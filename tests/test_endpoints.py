@@ -14,6 +14,7 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThread
+from twisted.python.failure import Failure
 
 import securesock
 from securesock import TLSHandshakeError
@@ -154,6 +155,43 @@ async def test_host_name_address_that_fails_leaves_none_listening(monkeypatch: p
     with pytest.raises(CannotListenError):
         await _HostNameServerEndpoint(reactor, "two.invalid", 0, 50).listen(factory)
     assert factory.numPorts == 0  # the port on 127.0.0.1 was stopped
+
+
+@pytest_twisted.ensureDeferred
+async def test_host_name_that_does_not_resolve_is_named() -> None:
+    from twisted.internet.error import CannotListenError
+
+    from securesock._endpoints import _HostNameServerEndpoint
+
+    factory = Factory()
+    with pytest.raises(CannotListenError) as caught:
+        await _HostNameServerEndpoint(reactor, "no-such-name.invalid", 8443, 50).listen(factory)
+    assert "interface=no-such-name.invalid does not resolve" in str(caught.value)
+    assert factory.numPorts == 0
+
+
+def test_host_name_resolved_before_the_reactor_runs_fails_at_once() -> None:
+    """
+    twistd starts its services before the reactor runs: a failure known at
+    once makes twistd exit (as with Twisted's tcp:), instead of running
+    without the port.
+    """
+    from twisted.internet.error import CannotListenError
+    from twisted.internet.testing import MemoryReactor
+
+    from securesock._endpoints import _HostNameServerEndpoint
+
+    notRunning = MemoryReactor()
+    assert not notRunning.running
+    failures: list[Failure] = []
+    _HostNameServerEndpoint(notRunning, "no-such-name.invalid", 8443, 50).listen(Factory()).addErrback(
+        failures.append
+    )
+    assert len(failures) == 1 and failures[0].check(CannotListenError)
+    port = _HostNameServerEndpoint(notRunning, "localhost", 8443, 50).listen(Factory())
+    listened: list[object] = []
+    port.addCallback(listened.append)
+    assert listened and notRunning.tcpServers  # resolved and listened without the loop
 
 
 @pytest_twisted.ensureDeferred

@@ -135,6 +135,68 @@ async def test_what_the_client_sends_before_the_backend_is_connected_arrives_in_
     assert bytes(received) == payload
 
 
+class FailingEndpoint:
+    """A backend endpoint that fails to connect after 0.5 s, as a refused backend does."""
+
+    def connect(self, factory: object) -> Deferred[object]:
+        def refuse(_: object) -> object:
+            raise ConnectionRefusedError("nothing listens there")
+
+        return deferLater(reactor, 0.5, lambda: None).addCallback(refuse)
+
+
+def sendThenWait(port: int, cafile: str, payload: bytes) -> None:
+    """Send C{payload} (what the server takes of it) and stay until the server closes (at most 15 s)."""
+    context = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=15) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            try:
+                tls.sendall(payload)
+                while tls.recv(65536):
+                    pass
+            except OSError:
+                pass  # reset, or the server's close_notify cut the send short
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_that_sent_much_is_closed_when_the_backend_cannot_be_reached(pki: PKI) -> None:
+    """
+    200 KB sent while the backend connection is being made (paused past
+    64 KiB), then the backend is refused: the client's connection is closed
+    and logged, instead of staying paused (never reading the client's
+    close_notify) until twistd stops.
+    """
+    ended: Deferred[None] = Deferred()
+    relays: list[Any] = []
+
+    class Tracked(RelayFactory):
+        def buildProtocol(self, addr: Any) -> Any:
+            relay = super().buildProtocol(addr)
+            lost = relay.connectionLost
+
+            def connectionLost(reason: Any = None) -> None:
+                lost(reason)
+                ended.callback(None)
+
+            relay.connectionLost = connectionLost  # type: ignore[method-assign]
+            relays.append(relay)
+            return relay
+
+    relay = await listen(
+        f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}",
+        Tracked(FailingEndpoint(), "the backend"),  # type: ignore[arg-type]
+    )
+    try:
+        sending = deferToThread(sendThenWait, relay.getHost().port, pki.ca_pem, os.urandom(200_000))
+        timeout = reactor.callLater(10, ended.cancel)  # type: ignore[attr-defined]
+        await ended
+        timeout.cancel()
+        await sending
+    finally:
+        await relay.stopListening()
+    assert len(relays) == 1 and relays[0].closeNote.startswith("cannot reach the backend: ")
+
+
 class Pour(Protocol):
     """Backend: sends C{payload} as soon as it is connected, then closes."""
 

@@ -1192,6 +1192,12 @@ def _options(*argv: str) -> Any:
     return options
 
 
+def test_grace_zero_and_one_connect_are_taken(pki: PKI) -> None:
+    options = _options("--grace", "0", "-c", "tcp:127.0.0.1:1", "--listen", listen(pki, 8443))
+    assert options["grace"] == 0.0 and options["connect"] == "tcp:127.0.0.1:1"
+    assert options["backend"] is not None
+
+
 def test_workers_auto_is_the_cpu_count(pki: PKI) -> None:
     options = _options("--workers", "auto", "--listen", listen(pki, 8443))
     assert options["workers"] == (os.cpu_count() or 1)
@@ -1205,6 +1211,13 @@ def test_workers_auto_is_the_cpu_count(pki: PKI) -> None:
         (["--workers", "0"], "--workers='0': give 1..256 or auto"),
         (["--workers", "many"], "--workers='many': give a number of processes or auto"),
         (["--grace", "soon"], "--grace='soon': give a number of seconds"),
+        (["--grace", "-5"], "--grace='-5': give 0 (close at once) to 86400 seconds (a day)"),
+        (["--grace", "nan"], "--grace='nan': give 0 (close at once) to 86400"),
+        (["--grace", "inf"], "--grace='inf': give 0 (close at once) to 86400"),
+        (
+            ["--connect", "tcp:127.0.0.1:1", "--connect", "tcp:127.0.0.1:2"],
+            "--connect is given twice ('tcp:127.0.0.1:1' and 'tcp:127.0.0.1:2'); a relay has one backend",
+        ),
         (["--log-connections", "some"], "--log-connections='some': give one of all, failures, none"),
         (["--connect", "tls:example.com:443:verfy=no"], "--connect 'tls:example.com:443:verfy=no': "),
         (["--listen", "tls:8443:protocols=TLS12"], "unknown protocol flag 'TLS12' (did you mean TLS1_2?)"),
@@ -1415,3 +1428,47 @@ def test_a_broken_development_ca_is_a_usage_error(tmp_path: Path) -> None:
             in server.log
         )
         assert "is incomplete" in server.log
+
+
+def test_a_store_that_cannot_be_written_is_a_usage_error(tmp_path: Path) -> None:
+    """twistd securesock without --listen, the store's path running through a file."""
+    (tmp_path / "file").write_text("not a directory")
+    environ = dict(os.environ, SECURESOCK_STORE=str(tmp_path / "file" / "store"))
+    with twistd(tmp_path, expectRunning=False, environ=environ) as server:
+        assert server.process.wait(30) != 0
+        assert (
+            f"the development certificate cannot be made: the certificate store '{tmp_path}/file/store' "
+            "cannot hold the development certificate (Not a directory" in server.log
+        )
+        assert "set SECURESOCK_STORE to a writable directory" in server.log
+
+
+@pytest.mark.parametrize("option", ["--listen", "--connect"])
+def test_a_passphrase_typed_into_a_description_is_not_echoed(pki: PKI, tmp_path: Path, option: str) -> None:
+    """The usage error quotes the description, passphrase hidden, even one a ':' cut in two."""
+    typed = "tls:8443:certificate=site.p12:passphrase=hunter2:XYZZY"
+    args = [option, typed] if option == "--listen" else ["--listen", listen(pki, 0), option, typed]
+    with twistd(tmp_path, *args, expectRunning=False) as server:
+        assert server.process.wait(20) != 0
+        assert f"{option} 'tls:8443:certificate=site.p12:passphrase=(not shown)'" in server.log
+        assert "literal passphrases are refused" in server.log
+        assert "hunter2" not in server.log and "XYZZY" not in server.log
+
+
+def test_twistd_web_exits_when_the_interface_does_not_resolve(pki: PKI, tmp_path: Path) -> None:
+    """As with Twisted's own tcp:, instead of running without its port."""
+    description = f"securesock:0:interface=no-such-name.invalid:certificate={pki.server_pem}"
+    command = [*TWISTD, "-n", "--pidfile=", "web", "--listen", description, "--path", str(tmp_path)]
+    log = tmp_path / "web.log"
+    with open(log, "wb") as out:
+        environ = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=tmp_path, env=environ)
+    try:
+        assert process.wait(30) != 0  # Twisted's traceback, then exit status 1
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait(5)
+    assert "CannotListenError" in log.read_text() and (
+        "interface=no-such-name.invalid does not resolve" in log.read_text()
+    )

@@ -1,0 +1,202 @@
+"""
+Every protocol version a policy enables, tried in memory before anything
+listens or connects.
+
+OpenSSL takes cipher strings and version ranges that can never meet, and
+says so only when a peer connects ("no shared cipher"): C{ciphers=ECDHE+AESGCM}
+with C{protocols=TLS1} (GCM suites need TLS 1.2), ECDSA suites with an RSA
+certificate, DHE suites without C{dhParameters=}, an Ed25519 certificate
+under TLS 1.0.  A server context is made to complete one handshake per
+enabled version with a client offering every suite OpenSSL has; a client
+context to write its ClientHello at each version.  What fails is reported
+with the description, as every other mistake is.
+
+Results are kept per combination of policy and key (type and size, and the
+certificate's signature algorithm): a store of a thousand certificates of
+one kind costs one rehearsal per version, not a thousand.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from OpenSSL import SSL
+
+from ._errors import DescriptionError
+from ._options import TLSPolicy
+from ._versions import TLSVersion, formatProtocols
+
+__all__ = ["rehearseServer", "rehearseClient"]
+
+_ROUNDS = 8  # a TLS 1.2 handshake takes two round trips, 1.3 one: ample
+_CACHE_LIMIT = 256
+_rehearsed: dict[Hashable, tuple[TLSVersion, str] | None] = {}
+
+
+def _remember(key: Hashable, result: tuple[TLSVersion, str] | None) -> tuple[TLSVersion, str] | None:
+    if len(_rehearsed) >= _CACHE_LIMIT:
+        _rehearsed.clear()
+    _rehearsed[key] = result
+    return result
+
+
+def _reason(error: SSL.Error) -> str:
+    """OpenSSL's reason texts, e.g. C{no shared cipher}."""
+    reasons = [str(item[2]) for item in error.args[0] if isinstance(item, tuple) and len(item) > 2]
+    return "; ".join(dict.fromkeys(reasons)) or "handshake failed"
+
+
+def _versionOnly(version: TLSVersion, ciphers: bytes) -> SSL.Context:
+    context = SSL.Context(SSL.TLS_METHOD)
+    context.set_min_proto_version(int(version))
+    context.set_max_proto_version(int(version))
+    context.set_cipher_list(ciphers)
+    return context
+
+
+def _move(source: SSL.Connection, target: SSL.Connection) -> bool:
+    try:
+        data = source.bio_read(2**20)
+    except SSL.WantReadError:
+        return False
+    target.bio_write(data)
+    return True
+
+
+def _handshake(server: SSL.Context, version: TLSVersion) -> str | None:
+    """None if a client offering every suite at C{version} completes a handshake with C{server}."""
+    serving = SSL.Connection(server, None)
+    serving.set_accept_state()
+    client = SSL.Connection(_versionOnly(version, b"ALL:COMPLEMENTOFALL:@SECLEVEL=0"), None)
+    client.set_connect_state()
+    done = {id(serving): False, id(client): False}
+    for _ in range(_ROUNDS):
+        for connection in (client, serving):
+            if done[id(connection)]:
+                continue
+            try:
+                connection.do_handshake()
+                done[id(connection)] = True
+            except SSL.WantReadError:
+                pass
+            except SSL.Error as e:
+                if connection is serving:
+                    return _reason(e)
+                try:  # the client heard an alert: the server's own reason says more
+                    serving.do_handshake()
+                except SSL.Error as serverError:
+                    return _reason(serverError)
+                return _reason(e)
+        moved = _move(client, serving) | _move(serving, client)
+        if all(done.values()):
+            return None
+        if not moved:
+            break
+    return "the handshake did not complete"
+
+
+def _keyShape(certificate: x509.Certificate) -> Hashable:
+    key = certificate.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        size: Any = key.key_size
+    elif isinstance(key, ec.EllipticCurvePublicKey):
+        size = key.curve.name
+    else:
+        size = None
+    return (type(key).__name__, size, certificate.signature_algorithm_oid.dotted_string)
+
+
+def _keyText(certificate: x509.Certificate) -> str:
+    key = certificate.public_key()
+    if isinstance(key, rsa.RSAPublicKey):
+        return f"RSA-{key.key_size}"
+    if isinstance(key, ec.EllipticCurvePublicKey):
+        return f"ECDSA {key.curve.name}"
+    return type(key).__name__.removeprefix("_").replace("PublicKey", "")
+
+
+def _failure(policy: TLSPolicy, version: TLSVersion, reason: str, what: str) -> DescriptionError:
+    versions = formatProtocols(policy.protocols)
+    if policy.ciphers is not None:
+        return DescriptionError(
+            f"ciphers={policy.ciphers!r} leaves no cipher suite that {version.displayName} can use "
+            f"{what} (OpenSSL: {reason}); accepted: suites of that version for that key (list "
+            f"them with: openssl ciphers -v -s -{version.name.lower()} {policy.ciphers!r}), or "
+            f"protocols= without {version.name} (now {versions})",
+            option="ciphers",
+            value=policy.ciphers,
+        )
+    return DescriptionError(
+        f"protocols={versions}: {version.displayName} cannot be used {what} (OpenSSL: {reason}); "
+        f"remove {version.name} from protocols=, or use a certificate whose key that version supports "
+        "(RSA works with every version)",
+        option="protocols",
+        value=versions,
+    )
+
+
+def rehearseServer(
+    policy: TLSPolicy,
+    certificate: x509.Certificate,
+    rehearsal: Callable[[], SSL.Context],
+    dhParameters: str | None,
+) -> None:
+    """
+    Complete a handshake in memory at each version C{policy} enables, with
+    a context from C{rehearsal} (the server's, but asking clients for no
+    certificate: pyOpenSSL lets no context change once it has made a
+    connection, so the server's own cannot be used).  C{dhParameters}: the
+    server's option of that name, which its DHE suites depend on.
+
+    @raise DescriptionError: naming the first version no client could use.
+    """
+    key = ("server", policy.protocols, policy.ciphers, dhParameters, _keyShape(certificate))
+    if key in _rehearsed:
+        failed = _rehearsed[key]
+    else:
+        context = rehearsal()
+        failed = None
+        for version in sorted(policy.protocols):
+            reason = _handshake(context, version)
+            if reason is not None:
+                failed = (version, reason)
+                break
+        _remember(key, failed)
+    if failed is not None:
+        version, reason = failed
+        what = f"with the {_keyText(certificate)} certificate"
+        if dhParameters is None and re.search(r"(?<!EC)(DHE|EDH)", policy.ciphers or "", re.IGNORECASE):
+            what += " (DHE suites also need dhParameters=FILE)"
+        raise _failure(policy, version, reason, what)
+
+
+def rehearseClient(policy: TLSPolicy, ciphers: str) -> None:
+    """
+    Write a ClientHello at each version C{policy} enables, with C{ciphers}
+    (the cipher string the client context is given).
+
+    @raise DescriptionError: naming the first version the client could not offer.
+    """
+    key = ("client", policy.protocols, ciphers)
+    if key in _rehearsed:
+        failed = _rehearsed[key]
+    else:
+        failed = None
+        for version in sorted(policy.protocols):
+            connection = SSL.Connection(_versionOnly(version, ciphers.encode("ascii")), None)
+            connection.set_connect_state()
+            try:
+                connection.do_handshake()
+            except SSL.WantReadError:
+                continue  # the ClientHello was written
+            except SSL.Error as e:
+                failed = (version, _reason(e))
+                break
+        _remember(key, failed)
+    if failed is not None:
+        version, reason = failed
+        raise _failure(policy, version, reason, "by this client")
