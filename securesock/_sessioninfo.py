@@ -15,7 +15,16 @@ from OpenSSL import SSL
 from ._hashes import spaced
 from ._material import fingerprint
 
-__all__ = ["TLSDetails", "sslConnection", "sessionInfo", "handshakeDone"]
+__all__ = ["TLSDetails", "sslConnection", "sessionInfo", "handshakeDone", "printableName"]
+
+
+def printableName(name: bytes) -> str:
+    """
+    A name a peer sent (SNI), as it may go into a log line: every byte
+    outside printable ASCII, space included, as C{\\xNN}, so a client
+    cannot add a forged line or field to the log.
+    """
+    return "".join(chr(b) if 0x20 < b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in name)
 
 
 @dataclass(frozen=True)
@@ -37,7 +46,7 @@ class TLSDetails:
             cipher=connection.get_cipher_name() or "",
             alpn=connection.get_alpn_proto_negotiated() or None,
             peerCertificate=connection.get_peer_certificate(as_cryptography=True),
-            sni=sni.decode("ascii", "replace") if sni else None,
+            sni=printableName(sni) if sni else None,
             localCertificate=connection.get_certificate(as_cryptography=True),
         )
 

@@ -451,12 +451,16 @@ class _ServerSide(_Upgrading):
         _connectWithoutGreeting(application, self.transport, self.dialect)
 
     def failed(self, reason: Failure) -> None:
-        log.info(
-            "{peer}: no TLS after {dialect} STARTTLS: {why}",
-            peer=peerName(self.transport),
-            dialect=self.dialect.name,
-            why=reason.getErrorMessage(),
-        )
+        if self._upgrading:
+            log.info(
+                "{peer}: no TLS after {dialect} {command}: {why}",
+                peer=peerName(self.transport),
+                dialect=self.dialect.name,
+                command=self.dialect.upgradeCommand,
+                why=reason.getErrorMessage(),
+            )
+        else:
+            log.info("{peer}: no TLS: {why}", peer=peerName(self.transport), why=reason.getErrorMessage())
 
 
 class _ClientSide(_Upgrading):

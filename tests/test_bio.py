@@ -289,7 +289,9 @@ def test_a_renegotiation_is_refused_without_a_second_handshake(pki: PKI) -> None
     with pytest.raises(SSL.WantReadError):
         client.do_handshake()
     _bio.feed(server, client.bio_read(2**16))
-    data, error = _bio.decryptRecords(server, 1)  # the ClientHello was answered with an alert, not a ServerHello
+    data, error = _bio.decryptRecords(
+        server, 1
+    )  # the ClientHello was answered with an alert, not a ServerHello
     assert (data, type(error)) == (b"", SSL.WantReadError)
     assert server.total_renegotiations() == 0
     client.bio_write(server.bio_read(2**16))

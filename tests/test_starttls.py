@@ -315,7 +315,8 @@ async def test_applications_are_built_only_after_the_handshake(pki: PKI, dialect
                     break
                 await sleep(0.05)
         assert clientApplication.built == [] and serverApplication.built == []
-        assert f"no TLS after {dialect} STARTTLS" in logs.text()
+        command = {"smtp": "STARTTLS", "postgres": "SSLRequest"}[dialect]  # the dialect's own word for it
+        assert f"no TLS after {dialect} {command}: " in logs.text()
     finally:
         await port.stopListening()
 
@@ -921,5 +922,63 @@ async def test_tls_server_logs_other_plaintext(pki: PKI) -> None:
             in logs.text()
         )
         assert "listen with starttls:...:dialect=imap" in logs.text()
+    finally:
+        await port.stopListening()
+
+
+async def _logged(logs: LogCapture, fragment: str) -> str:
+    """The captured log once it holds C{fragment} (at most 5 s)."""
+    for _ in range(100):
+        if fragment in logs.text():
+            break
+        await sleep(0.05)
+    return logs.text()
+
+
+def _popUpgrade(port: int, cafile: str) -> str:
+    """poplib's STLS with a CA that did not issue the server's certificate: the client's error."""
+    import poplib
+    import ssl
+
+    client = poplib.POP3("127.0.0.1", port, timeout=10)
+    try:
+        client.stls(ssl.create_default_context(cafile=cafile))
+    except ssl.SSLError as e:
+        return str(e)
+    finally:
+        try:
+            client.close()
+        except OSError:
+            pass  # poplib already closed the socket the handshake failed on
+    return "upgraded"
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_failed_upgrade_is_logged_with_the_dialects_own_command(pki: PKI) -> None:
+    """poplib's STLS, then a handshake the client gives up (it does not trust the server): 'STLS', not 'STARTTLS'."""
+    port = await listenStartTLS(pki, "pop3")
+    try:
+        with LogCapture() as logs:
+            error = await deferToThread(_popUpgrade, port.getHost().port, pki.path("other-ca.pem"))
+            assert "CERTIFICATE_VERIFY_FAILED" in error
+            text = await _logged(logs, "no TLS after")
+        assert "no TLS after pop3 STLS: " in text and "STARTTLS" not in text
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_client_leaving_before_any_upgrade_is_not_said_to_have_asked_for_one(pki: PKI) -> None:
+    port = await listenStartTLS(pki, "imap")
+    try:
+        with LogCapture() as logs:
+            answers = await deferToThread(rawSession, port.getHost().port, [], 5)
+            text = await _logged(logs, "no TLS")
+        assert answers[0].startswith(b"* OK")  # greeted, then the client left
+        assert (
+            "no TLS: 127.0.0.1:" in text
+            and "closed the connection during the plaintext imap exchange" in text
+        )
+        assert "STARTTLS:" not in text and "no TLS after" not in text
     finally:
         await port.stopListening()

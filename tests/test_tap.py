@@ -1472,3 +1472,21 @@ def test_twistd_web_exits_when_the_interface_does_not_resolve(pki: PKI, tmp_path
     assert "CannotListenError" in log.read_text() and (
         "interface=no-such-name.invalid does not resolve" in log.read_text()
     )
+
+
+def test_a_server_name_cannot_forge_a_log_line(pki: PKI, tmp_path: Path) -> None:
+    """The SNI a client sends is logged with its control bytes and spaces escaped."""
+    openssl = requireTool("openssl")
+    port = freePort()
+    forged = "evil\n2026-01-01T00:00:00+0000 [securesock.twistd#info] FORGED"
+    with twistd(tmp_path, "--listen", listen(pki, port)) as server:
+        subprocess.run(
+            [openssl, "s_client", "-connect", f"127.0.0.1:{port}", "-servername", forged, "-brief"],
+            input=b"",
+            capture_output=True,
+            timeout=20,
+        )
+        server.waitFor(
+            r"sni=evil\\x0a2026-01-01T00:00:00\+0000\\x20\[securesock\.twistd#info\]\\x20FORGED TLSv1\.3"
+        )
+        assert "\n2026-01-01T00:00:00+0000 [securesock.twistd#info] FORGED" not in server.log

@@ -81,6 +81,7 @@ class Dialect(Protocol):
     """One side of one protocol's pre-TLS conversation."""
 
     name: str
+    upgradeCommand: str  # what asks for TLS in this protocol, for messages: "STARTTLS", "STLS"
     framing: Framing
 
     def start(self) -> Step:

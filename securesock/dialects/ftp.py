@@ -19,6 +19,7 @@ _AUTH_WORDS = (b"TLS", b"TLS-C", b"SSL", b"TLS-P")
 
 class Server:
     name = "ftp"
+    upgradeCommand = "AUTH TLS"
     framing = staticmethod(lines(2048))
 
     def __init__(self, serverName: str) -> None:
@@ -50,6 +51,7 @@ class Server:
 
 class Client:
     name = "ftp"
+    upgradeCommand = "AUTH TLS"
     framing = staticmethod(lines(4096))
 
     def __init__(self, serverName: str, localName: str) -> None:

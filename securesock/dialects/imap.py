@@ -23,6 +23,7 @@ _TAG = re.compile(rb"[^\x00-\x20\x7f(){%*\"\\\]+]+\Z")
 
 class Server:
     name = "imap"
+    upgradeCommand = "STARTTLS"
     framing = staticmethod(lines(8192))
 
     def __init__(self, serverName: str) -> None:
@@ -57,6 +58,7 @@ class Server:
 
 class Client:
     name = "imap"
+    upgradeCommand = "STARTTLS"
     framing = staticmethod(lines(65536))
 
     def __init__(self, serverName: str, localName: str) -> None:

@@ -113,6 +113,7 @@ def startTLSRequest(messageID: int = 1) -> bytes:
 
 class Server:
     name = "ldap"
+    upgradeCommand = "StartTLS"
     framing = staticmethod(ber)
 
     def __init__(self, serverName: str) -> None:
@@ -143,6 +144,7 @@ class Server:
 
 class Client:
     name = "ldap"
+    upgradeCommand = "StartTLS"
     framing = staticmethod(ber)
 
     def __init__(self, serverName: str, localName: str) -> None:

@@ -15,6 +15,7 @@ __all__ = ["Server", "Client"]
 
 class Server:
     name = "pop3"
+    upgradeCommand = "STLS"
     framing = staticmethod(lines(2048))
 
     def __init__(self, serverName: str) -> None:
@@ -39,6 +40,7 @@ class Server:
 
 class Client:
     name = "pop3"
+    upgradeCommand = "STLS"
     framing = staticmethod(lines(4096))
 
     def __init__(self, serverName: str, localName: str) -> None:

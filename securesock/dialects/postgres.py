@@ -54,6 +54,7 @@ def errorResponse(code: bytes, message: bytes) -> bytes:
 
 class Server:
     name = "postgres"
+    upgradeCommand = "SSLRequest"
     framing = staticmethod(_startupFraming)
 
     def __init__(self, serverName: str) -> None:
@@ -82,6 +83,7 @@ class Server:
 
 class Client:
     name = "postgres"
+    upgradeCommand = "SSLRequest"
     framing = staticmethod(_answerFraming)
 
     def __init__(self, serverName: str, localName: str) -> None:

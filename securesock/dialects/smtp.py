@@ -20,6 +20,7 @@ def _text(code: int, found: list[bytes]) -> str:
 
 class Server:
     name = "smtp"
+    upgradeCommand = "STARTTLS"
     framing = staticmethod(lines(2048))
 
     def __init__(self, serverName: str) -> None:
@@ -55,6 +56,7 @@ class Server:
 
 class Client:
     name = "smtp"
+    upgradeCommand = "STARTTLS"
     framing = staticmethod(lines(4096))
 
     def __init__(self, serverName: str, localName: str) -> None:

@@ -137,6 +137,7 @@ _POLICY = (
 
 class Server:
     name = "xmpp"
+    upgradeCommand = "<starttls/>"
 
     def __init__(self, serverName: str) -> None:
         self.framing = TagFramer()
@@ -190,6 +191,7 @@ class Server:
 
 class Client:
     name = "xmpp"
+    upgradeCommand = "<starttls/>"
 
     def __init__(self, serverName: str, localName: str) -> None:
         self.framing = TagFramer()
