@@ -173,9 +173,20 @@ def _fromEntry(
     return selected
 
 
-def _withKey(entries: list[Entry], option: str, label: str, store: Store) -> Entry:
+def openableFirst(entries: list[Entry], passphraseGiven: bool) -> list[Entry]:
+    """
+    C{entries} with the copies whose key opens first: keys not encrypted
+    when no passphrase is given, encrypted ones when one is (it was given
+    for them; a key that is not encrypted refuses a passphrase).  The same
+    certificate in several files is not ambiguous, but only such a copy can
+    be served.
+    """
+    return sorted(entries, key=lambda e: e.keyEncrypted != passphraseGiven)
+
+
+def _withKey(entries: list[Entry], option: str, label: str, store: Store, passphraseGiven: bool) -> Entry:
     """The one identity among C{entries}, or an error that says why there is none or several."""
-    usable = [e for e in entries if e.hasKey]
+    usable = openableFirst([e for e in entries if e.hasKey], passphraseGiven)
     if not usable:
         raise CertificateError(
             f"{option}={label!r}: the store {store.path} has this certificate but not its private "
@@ -215,7 +226,7 @@ def _entryForName(store: Store, name: str, secret: bytes | None) -> Entry:
         store.unlock(secret)
     entries = store.byName(name)
     if entries:
-        return _withKey(entries, "certificate", name, store)
+        return _withKey(entries, "certificate", name, store, secret is not None)
     nearest = store.nearestNames(name)
     if nearest:
         hint = "nearest names: " + ", ".join(nearest)
@@ -244,7 +255,7 @@ def _entryForHash(store: Store, thumbprint: CertificateHash, secret: bytes | Non
     label = spaced(thumbprint.digest)
     entries = store.byHash(thumbprint)
     if entries:
-        return _withKey(entries, "certificateHash", label, store)
+        return _withKey(entries, "certificateHash", label, store, secret is not None)
     close = store.nearestHashes(thumbprint)
     hint = f"; close to: {_candidates(close)}" if close else ""
     locked = (
@@ -269,7 +280,7 @@ def everyEntrySources(store: Store) -> list[tuple[IdentitySpec, str]]:
     """
     sources: list[tuple[IdentitySpec, str]] = []
     seen: set[bytes] = set()
-    for entry in store.entries:
+    for entry in openableFirst(list(store.entries), passphraseGiven=False):
         if not entry.hasKey or entry.sha256 in seen:
             continue
         seen.add(entry.sha256)

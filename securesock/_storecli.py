@@ -362,7 +362,9 @@ def _remove(args: argparse.Namespace) -> int:
             f"{describeEntry(entry)} is part of the chain in {entry.file}; remove that file's "
             "own certificate instead (it takes the whole file)"
         )
-    files = [entry.file] + ([entry.keyFile] if entry.keyFile and entry.keyFile != entry.file else [])
+    # Every file whose own certificate this is: a copy left behind would still answer to the ID.
+    copies = [e for e in store.entries if e.sha256 == entry.sha256 and e.main]
+    files = list(dict.fromkeys(p for copy in copies for p in (copy.file, copy.keyFile) if p is not None))
     devcaKey = Path(store.path) / DEVCA_KEY
     if Path(entry.file) == Path(store.path) / DEVCA_CERTIFICATE and devcaKey.exists():
         files.append(str(devcaKey))  # the pair goes together; 'store new' makes a fresh CA

@@ -479,3 +479,20 @@ def test_an_expired_copy_beside_its_renewal_is_not_ambiguous(kit: StoreKit) -> N
     for name in ("web-2026.pem", "web-other.pem"):
         (kit.root / name).unlink()
     assert "expired on" in failure(f"tls:0:certificate=www.example.com:store={kit.root}")
+
+
+def test_of_copies_of_one_certificate_the_one_whose_key_opens_is_served(
+    kit: StoreKit, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same certificate with an encrypted key (listed first) and with a plain one."""
+    issued = kit.leaf(["copies.example"])
+    kit.write("a-encrypted.pem", issued, passphrase=b"open sesame")
+    kit.write("b-plain.pem", issued)
+    plain, encrypted = str(kit.root / "b-plain.pem"), str(kit.root / "a-encrypted.pem")
+    assert build(f"tls:0:certificate=copies.example:store={kit.root}").identity.source == plain
+    hashed = f"tls:0:certificateHash={sha1(issued.certificate)}:store={kit.root}"
+    assert build(hashed).identity.source == plain
+    monkeypatch.setenv("KEYPASS", "open sesame")  # given for the encrypted copy: that one
+    withPassphrase = f"tls:0:certificate=copies.example:passphrase=env:KEYPASS:store={kit.root}"
+    assert build(withPassphrase).identity.source == encrypted
+    assert served(f"tls:{kit.root}:0") is not None  # every entry: the plain copy, not a skipped one

@@ -194,6 +194,27 @@ def test_removing_the_development_ca_removes_its_key(dev: Path, capsys: pytest.C
     assert x509.load_pem_x509_certificate((dev / "devca.crt").read_bytes()) != old
 
 
+def test_removing_a_certificate_removes_every_copy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The same certificate in a bundle, split into .crt/.key, and in a chain: its own files go, the chain stays."""
+    kit = StoreKit(tmp_path / "store")
+    issued = kit.leaf(["copies.example"])
+    kit.write("bundle.pem", issued)
+    kit.write("split.pem", issued, split=True)
+    kit.add("other.pem", ["other.example"])
+    with open(kit.root / "other.pem", "ab") as chain:  # issued, as a chain certificate of other.pem
+        chain.write((kit.root / "split.crt").read_bytes())
+    status, out, _ = cli(capsys, "--store", str(kit.root), "store", "remove", "copies.example")
+    assert status == 0
+    assert sorted(out.splitlines()) == sorted(
+        f"removed {kit.root / name}" for name in ("bundle.pem", "split.crt", "split.key")
+    )
+    assert sorted(p.name for p in kit.root.iterdir() if not p.name.startswith(".")) == ["other.pem"]
+    status, out, _ = cli(capsys, "--store", str(kit.root), "store", "show", "other.example")
+    assert status == 0
+
+
 def test_development_certificate_follows_a_remade_ca(dev: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """twistd's localhost certificate is reissued when the CA clients are told to trust was remade."""
     from securesock._devcert import developmentCertificate
