@@ -11,9 +11,11 @@ chain with hashes, in the columns of ``securesock store list``.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, cast
 
 from cryptography import x509
 from OpenSSL import SSL
@@ -86,16 +88,19 @@ def _side(description: str, forced: str | None) -> tuple[str, ServerOptions | Cl
     if forced == "client":
         return "client", parseClient(description)
     split = None if "://" in description else splitDescription(description, "client")
-    if isinstance(split, Description) and split.args and not split.args[0].strip().isdigit():
-        return "client", parseClient(description)  # tls:HOST:PORT; a server's first argument is its port
-    # URLs (and the rest) are tried as a server first: tls://[::1]:8443?certificate=... listens.
-    try:
-        return "server", parseServer(description)
-    except DescriptionError as serverError:
+    first = split.args[0].strip() if isinstance(split, Description) and split.args else None
+    if first is not None and first.isdigit():
+        return "server", parseServer(description)  # tls:PORT...; a client's first argument is its host
+    # tls:HOST:PORT is a client's, tls:DIRECTORY:PORT (Twisted's) a server's; URLs and
+    # keyword-only descriptions are tried as a server first (tls://[::1]:8443?certificate=... listens).
+    sides = ["client", "server"] if first is not None and not os.path.isdir(first) else ["server", "client"]
+    errors: list[str] = []
+    for side in sides:
         try:
-            return "client", parseClient(description)
-        except DescriptionError:
-            raise serverError from None
+            return side, (parseServer if side == "server" else parseClient)(description)
+        except DescriptionError as e:
+            errors.append(f"read as a {side}'s: {e.message}")
+    raise DescriptionError(f"{'; '.join(errors)} (--server or --client says which it is)")
 
 
 def _checkServer(reactor: Any, options: ServerOptions) -> None:
@@ -185,13 +190,35 @@ def _check(args: argparse.Namespace) -> int:
             f"{args.description!r} is not a securesock description (prefix {options.split(':', 1)[0]!r}); "
             "check validates tls:, ssl:, tlsv1.x:, starttls: and securesock: descriptions"
         )
-    if side == "server":
-        assert isinstance(options, ServerOptions)
-        _checkServer(reactor, options)
-    else:
-        assert isinstance(options, ClientOptions)
-        _checkClient(reactor, args.description, options)
+    with _warnings() as warned:
+        if side == "server":
+            assert isinstance(options, ServerOptions)
+            _checkServer(reactor, options)
+        else:
+            assert isinstance(options, ClientOptions)
+            _checkClient(reactor, args.description, options)
+    for warning in warned:  # what a real start would log as warnings
+        _out(f"warning: {warning}")
     return 0
+
+
+@contextmanager
+def _warnings() -> Iterator[list[str]]:
+    """The warnings logged meanwhile (a key others can read, a certificate about to expire ...)."""
+    from twisted.logger import ILogObserver, LogLevel, formatEvent, globalLogPublisher
+
+    warned: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if event.get("log_level") in (LogLevel.warn, LogLevel.error, LogLevel.critical):
+            warned.append(formatEvent(event))
+
+    observer = cast(ILogObserver, observe)  # any callable taking an event is one
+    globalLogPublisher.addObserver(observer)
+    try:
+        yield warned
+    finally:
+        globalLogPublisher.removeObserver(observer)
 
 
 def _probe(args: argparse.Namespace) -> int:

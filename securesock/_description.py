@@ -27,6 +27,7 @@ from ._options import (
     DIALECTS,
     HANDSHAKE_TIMEOUT,
     MAX_HANDSHAKES,
+    TWISTED_SSL_DEFAULT_KEY,
     ClientOptions,
     ClientVerification,
     IdentitySpec,
@@ -61,9 +62,6 @@ TLS_PREFIXES: dict[str, frozenset[TLSVersion] | None] = {
     # Plaintext first, TLS after the dialect= exchange (docs/starttls.md).
     "starttls": None,
 }
-
-# Twisted's ssl: server has always defaulted to this key file.
-_TWISTED_SSL_DEFAULT_KEY = "server.pem"
 
 
 @dataclass(frozen=True)
@@ -230,6 +228,35 @@ def _twistedString(
 # --- assembling -------------------------------------------------------------
 
 
+# What other tools (stunnel, PHP's ssl context, curl, nginx) call our options
+# (the first of a pair that the side has).
+_OTHER_WORDS = {
+    "password": "passphrase",
+    "passwd": "passphrase",
+    "pass": "passphrase",
+    "key": "privateKey",
+    "keyfile": "privateKey",
+    "cert": "certificate",
+    "certfile": "certificate",
+    "local_cert": "certificate",
+    "cafile": "trustRoots caCerts",
+    "ca": "trustRoots caCerts",
+    "capath": "trustRoots caCerts",
+    "verify_peer": "verify",
+    "peer_name": "hostname",
+    "servername": "hostname",
+    "sni": "hostname",
+    "cipher": "ciphers",
+    "protocol": "protocols",
+    "version": "protocols",
+    "versions": "protocols",
+    "dhparam": "dhParameters",
+    "fingerprint": "pin",
+    "thumbprint": "certificateHash",
+    "hash": "certificateHash",
+}
+
+
 def _lookup(side: str, name: str) -> Option:
     table = optionsFor(side)
     option = table.get(name.lower())
@@ -243,26 +270,34 @@ def _lookup(side: str, name: str) -> Option:
             option=name,
         )
     known = sorted({n for o in table.values() for n in (o.name, *o.aliases)})
-    close = difflib.get_close_matches(name, known, n=1, cutoff=0.5)
-    close = close or difflib.get_close_matches(name.lower(), [k.lower() for k in known], n=1, cutoff=0.5)
-    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    # Words other tools use, and their typos, lead to securesock's name too.
+    spoken = {k.lower(): k for k in known}
+    for word, ours in _OTHER_WORDS.items():
+        spoken[word] = next((o for o in ours.split() if o.lower() in table), spoken.get(word, ""))
+    spoken = {word: ours for word, ours in spoken.items() if ours}
+    close = difflib.get_close_matches(name.lower(), list(spoken), n=1, cutoff=0.5)
+    hint = f" (did you mean {spoken[close[0]]!r}?)" if close else ""
     raise DescriptionError(
         f"unknown {side} option {name!r}{hint}; accepted: " + ", ".join(known),
         option=name,
     )
 
 
-def _convert(side: str, pairs: Iterable[tuple[str, str]]) -> dict[str, object]:
+def _convert(
+    side: str, pairs: Iterable[tuple[str, str]], positional: Sequence[tuple[str, str]] = ()
+) -> dict[str, object]:
+    """Options by name, after those given by position (C{positional})."""
     values: dict[str, object] = {}
     written: dict[str, str] = {}
-    for name, raw in pairs:
+    for index, (name, raw) in enumerate([*positional, *pairs]):
         option = _lookup(side, name.strip())
+        spelling = f"{raw!r} by position" if index < len(positional) else f"as {name.strip()}="
         if option.name in values:
             raise DescriptionError(
-                f"{option.name} is given twice (as {written[option.name]!r} and {name.strip()!r}); keep one",
+                f"{option.name} is given twice ({written[option.name]} and {spelling}); keep one",
                 option=option.name,
             )
-        written[option.name] = name.strip()
+        written[option.name] = spelling
         values[option.name] = option.convert(option.name, raw)
     return values
 
@@ -299,8 +334,9 @@ def _policy(description: Description, values: dict[str, object]) -> TLSPolicy:
             "protocols= and sslmethod= both choose the protocol versions; keep protocols=",
             option="sslmethod",
         )
+    protocolsOption = "protocols"
     if method != "unset":
-        protocols = method
+        protocols, protocolsOption = method, "sslmethod"
     if pinned is not None and protocols is not None:
         raise DescriptionError(
             f"the prefix {description.prefix}: already fixes the protocol to "
@@ -344,6 +380,7 @@ def _policy(description: Description, values: dict[str, object]) -> TLSPolicy:
         identity=identity,
         noDelay=values.pop("noDelay", True),  # type: ignore[arg-type]
         store=values.pop("store", None),  # type: ignore[arg-type]
+        protocolsOption=protocolsOption,
     )
 
 
@@ -379,7 +416,7 @@ def serverOptions(description: Description) -> ServerOptions:
         description = replace(description, args=args[1:])
         positional = ["port", "backlog", "interface"]
     refuseTypedPassphrases(SERVER, description.kwargs)
-    values = _convert(SERVER, [*_positional(description, positional, "server"), *description.kwargs])
+    values = _convert(SERVER, description.kwargs, _positional(description, positional, "server"))
     if directory is not None:
         if "store" in values:
             raise DescriptionError(
@@ -401,7 +438,7 @@ def serverOptions(description: Description) -> ServerOptions:
         policy = replace(policy, identity=replace(policy.identity, everyEntry=True))
     if not policy.identity.given and description.prefix == "ssl":
         # Twisted's ssl: server defaults to server.pem; keep existing strings working.
-        policy = replace(policy, identity=IdentitySpec(privateKey=_TWISTED_SSL_DEFAULT_KEY))
+        policy = replace(policy, identity=IdentitySpec(privateKey=TWISTED_SSL_DEFAULT_KEY))
     if not policy.identity.given:
         raise DescriptionError(
             "a TLS server needs a certificate: add certificate=FILE (PEM with key, or "
@@ -460,7 +497,7 @@ def clientOptions(description: Description) -> ClientOptions:
     given = {name.strip().lower() for name, _ in description.kwargs}
     names = [n for n in ("host", "port") if n not in given]
     refuseTypedPassphrases(CLIENT, description.kwargs)
-    values = _convert(CLIENT, [*_positional(description, names, "client"), *description.kwargs])
+    values = _convert(CLIENT, description.kwargs, _positional(description, names, "client"))
     if "endpoint" in values:
         values.setdefault("port", 0)  # the wrapped endpoint says where to connect; host is still verified
     for required, example in (("host", "host=example.com"), ("port", "port=443")):

@@ -15,6 +15,7 @@ it came from, so that a server can read them again when they change.
 from __future__ import annotations
 
 import os
+import re
 from dataclasses import dataclass
 
 from cryptography import x509
@@ -127,8 +128,10 @@ def loadSelected(
     except CertificateError as e:
         if store is None:
             raise
+        # The files are the store's, not options the user wrote: "(certificate=)" would mislead.
+        inner = re.sub(r" \((?:certificate|privateKey)=\)", "", e.message)
         raise CertificateError(
-            f"{option}={label!r} (store entry {source.certificate}): {e.message}", option=e.option or option
+            f"{option}={label!r} (store entry {source.certificate}): {inner}", option=e.option or option
         ) from None
     if store is not None:
         fromStore = store.chainFor(identity.certificate)
@@ -332,6 +335,14 @@ def _select(spec: IdentitySpec, storeOption: str | None) -> list[Selected]:
         ]
     value = spec.certificate
     if value is None or spec.privateKey is not None or os.path.isfile(value):
+        if value is not None and spec.privateKey is not None and not os.path.exists(value):
+            raise CertificateError(
+                f"certificate={value!r}: no such file (looked in {os.getcwd()!r} for relative "
+                "paths); with privateKey= it must be the certificate's file: a name in the "
+                "certificate store brings its own key, so remove privateKey= to look it up there",
+                option="certificate",
+                value=value,
+            )
         return [loadSelected(spec, None, value or spec.privateKey or "", "certificate")]
     parts = [part.strip() for part in value.split(",")]
     if any(not part for part in parts):

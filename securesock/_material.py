@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from twisted.logger import Logger
 
 from ._errors import CertificateError
-from ._options import IdentitySpec, Passphrase
+from ._options import TWISTED_SSL_DEFAULT_KEY, IdentitySpec, Passphrase
 
 __all__ = [
     "Identity",
@@ -69,24 +69,30 @@ def describeCertificate(certificate: x509.Certificate) -> str:
     return f"{certificate.subject.rfc4514_string() or '(empty subject)'} [sha1 {fingerprint(certificate, 'sha1').hex()}]"
 
 
-def _read(path: str, option: str, what: str) -> bytes:
+def _read(path: str, option: str, what: str, shown: str | None = None) -> bytes:
+    """The file's bytes; C{shown}: how messages name it, if not by C{path}."""
+    named = repr(path) if shown is None else shown
     try:
         with open(path, "rb") as f:
             return f.read()
     except IsADirectoryError:
         raise CertificateError(
-            f"{option}={path!r} is a directory; {what} must be a file", option=option, value=path
+            f"{option}={named} is a directory; {what} must be a file",
+            option=option,
+            value=path if shown is None else None,
         ) from None
     except FileNotFoundError:
         raise CertificateError(
-            f"{option}={path!r}: no such file (looked in {os.getcwd()!r} for relative paths); "
+            f"{option}={named}: no such file (looked in {os.getcwd()!r} for relative paths); "
             f"give the path of {what}",
             option=option,
-            value=path,
+            value=path if shown is None else None,
         ) from None
     except OSError as e:
         raise CertificateError(
-            f"{option}={path!r} cannot be read: {e.strerror}", option=option, value=path
+            f"{option}={named} cannot be read: {e.strerror}",
+            option=option,
+            value=path if shown is None else None,
         ) from None
 
 
@@ -97,17 +103,28 @@ def readPassphrase(passphrase: Passphrase | None) -> bytes | None:
     if passphrase.source == "env":
         value = os.environ.get(passphrase.reference)
         if value is None:
+            name = passphrase.shownReference
+            hidden = (
+                ""
+                if name == passphrase.reference
+                else " (its name is not shown: it does not look like a variable's name, and may "
+                "be the passphrase itself; put that in a variable and give the variable's name)"
+            )
             raise CertificateError(
-                f"passphrase=env:{passphrase.reference}: the environment variable "
-                f"{passphrase.reference} is not set",
+                f"passphrase={passphrase}: the environment variable {name} is not set{hidden}",
                 option="passphrase",
             )
         # The bytes as set: a byte that is not UTF-8 (kept as a surrogate) would make
         # encode("utf-8") fail, and its error would quote part of the passphrase.
         return os.fsencode(value)
-    content = _read(passphrase.reference, "passphrase", "a file holding the passphrase")
+    shown = (
+        None
+        if passphrase.shownReference == passphrase.reference
+        else "file:(not shown: it holds no '/' or '.', so it may be the passphrase itself)"
+    )
+    content = _read(passphrase.reference, "passphrase", "a file holding the passphrase", shown)
     lines = content.splitlines()
-    return lines[0] if lines else b""
+    return lines[0] if lines else b""  # an empty one opens PKCS#12 files made without a password
 
 
 def _warnIfReadable(path: str) -> None:
@@ -143,6 +160,13 @@ def _loadKey(
             ) from None
         if "not encrypted" in str(e):
             return serialization.load_pem_private_key(block, None)
+        if not secret:
+            raise CertificateError(
+                f"passphrase={passphrase} gave an empty passphrase (an empty file or first line, "
+                f"or an empty variable), and the private key in {path!r} ({option}=) is encrypted: "
+                "put its passphrase there",
+                option="passphrase",
+            ) from None
         raise CertificateError(
             f"the private key in {path!r} ({option}=) cannot be opened", option=option
         ) from None
@@ -286,7 +310,16 @@ def loadIdentity(spec: IdentitySpec) -> Identity:
     if certPath is None and keyPath is None:
         raise CertificateError("no certificate given: add certificate=FILE", option="certificate")
     certOption = "certificate" if certPath is not None else "privateKey"
-    certData = _read(certPath or keyPath, certOption, "a certificate")  # type: ignore[arg-type]
+    if certPath is not None:
+        what = "a certificate"
+    elif keyPath == TWISTED_SSL_DEFAULT_KEY:
+        what = (
+            "a PEM file with the certificate and its key (an ssl: server given neither certificate= "
+            f"nor privateKey= reads {TWISTED_SSL_DEFAULT_KEY}, as Twisted's does): add certificate=FILE"
+        )
+    else:
+        what = "a PEM file with the certificate and its key, or add certificate=FILE (certKey=)"
+    certData = _read(certPath or keyPath, certOption, what)  # type: ignore[arg-type]
     source = certPath or keyPath  # type: ignore[assignment]
     assert source is not None
 

@@ -9,6 +9,7 @@ and endpoints.
 from __future__ import annotations
 
 import enum
+import re
 from dataclasses import dataclass, field
 
 from ._hashes import CertificateHash
@@ -32,6 +33,9 @@ __all__ = [
 DIALECTS = ("smtp", "imap", "pop3", "ftp", "xmpp", "ldap", "postgres", "none")
 
 # Server defaults for hostile clients (docs/hardening.md says how they were chosen).
+# Twisted's ssl: server has always read this key file when given no other.
+TWISTED_SSL_DEFAULT_KEY = "server.pem"
+
 HANDSHAKE_TIMEOUT = 10.0
 MAX_HANDSHAKES = 1000
 
@@ -47,8 +51,22 @@ class Passphrase:
     source: str  # "env" or "file"
     reference: str  # variable name or path
 
+    @property
+    def shownReference(self) -> str:
+        """
+        The reference as messages show it: a variable's name (capitals, digits,
+        '_') or a path (holding '/' or '.'); anything else may be the
+        passphrase itself, typed after env: or file: by mistake.
+        """
+        looksRight = (
+            re.fullmatch(r"[A-Z_][A-Z0-9_]*", self.reference)
+            if self.source == "env"
+            else re.search(r"[/.]", self.reference)
+        )
+        return self.reference if looksRight else "(not shown)"
+
     def __str__(self) -> str:
-        return f"{self.source}:{self.reference}"
+        return f"{self.source}:{self.shownReference}"
 
 
 @dataclass(frozen=True)
@@ -109,6 +127,7 @@ class TLSPolicy:
     identity: IdentitySpec = field(default_factory=IdentitySpec)
     noDelay: bool = True
     store: str | None = None  # the certificate store directory (None: the default)
+    protocolsOption: str = "protocols"  # the option that chose the versions, for messages (or "sslmethod")
 
 
 @dataclass(frozen=True)

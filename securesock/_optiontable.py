@@ -52,6 +52,8 @@ def _error(option: str, value: str, problem: str, accepted: str) -> DescriptionE
 def _integer(low: int, high: int, accepted: str) -> Converter:
     def convert(option: str, value: str) -> int:
         text = value.strip()
+        if re.fullmatch(r"-[0-9]+", text):
+            raise _error(option, value, f"out of range {low}..{high}", accepted)
         if not re.fullmatch(r"[0-9]+", text):
             raise _error(option, value, "not a whole number", accepted)
         number = int(text)

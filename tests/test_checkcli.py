@@ -242,6 +242,36 @@ def test_check_tells_servers_from_clients(pki: PKI, description: str, side: str)
     assert result.stdout.startswith(side)
 
 
+def test_check_reads_a_port_first_as_a_server_and_a_directory_first_as_a_server(
+    pki: PKI, tmp_path: Path
+) -> None:
+    twice = securesock("check", f"tls:20520:certificate={pki.server_pem}:port=20521")
+    assert twice.returncode == 1 and "port is given twice ('20520' by position and as port=)" in twice.stderr
+    directory = securesock("check", f"tls:{Path(pki.server_pem).parent}:20541")
+    assert directory.returncode == 0 and directory.stdout.startswith("server: tls:"), directory.stderr
+
+
+def test_check_gives_both_readings_when_neither_works(pki: PKI) -> None:
+    result = securesock("check", f"tls:abc:certificate={pki.server_pem}")
+    assert result.returncode == 1
+    assert "read as a client's: tls: has no port" in result.stderr
+    assert "read as a server's: port='abc': not a whole number" in result.stderr
+    assert "(--server or --client says which it is)" in result.stderr
+
+
+def test_check_prints_the_warnings_a_start_would_log(pki: PKI, tmp_path: Path) -> None:
+    readable = tmp_path / "readable.pem"
+    readable.write_bytes(Path(pki.server_pem).read_bytes())
+    readable.chmod(0o644)
+    result = securesock("check", f"tls:8443:certificate={readable}:protocols=TLS1+TLS1_2")
+    assert result.returncode == 0, result.stderr
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning: ")]
+    assert any(f"private key file {readable} can be read by group or others" in w for w in warnings)
+    assert any("TLS 1.0 and 1.1 are deprecated (RFC 8996)" in w for w in warnings)
+    clean = securesock("check", f"tls:8443:certificate={pki.server_pem}")
+    assert "warning:" not in clean.stdout
+
+
 # The right column of docs/twistd.md's stunnel table, with the test PKI's files.
 STUNNEL_ROWS = [
     "tls:443:interface=0.0.0.0:certificate={server_pem}",

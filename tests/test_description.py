@@ -257,3 +257,33 @@ def test_wrapped_endpoint_needs_no_port() -> None:
     options = client("tls:host=api.internal:endpoint=unix\\:/run/app.sock")
     assert (options.serverName, options.endpoint) == ("api.internal", "unix:/run/app.sock")
     assert str(error("tls:h:0", "client")).startswith("port=0: a client needs the server's port")
+
+
+@pytest.mark.parametrize(
+    "text, side, fragment",
+    [
+        ("tls:-1:certificate=a.pem", "server", "port='-1': out of range 0..65535"),
+        (
+            "tls:8443:certificate=a.pem:port=8444",
+            "server",
+            "port is given twice ('8443' by position and as port=)",
+        ),
+        (
+            "tls:8443:certificate=a.pem:certKey=b.pem",
+            "server",
+            "given twice (as certificate= and as certKey=)",
+        ),
+        ("tls:8443:certificate=a.pem:pasword=x", "server", "(did you mean 'passphrase'?)"),
+        ("tls:8443:certificate=a.pem:cafile=ca.pem", "server", "(did you mean 'caCerts'?)"),
+        ("tls:h:443:cafile=ca.pem", "client", "(did you mean 'trustRoots'?)"),
+        ("tls:h:443:servername=x", "client", "(did you mean 'hostname'?)"),
+        ("tls:8443:certificate=a.pem:certfile=a.pem", "server", "(did you mean 'certificate'?)"),
+    ],
+)
+def test_mistakes_are_named_in_the_users_words(text: str, side: str, fragment: str) -> None:
+    assert fragment in error(text, side).message
+
+
+def test_the_option_that_chose_the_versions_is_remembered() -> None:
+    assert server("ssl:8443:certificate=a.pem:sslmethod=TLSv1_2_METHOD").policy.protocolsOption == "sslmethod"
+    assert server("tls:8443:certificate=a.pem:protocols=TLS1_2").policy.protocolsOption == "protocols"

@@ -172,6 +172,7 @@ def test_encrypted_pem_key_needs_the_passphrase(kit: StoreKit, monkeypatch: pyte
     kit.add("locked.pem", ["locked.example"], passphrase=b"open sesame")
     text = failure(f"tls:0:certificate=locked:store={kit.root}")
     assert "certificate='locked' (store entry" in text and "is encrypted: add passphrase=" in text
+    assert "(certificate=)" not in text  # the store's file, not an option the user wrote
     monkeypatch.setenv("KEYPASS", "open sesame")
     assert served(f"tls:0:certificate=locked:passphrase=env:KEYPASS:store={kit.root}") is not None
 

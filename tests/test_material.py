@@ -71,6 +71,41 @@ def test_unset_passphrase_variable(pki: PKI, monkeypatch: pytest.MonkeyPatch) ->
     assert "environment variable SECURESOCK_UNSET is not set" in text
 
 
+@pytest.mark.parametrize(
+    "reference, gone",
+    [
+        ("env:Hunter2Secret", "the environment variable (not shown) is not set (its name is not shown"),
+        (
+            "file:Hunter2Secret",
+            "passphrase=file:(not shown: it holds no '/' or '.', so it may be the passphrase",
+        ),
+    ],
+)
+def test_a_passphrase_typed_after_env_or_file_is_not_shown(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch, tmp_path: Path, reference: str, gone: str
+) -> None:
+    """passphrase=env:SECRET by mistake: what follows env: or file: is shown only if it looks like a name or path."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("Hunter2Secret", raising=False)
+    text = message(
+        f"tls:0:certificate={pki.server_crt}:privateKey={pki.encrypted_key}:passphrase={reference}"
+    )
+    assert gone in text and "Hunter2Secret" not in text
+
+
+def test_an_empty_passphrase_is_named_as_the_problem(pki: PKI, tmp_path: Path) -> None:
+    for content in (b"", b"\nthe passphrase on the second line\n"):
+        (tmp_path / "keypass").write_bytes(content)
+        text = message(
+            f"tls:0:certificate={pki.server_crt}:privateKey={pki.encrypted_key}:passphrase=file:{tmp_path}/keypass"
+        )
+        assert (
+            f"passphrase=file:{tmp_path}/keypass gave an empty passphrase (an empty file or first line"
+            in text
+        )
+        assert "is encrypted: put its passphrase there" in text
+
+
 @pytest.mark.skipif(os.name == "nt", reason="POSIX environments hold bytes")
 def test_passphrase_variable_with_non_utf8_bytes(
     pki: PKI, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
@@ -166,3 +201,32 @@ def test_readable_key_file_warns(pki: PKI, tmp_path: Path) -> None:
     finally:
         globalLogPublisher.removeObserver(observer)
     assert seen == [str(loose)]
+
+
+def test_a_version_sslmethod_asked_for_is_blamed_on_sslmethod(pki: PKI) -> None:
+    from securesock import ProtocolUnavailableError
+
+    with pytest.raises(ProtocolUnavailableError) as caught:
+        build(f"ssl:0:certificate={pki.server_pem}:sslmethod=SSLv3_METHOD")
+    assert caught.value.option == "sslmethod" and caught.value.message.startswith("sslmethod: SSL3 (SSLv3)")
+
+
+def test_ssl_without_a_certificate_says_it_read_twisteds_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    text = message("ssl:0")
+    assert "privateKey='server.pem': no such file" in text
+    assert (
+        "an ssl: server given neither certificate= nor privateKey= reads server.pem, as Twisted's does"
+        in text
+    )
+
+
+def test_a_store_name_with_a_private_key_is_explained(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, pki: PKI
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    text = message(f"tls:0:certificate=web:privateKey={pki.server_key}")
+    assert "certificate='web': no such file" in text
+    assert "a name in the certificate store brings its own key, so remove privateKey=" in text
