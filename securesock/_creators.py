@@ -190,8 +190,16 @@ class ClientCreator:
         options = self._options
         name = options.serverName
 
-        def fail(message: str) -> bool:
-            tlsProtocol.failVerification(Failure(TLSHandshakeError(message)))
+        def fail(message: str, chainFailed: bool = False) -> bool:
+            reason = Failure(TLSHandshakeError(message))
+            if chainFailed:
+                # OpenSSL found the chain bad: returning False fails the handshake with its
+                # alert (unknown CA, expired certificate ...), which the TLS layer sends before
+                # it closes, so the server's log says why.  Our own checks (name, pins) leave
+                # OpenSSL nothing to name: it would say "internal error", so those abort.
+                tlsProtocol._reason = reason
+            else:
+                tlsProtocol.failVerification(reason)
             return False
 
         def check(connection: SSL.Connection, cert: Any, errno: int, depth: int, ok: int) -> bool:
@@ -202,7 +210,8 @@ class ClientCreator:
                 if not ok:
                     return fail(
                         f"the certificate of {name} did not verify: {verifyErrorText(errno)} "
-                        f"(at depth {depth}: {describeCertificate(certificate)})"
+                        f"(at depth {depth}: {describeCertificate(certificate)})",
+                        chainFailed=True,
                     )
                 if depth > 0:
                     return True

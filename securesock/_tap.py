@@ -116,21 +116,19 @@ class Options(usage.Options):
                     f"no --listen given, and the development certificate cannot be made: {e}"
                 ) from None
         self["endpoints"] = []
-        for description in self["listen"]:
-            if self["workers"] > 1:
-                description = _withReusePort(description)
+        for written in self["listen"]:  # messages quote it as written, without reusePort=yes
+            description = _withReusePort(written) if self["workers"] > 1 else written
             try:
-                self["endpoints"].append((description, _serverEndpoint(reactor, description)))
+                endpoint = _serverEndpoint(reactor, description)
             except DescriptionError as e:
-                raise usage.UsageError(f"--listen {_shown(description)}: {e}") from None
-        if self["workers"] > 1:
-            for description, endpoint in self["endpoints"]:
-                port = getattr(endpoint, "port", getattr(getattr(endpoint, "options", None), "port", None))
-                if port == 0:
-                    raise usage.UsageError(
-                        f"--listen {_shown(description)}: --workers needs a fixed port (port 0 would give "
-                        "each worker a different one)"
-                    )
+                raise usage.UsageError(f"--listen {_shown(written)}: {e}") from None
+            port = getattr(endpoint, "port", getattr(getattr(endpoint, "options", None), "port", None))
+            if self["workers"] > 1 and port == 0:
+                raise usage.UsageError(
+                    f"--listen {_shown(written)}: --workers needs a fixed port (port 0 would give "
+                    "each worker a different one)"
+                )
+            self["endpoints"].append((description, endpoint))
         self["backend"] = None
         if self["connect"] is not None:
             try:

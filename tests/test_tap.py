@@ -401,7 +401,7 @@ def test_workers_on_a_busy_port_stop_twistd(pki: PKI, tmp_path: Path) -> None:
 def test_workers_need_fixed_port(pki: PKI, tmp_path: Path) -> None:
     with twistd(tmp_path, "--listen", listen(pki, 0), "--workers", "2", expectRunning=False) as server:
         server.process.wait(20)
-        assert "--workers needs a fixed port" in server.log
+        assert f"--listen {listen(pki, 0)!r}: --workers needs a fixed port" in server.log  # as written
 
 
 def test_bad_description_is_a_usage_error(pki: PKI, tmp_path: Path) -> None:
@@ -1490,3 +1490,30 @@ def test_a_server_name_cannot_forge_a_log_line(pki: PKI, tmp_path: Path) -> None
             r"sni=evil\\x0a2026-01-01T00:00:00\+0000\\x20\[securesock\.twistd#info\]\\x20FORGED TLSv1\.3"
         )
         assert "\n2026-01-01T00:00:00+0000 [securesock.twistd#info] FORGED" not in server.log
+
+
+def test_a_securesock_client_rejecting_the_servers_chain_sends_its_alert(pki: PKI, tmp_path: Path) -> None:
+    """
+    securesock probe does not trust the server's CA: the server logs why, not a
+    connection reset.  (A name or pin that does not match aborts: OpenSSL
+    would have nothing to say but "internal error".)
+    """
+    port = freePort()
+    options, said, alert = f"trustRoots={pki.path('other-ca.pem')}", "did not verify", "alert unknown ca"
+    with twistd(tmp_path, "--listen", listen(pki, port)) as server:
+        result = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "securesock",
+                "probe",
+                f"tls:localhost:{port}:{options}",
+                "--timeout",
+                "10",
+            ],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+        assert result.returncode == 1 and said in result.stderr  # the client's own reason, as before
+        server.waitFor(rf"127\.0\.0\.1:\d+ handshake failed: TLS error: .*{alert}")
