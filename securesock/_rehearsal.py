@@ -30,7 +30,7 @@ from ._errors import DescriptionError
 from ._options import TLSPolicy
 from ._versions import TLSVersion, formatProtocols
 
-__all__ = ["rehearseServer", "rehearseClient"]
+__all__ = ["rehearseServer", "rehearseClient", "moveAll"]
 
 _ROUNDS = 8  # a TLS 1.2 handshake takes two round trips, 1.3 one: ample
 _CACHE_LIMIT = 256
@@ -58,7 +58,8 @@ def _versionOnly(version: TLSVersion, ciphers: bytes) -> SSL.Context:
     return context
 
 
-def _move(source: SSL.Connection, target: SSL.Connection) -> bool:
+def moveAll(source: SSL.Connection, target: SSL.Connection) -> bool:
+    """What C{source} has sent, into C{target}'s receive BIO; whether there was anything."""
     try:
         data = source.bio_read(2**20)
     except SSL.WantReadError:
@@ -91,7 +92,7 @@ def _handshake(server: SSL.Context, version: TLSVersion) -> str | None:
                 except SSL.Error as serverError:
                     return _reason(serverError)
                 return _reason(e)
-        moved = _move(client, serving) | _move(serving, client)
+        moved = moveAll(client, serving) | moveAll(serving, client)
         if all(done.values()):
             return None
         if not moved:

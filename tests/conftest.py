@@ -11,9 +11,12 @@ import shutil
 import socket
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from cryptography import x509
 from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+from cryptography.x509.oid import NameOID
 
 from securesock._devca import Issued, certificatePEM, issue, keyPEM, makeAuthority
 
@@ -55,6 +58,28 @@ class PKI:
 
     def path(self, name: str) -> str:
         return str(self.root / name)
+
+
+def writeSelfSigned(path: Path, key: Any, algorithm: Any) -> str:
+    """
+    A self-signed certificate for localhost and its key, in one PEM file (mode
+    0600), for keys the test PKI does not make (RSA-1024, Ed25519; their
+    C{algorithm} is None).
+    """
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .sign(key, algorithm)
+    )
+    _write(path, certificatePEM(certificate) + keyPEM(key))
+    return str(path)
 
 
 def _write(path: Path, data: bytes, mode: int = 0o600) -> None:

@@ -13,6 +13,7 @@ from OpenSSL import SSL
 from twisted.internet import reactor
 
 import securesock
+from securesock._rehearsal import moveAll  # the same move as the package's rehearsal
 
 
 def serverConnection(certificate: str, protocols: str, more: str = "") -> SSL.Connection:
@@ -34,16 +35,6 @@ def clientConnection(version: int) -> SSL.Connection:
     connection.set_connect_state()
     connection.set_alpn_protos([b"http/1.1"])
     return connection
-
-
-def moveAll(source: SSL.Connection, target: SSL.Connection) -> bool:
-    """What C{source} has sent, into C{target}'s receive BIO; whether there was anything."""
-    try:
-        data = source.bio_read(2**20)
-    except SSL.WantReadError:
-        return False
-    target.bio_write(data)
-    return True
 
 
 def handshake(client: SSL.Connection, server: SSL.Connection) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import os
 import socket
 import ssl
+from pathlib import Path
 
 import pytest
 import pytest_twisted
@@ -19,7 +20,7 @@ from twisted.python.failure import Failure
 import securesock
 from securesock import TLSHandshakeError
 
-from .conftest import HAVE_IPV6, PASSPHRASE, PKI
+from .conftest import HAVE_IPV6, PASSPHRASE, PKI, writeSelfSigned
 from .peers import Collect, listen
 
 
@@ -489,34 +490,11 @@ async def test_no_delay_set_on_accepted_connections(pki: PKI) -> None:
 
 def test_certificate_openssl_refuses_is_a_certificate_error(tmp_path: os.PathLike[str]) -> None:
     """An RSA-1024 certificate: OpenSSL's security level refuses it; the user hears why, not an SSL.Error."""
-    import datetime
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives import hashes
     from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
 
     key = rsa.generate_private_key(public_exponent=65537, key_size=1024)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, hashes.SHA256())
-    )
-    path = os.path.join(str(tmp_path), "weak.pem")
-    with open(path, "wb") as f:
-        f.write(certificate.public_bytes(serialization.Encoding.PEM))
-        f.write(
-            key.private_bytes(
-                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-            )
-        )
+    path = writeSelfSigned(Path(tmp_path) / "weak.pem", key, hashes.SHA256())
     with pytest.raises(securesock.CertificateError) as caught:
         securesock.serverFromString(reactor, f"tls:0:certificate={path}")
     assert "OpenSSL refuses the certificate from" in str(caught.value)

@@ -6,17 +6,13 @@ real clients.
 
 from __future__ import annotations
 
-import datetime
 import socket
 import subprocess
 from pathlib import Path
 
 import pytest
 import pytest_twisted
-from cryptography import x509
-from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519
-from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
 from twisted.internet import reactor
 from twisted.internet.threads import deferToThread
@@ -24,7 +20,7 @@ from twisted.internet.threads import deferToThread
 import securesock
 from securesock import DescriptionError, _rehearsal
 
-from .conftest import PKI, requireTool
+from .conftest import PKI, requireTool, writeSelfSigned
 from .peers import listen
 
 
@@ -70,28 +66,7 @@ def test_every_version_with_the_default_suites_passes(pki: PKI) -> None:
 
 
 def _ed25519(directory: Path) -> str:
-    key = ed25519.Ed25519PrivateKey.generate()
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(minutes=5))
-        .not_valid_after(now + datetime.timedelta(days=30))
-        .sign(key, None)
-    )
-    path = directory / "ed25519.pem"
-    path.write_bytes(
-        certificate.public_bytes(serialization.Encoding.PEM)
-        + key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    path.chmod(0o600)
-    return str(path)
+    return writeSelfSigned(directory / "ed25519.pem", ed25519.Ed25519PrivateKey.generate(), None)
 
 
 def test_a_key_a_version_cannot_use_is_refused(tmp_path: Path) -> None:

@@ -28,6 +28,16 @@ from .conftest import PKI
 from .peers import listen, readToEnd
 
 
+async def within(seconds: float, event: Deferred[None]) -> None:
+    """Wait for C{event}, failing (CancelledError) if it has not come after C{seconds}."""
+    deadline = reactor.callLater(seconds, event.cancel)  # type: ignore[attr-defined]
+    try:
+        await event
+    finally:
+        if deadline.active():
+            deadline.cancel()
+
+
 class Silent(Protocol):
     """Accepts, says nothing, reports when its connection ends."""
 
@@ -63,10 +73,7 @@ async def test_a_pending_backend_connection_is_given_up_when_the_client_leaves(p
     )
     try:
         await deferToThread(handshakeThenLeave, relay.getHost().port, pki.ca_pem)
-        timeout = reactor.callLater(10, ended.cancel)  # type: ignore[attr-defined]
-        await ended  # the silent server saw the backend connection close
-        assert timeout.active()
-        timeout.cancel()
+        await within(10, ended)  # the silent server saw the backend connection close
         await deferLater(reactor, 0.1, lambda: None)  # nothing left to log an error afterwards
     finally:
         await relay.stopListening()
@@ -125,9 +132,7 @@ async def test_what_the_client_sends_before_the_backend_is_connected_arrives_in_
     )
     try:
         sending = deferToThread(sendAll, relay.getHost().port, pki.ca_pem, payload)
-        timeout = reactor.callLater(20, done.cancel)  # type: ignore[attr-defined]
-        await done
-        timeout.cancel()
+        await within(20, done)
         await sending
     finally:
         await relay.stopListening()
@@ -188,9 +193,7 @@ async def test_a_client_that_sent_much_is_closed_when_the_backend_cannot_be_reac
     )
     try:
         sending = deferToThread(sendThenWait, relay.getHost().port, pki.ca_pem, os.urandom(200_000))
-        timeout = reactor.callLater(10, ended.cancel)  # type: ignore[attr-defined]
-        await ended
-        timeout.cancel()
+        await within(10, ended)
         await sending
     finally:
         await relay.stopListening()
