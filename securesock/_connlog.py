@@ -16,6 +16,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._errors import TLSHandshakeError
 from ._guard import failureText, peerName
 from ._sessioninfo import TLSDetails, handshakeDone, sessionInfo, sslConnection
 
@@ -35,6 +36,8 @@ def closeReason(reason: Failure) -> str:
     value = reason.value
     if isinstance(value, SSL.Error):
         return "TLS error: " + failureText(reason)
+    if isinstance(value, TLSHandshakeError):
+        return str(value)  # securesock's own words say it all (a timeout, a plaintext client)
     text = str(value).strip().rstrip(".")
     return f"{type(value).__name__}: {text}" if text else type(value).__name__
 

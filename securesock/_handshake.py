@@ -421,7 +421,12 @@ class _TLSProtocol(BufferingTLSTransport):
         """A client spoke plaintext to this TLS server: say so, answer HTTP like nginx, close."""
         self._plaintext = True
         transport: Any = self.transport
-        log.warn("{message}", message=plaintextFromClient(data, _peer(self)))
+        if getattr(self.wrappedProtocol, "logsHandshakeFailures", False):
+            # Said once, by the close line of the application's log (twistd securesock):
+            # "ADDRESS handshake failed: the client sent a plain HTTP request ...".
+            self._reason = Failure(TLSHandshakeError(plaintextFromClient(data, "the client")))
+        else:
+            log.warn("{message}", message=plaintextFromClient(data, _peer(self)))
         if isHTTPRequest(data):
             transport.write(HTTP_400)
         transport.loseConnection()

@@ -1517,3 +1517,20 @@ def test_a_securesock_client_rejecting_the_servers_chain_sends_its_alert(pki: PK
         )
         assert result.returncode == 1 and said in result.stderr  # the client's own reason, as before
         server.waitFor(rf"127\.0\.0\.1:\d+ handshake failed: TLS error: .*{alert}")
+
+
+def test_a_plain_http_request_is_one_log_line(pki: PKI, tmp_path: Path) -> None:
+    """curl http:// to the TLS port: the 400, and one line that says why (not also 'ConnectionLost')."""
+    curl = requireTool("curl")
+    port = freePort()
+    with twistd(tmp_path, "--listen", listen(pki, port)) as server:
+        result = subprocess.run([curl, "-sS", f"http://127.0.0.1:{port}/"], capture_output=True, timeout=20)
+        assert result.stdout.startswith(
+            b"400 Bad Request: a plain HTTP request was sent to a port that speaks TLS"
+        )
+        server.waitFor(
+            r"127\.0\.0\.1:\d+ handshake failed: the client sent a plain HTTP request \('GET / HTTP/1\.1'\) "
+            r"to this TLS port; answered 400 and closed"
+        )
+        time.sleep(0.3)
+        assert "ConnectionLost" not in server.log and server.log.count("plain HTTP request") == 1
