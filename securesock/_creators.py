@@ -31,10 +31,12 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from ._clienthello import Unreadable, requestedServerName
 from ._context import acceptableProtocols
 from ._errors import TLSHandshakeError
 from ._material import describeCertificate, fingerprint
 from ._options import ClientOptions
+from ._sessioninfo import printableName
 
 __all__ = ["ServerCreator", "ServedContexts", "ServerNameChooser", "ClientCreator", "verifyErrorText"]
 
@@ -88,21 +90,72 @@ class ServerNameChooser:
         served = self.served
         if served is None:
             return True
-        target = served.default
         name = connection.get_servername()
-        if name:
-            key = name.lower()
-            found = served.byName.get(key)
-            if found is None and b"." in key:
-                found = served.byName.get(b"*" + key[key.index(b".") :])
-            if found is not None:
-                target = found
-            elif self.strict:
-                log.debug("refused a client asking for unknown server name {name!r}", name=name)
-                return False
+        if _resumedBelowTLS13(connection):
+            # OpenSSL gave the session's name; RFC 6066 forbids resuming it for another.
+            asked = requestedServerName(getattr(connection.get_app_data(), "firstBytes", None) or b"")
+            if not isinstance(asked, Unreadable) and not self._sameContext(served, asked, name):
+                return _refused(
+                    connection,
+                    f"the client asked for {_named(asked)} resuming a TLS 1.2 session made for "
+                    f"{_named(name)}, which another certificate serves; refused (RFC 6066): it "
+                    "must connect again without that session",
+                )
+        target = _contextFor(served, name)
+        if target is None:
+            if self.strict:
+                return _refused(
+                    connection,
+                    f"the client asked for {_named(name)}, which no certificate serves (sniStrict=yes)",
+                )
+            target = served.default
         if connection.get_context() is not target:
             connection.set_context(target)
         return True
+
+    def _sameContext(self, served: ServedContexts, asked: bytes | None, name: bytes | None) -> bool:
+        unknown = None if self.strict else served.default  # an unknown name: refused, or the default
+        return (_contextFor(served, asked) or unknown) is (_contextFor(served, name) or unknown)
+
+
+def _named(name: bytes | None) -> str:
+    return f"the server name {printableName(name)}" if name else "no server name"
+
+
+def _refused(connection: SSL.Connection, why: str) -> bool:
+    """
+    Refuse the handshake (an unrecognized_name alert) with C{why} as its
+    reason: the one log line of the failed handshake says it, instead of
+    OpenSSL's "callback failed".
+    """
+    protocol = connection.get_app_data()
+    if protocol is not None and getattr(protocol, "_reason", None) is None:
+        protocol._reason = Failure(TLSHandshakeError(why))
+    else:
+        log.info("{why}", why=why)
+    return False
+
+
+def _contextFor(served: ServedContexts, name: bytes | None) -> SSL.Context | None:
+    """The context serving C{name}: the default for no name, None for a name no certificate has."""
+    if not name:
+        return served.default
+    key = name.lower()
+    found = served.byName.get(key)
+    if found is None and b"." in key:
+        found = served.byName.get(b"*" + key[key.index(b".") :])
+    return found
+
+
+def _resumedBelowTLS13(connection: SSL.Connection) -> bool:
+    """Whether OpenSSL is resuming a TLS 1.2 (or older) session on C{connection}."""
+    try:
+        from OpenSSL.SSL import _lib  # type: ignore[attr-defined]
+
+        reused = _lib.SSL_session_reused(connection._ssl)  # type: ignore[attr-defined]
+    except (ImportError, AttributeError):  # pragma: no cover - other pyOpenSSL versions
+        return False
+    return bool(reused) and connection.get_protocol_version_name() != "TLSv1.3"
 
 
 @implementer(IOpenSSLServerConnectionCreator)
@@ -129,7 +182,9 @@ class ServerCreator:
     def serverConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         if self._before is not None:
             self._before()
-        return SSL.Connection(self.context, None)
+        connection = SSL.Connection(self.context, None)
+        connection.set_app_data(tlsProtocol)  # the chooser reads the ClientHello it received
+        return connection
 
 
 @implementer(IOpenSSLClientConnectionCreator)

@@ -140,6 +140,9 @@ def _lastInterface(transport: Any) -> Any:
     return _LAST_INTERFACE[kind]
 
 
+_FIRST_BYTES = 5 + 2**14  # one TLS record
+
+
 class _TLSProtocol(BufferingTLSTransport):
     """
     Twisted's TLS protocol, plus TCP_NODELAY when the endpoint asks, plus a
@@ -377,7 +380,9 @@ class _TLSProtocol(BufferingTLSTransport):
         keeps it (the BIO and the record counter copy what they need).
         """
         if self.firstBytes is None and not self._handshakeDone:
-            self.firstBytes = bytes(data[:200])
+            # A whole ClientHello, mostly (the SNI check of a resumption reads it; kept
+            # until the handshake is done); a server's first flight, for a client's messages.
+            self.firstBytes = bytes(data[:_FIRST_BYTES])
             if not self.factory.isClient and not isTLSRecord(self.firstBytes):
                 self._refusePlaintext(bytes(data))
         if self._plaintext:

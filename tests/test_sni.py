@@ -19,6 +19,7 @@ from securesock._reload import Renewal
 
 from .conftest import requireTool
 from .peers import listen, run
+from .starttlspeers import LogCapture, sleep
 from .storekit import StoreKit, peerCertificate, sha1
 
 
@@ -87,8 +88,18 @@ async def test_strict_refuses_unknown_names(kit: StoreKit) -> None:
     port = await listen(f"tls:0:interface=127.0.0.1:certificate=a,b:sniStrict=yes:store={kit.root}")
     number = port.getHost().port
     try:
-        with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
-            await subject(number, kit, "c.example")
+        with LogCapture() as logs:
+            with pytest.raises(ssl.SSLError, match="UNRECOGNIZED_NAME"):
+                await subject(number, kit, "c.example")
+            for _ in range(100):  # logged when the server sees the connection end
+                if "handshake failed" in logs.text():
+                    break
+                await sleep(0.02)
+        # The reason, in the one line of the failed handshake (not OpenSSL's "callback failed").
+        assert (
+            "the client asked for the server name c.example, which no certificate serves (sniStrict=yes)"
+            in (logs.text())
+        )
         output = await sClient(number, kit, "-servername", "c.example")
         assert "unrecognized name" in output and "alert number 112" in output
         assert await subject(number, kit, "b.example") == "CN=B"
@@ -157,3 +168,50 @@ def test_directory_without_usable_certificates(kit: StoreKit) -> None:
         securesock.serverFromString(reactor, f"tls:{kit.root}:0")
     with pytest.raises(securesock.CertificateError, match="is not a directory"):
         securesock.serverFromString(reactor, f"tls:{kit.root / 'missing'}:0")
+
+
+async def sessionSaved(port: int, kit: StoreKit, path: Path, *args: str) -> str:
+    return await sClient(port, kit, "-tls1_2", "-sess_out", str(path), *args)
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("strict", ["no", "yes"])
+async def test_a_tls_1_2_session_is_not_resumed_for_a_name_another_certificate_serves(
+    kit: StoreKit, tmp_path: Path, strict: str
+) -> None:
+    """
+    RFC 6066, section 3: openssl s_client offers a session made for b.example
+    while asking for a.example (or an unknown name): refused, and the log says
+    why.  Asking again for b.example, or for another name of the same
+    certificate, resumes; sessions by id (-no_ticket) are checked alike.
+    """
+    kit.add("a.pem", ["a.example"], commonName="A")
+    kit.add("b.pem", ["b.example", "www.b.example"], commonName="B")
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate=a,b:sniStrict={strict}:store={kit.root}")
+    number = port.getHost().port
+    try:
+        for ticket in ([], ["-no_ticket"]):
+            for other in ("a.example", "unknown.example"):
+                session = tmp_path / f"b-{other}-{len(ticket)}.session"
+                first = await sessionSaved(number, kit, session, "-servername", "b.example", *ticket)
+                assert "CN = B" in first or "CN=B" in first
+                for same in ("b.example", "www.b.example"):  # the same certificate: resumed
+                    output = await sClient(
+                        number, kit, "-tls1_2", "-sess_in", str(session), "-servername", same, *ticket
+                    )
+                    assert "Reused, TLSv1.2" in output
+                with LogCapture() as logs:
+                    output = await sClient(
+                        number, kit, "-tls1_2", "-sess_in", str(session), "-servername", other, *ticket
+                    )
+                    for _ in range(100):  # logged when the server sees the connection end
+                        if "handshake failed" in logs.text():
+                            break
+                        await sleep(0.02)
+                assert "Reused" not in output and "unrecognized name" in output
+                assert (
+                    f"the client asked for the server name {other} resuming a TLS 1.2 session made for "
+                    "the server name b.example, which another certificate serves" in logs.text()
+                )
+    finally:
+        await port.stopListening()
