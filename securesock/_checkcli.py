@@ -15,19 +15,22 @@ import os
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from typing import Any, cast
 
 from cryptography import x509
 from OpenSSL import SSL
 
 from ._cli import CommandError
+from ._context import serverContext
 from ._description import Description, parseClient, parseServer, splitDescription
 from ._errors import DescriptionError, TLSHandshakeError
 from ._hashes import spaced
 from ._material import fingerprint
-from ._options import ClientOptions, ServerOptions
+from ._options import ClientOptions, ClientVerification, ServerOptions
 from ._optiontable import seconds
 from ._protocols import opensslBuild
+from ._rehearsal import usableSuites
 from ._sessioninfo import TLSDetails, sslConnection
 from ._storecli import _sans, _table
 from ._versions import TLSVersion, formatProtocols
@@ -61,8 +64,12 @@ def certificateRows(certificates: Sequence[x509.Certificate]) -> list[str]:
     return _table(rows)
 
 
-def _ciphers(context: SSL.Context, protocols: frozenset[TLSVersion]) -> str:
-    """The suites the context would offer, less those its protocol versions cannot use."""
+def _ciphers(context: SSL.Context, protocols: frozenset[TLSVersion], probe: SSL.Context | None = None) -> str:
+    """
+    The suites the context would offer, less those its protocol versions
+    cannot use and (given C{probe}, a server's context asking no client
+    certificate) those no client completes a handshake with.
+    """
     tls13 = TLSVersion.TLS1_3 in protocols
     older = any(version != TLSVersion.TLS1_3 for version in protocols)
     usable = [
@@ -70,6 +77,8 @@ def _ciphers(context: SSL.Context, protocols: frozenset[TLSVersion]) -> str:
         for name in SSL.Connection(context, None).get_cipher_list()
         if (tls13 if name.startswith("TLS_") else older)
     ]
+    if probe is not None:
+        usable = usableSuites(probe, protocols, usable)
     return ", ".join(usable) or "(none usable with these protocols)"
 
 
@@ -139,7 +148,11 @@ def _checkServer(reactor: Any, options: ServerOptions) -> None:
         for extra in identity.chain:
             _out(f"    chain: {extra.subject.rfc4514_string()} [sha1 {spaced(fingerprint(extra, 'sha1'))}]")
     if served:
-        _out(f"  ciphers: {_ciphers(served[0].context, options.policy.protocols)}")
+        probe = serverContext(
+            replace(options, verifyClient=ClientVerification.NONE, caCerts=None), served[0].selected.identity
+        )
+        _out(f"  ciphers: {_ciphers(served[0].context, options.policy.protocols, probe)}")
+    _out(f"  TCP_NODELAY: {'on' if options.policy.noDelay else 'off (noDelay=no)'}")
     _out(f"  ALPN: {','.join(p.decode() for p in options.policy.alpn) or '(the application decides)'}")
     client = options.verifyClient.value
     _out(f"  client certificates: {client}" + (f" (CA: {options.caCerts})" if options.caCerts else ""))
@@ -179,6 +192,7 @@ def _checkClient(reactor: Any, description: str, options: ClientOptions) -> None
     if isinstance(context, SSL.Context):
         _out(f"  ciphers: {_ciphers(context, options.policy.protocols)}")
     _out(f"  ALPN offered: {','.join(p.decode() for p in options.policy.alpn) or '(none)'}")
+    _out(f"  TCP_NODELAY: {'on' if options.policy.noDelay else 'off (noDelay=no)'}")
 
 
 def _check(args: argparse.Namespace) -> int:

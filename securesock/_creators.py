@@ -36,7 +36,7 @@ from ._context import acceptableProtocols
 from ._errors import TLSHandshakeError
 from ._material import describeCertificate, fingerprint
 from ._options import ClientOptions
-from ._sessioninfo import printableName
+from ._sessioninfo import printableName, sessionReused
 
 __all__ = ["ServerCreator", "ServedContexts", "ServerNameChooser", "ClientCreator", "verifyErrorText"]
 
@@ -149,13 +149,7 @@ def _contextFor(served: ServedContexts, name: bytes | None) -> SSL.Context | Non
 
 def _resumedBelowTLS13(connection: SSL.Connection) -> bool:
     """Whether OpenSSL is resuming a TLS 1.2 (or older) session on C{connection}."""
-    try:
-        from OpenSSL.SSL import _lib  # type: ignore[attr-defined]
-
-        reused = _lib.SSL_session_reused(connection._ssl)  # type: ignore[attr-defined]
-    except (ImportError, AttributeError):  # pragma: no cover - other pyOpenSSL versions
-        return False
-    return bool(reused) and connection.get_protocol_version_name() != "TLSv1.3"
+    return sessionReused(connection) and connection.get_protocol_version_name() != "TLSv1.3"
 
 
 @implementer(IOpenSSLServerConnectionCreator)

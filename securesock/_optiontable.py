@@ -65,8 +65,8 @@ def _integer(low: int, high: int, accepted: str) -> Converter:
 
 
 def seconds(option: str, value: str) -> float:
-    """A duration in seconds, more than 0 and less than a year (timeouts, --grace)."""
-    accepted = "a number of seconds greater than 0, such as 30 or 2.5"
+    """A duration in seconds, more than 0 and less than a year (timeout=, handshakeTimeout=, probe --timeout)."""
+    accepted = "a number of seconds greater than 0 and less than a year (31536000), such as 30 or 2.5"
     try:
         number = float(value)
     except ValueError:

@@ -30,7 +30,7 @@ from ._errors import DescriptionError
 from ._options import TLSPolicy
 from ._versions import TLSVersion, formatProtocols
 
-__all__ = ["rehearseServer", "rehearseClient", "moveAll"]
+__all__ = ["rehearseServer", "rehearseClient", "usableSuites", "moveAll"]
 
 _ROUNDS = 8  # a TLS 1.2 handshake takes two round trips, 1.3 one: ample
 _CACHE_LIMIT = 256
@@ -46,7 +46,8 @@ def _remember(key: Hashable, result: tuple[TLSVersion, str] | None) -> tuple[TLS
 
 def _reason(error: SSL.Error) -> str:
     """OpenSSL's reason texts, e.g. C{no shared cipher}."""
-    reasons = [str(item[2]) for item in error.args[0] if isinstance(item, tuple) and len(item) > 2]
+    items = error.args[0] if error.args and isinstance(error.args[0], list) else []
+    reasons = [str(item[2]) for item in items if isinstance(item, tuple) and len(item) > 2]
     return "; ".join(dict.fromkeys(reasons)) or "handshake failed"
 
 
@@ -68,11 +69,14 @@ def moveAll(source: SSL.Connection, target: SSL.Connection) -> bool:
     return True
 
 
-def _handshake(server: SSL.Context, version: TLSVersion) -> str | None:
-    """None if a client offering every suite at C{version} completes a handshake with C{server}."""
+_EVERY_SUITE = b"ALL:COMPLEMENTOFALL:@SECLEVEL=0"
+
+
+def _handshake(server: SSL.Context, version: TLSVersion, suites: bytes = _EVERY_SUITE) -> str | None:
+    """None if a client offering C{suites} at C{version} completes a handshake with C{server}."""
     serving = SSL.Connection(server, None)
     serving.set_accept_state()
-    client = SSL.Connection(_versionOnly(version, b"ALL:COMPLEMENTOFALL:@SECLEVEL=0"), None)
+    client = SSL.Connection(_versionOnly(version, suites), None)
     client.set_connect_state()
     done = {id(serving): False, id(client): False}
     for _ in range(_ROUNDS):
@@ -89,6 +93,8 @@ def _handshake(server: SSL.Context, version: TLSVersion) -> str | None:
                     return _reason(e)
                 try:  # the client heard an alert: the server's own reason says more
                     serving.do_handshake()
+                except SSL.WantReadError:
+                    return _reason(e)  # the server heard nothing: the client could not start
                 except SSL.Error as serverError:
                     return _reason(serverError)
                 return _reason(e)
@@ -173,6 +179,29 @@ def rehearseServer(
         if dhParameters is None and re.search(r"(?<!EC)(DHE|EDH)", policy.ciphers or "", re.IGNORECASE):
             what += " (DHE suites also need dhParameters=FILE)"
         raise _failure(policy, version, reason, what)
+
+
+def usableSuites(server: SSL.Context, protocols: frozenset[TLSVersion], names: list[str]) -> list[str]:
+    """
+    Those of C{names} (OpenSSL's suite names; TLS 1.3's are kept as they are)
+    that a client completes a handshake with, at one of C{protocols}: what
+    C{securesock check} lists, tried one by one (a suite of the list may
+    still need another key type, or dhParameters=).
+    """
+    older = sorted((v for v in protocols if v is not TLSVersion.TLS1_3), reverse=True)
+    usable = []
+    for name in names:
+        if name.startswith("TLS_"):
+            usable.append(name)
+            continue
+        for version in older:
+            try:
+                if _handshake(server, version, name.encode("ascii") + b":@SECLEVEL=0") is None:
+                    usable.append(name)
+                    break
+            except SSL.Error:
+                continue  # not a suite of this version
+    return usable
 
 
 def rehearseClient(policy: TLSPolicy, ciphers: str) -> None:

@@ -15,7 +15,7 @@ from OpenSSL import SSL
 from ._hashes import spaced
 from ._material import fingerprint
 
-__all__ = ["TLSDetails", "sslConnection", "sessionInfo", "handshakeDone", "printableName"]
+__all__ = ["TLSDetails", "sslConnection", "sessionInfo", "handshakeDone", "printableName", "sessionReused"]
 
 
 def printableName(name: bytes) -> str:
@@ -25,6 +25,20 @@ def printableName(name: bytes) -> str:
     cannot add a forged line or field to the log.
     """
     return "".join(chr(b) if 0x20 < b < 0x7F and b != 0x5C else f"\\x{b:02x}" for b in name)
+
+
+def sessionReused(connection: SSL.Connection) -> bool:
+    """
+    Whether the handshake resumed a session: pyOpenSSL 26 has no method for
+    it, so OpenSSL's C{SSL_session_reused} through its bindings (False if a
+    release lacks them).
+    """
+    try:
+        from OpenSSL.SSL import _lib  # type: ignore[attr-defined]
+
+        return bool(_lib.SSL_session_reused(connection._ssl))  # type: ignore[attr-defined]
+    except (ImportError, AttributeError):  # pragma: no cover - other pyOpenSSL versions
+        return False
 
 
 @dataclass(frozen=True)
@@ -37,9 +51,14 @@ class TLSDetails:
     peerCertificate: x509.Certificate | None  # verified (clients), or as presented (servers)
     sni: str | None = None  # the server name the client sent
     localCertificate: x509.Certificate | None = None  # the certificate this side presented
+    resumed: bool = False  # an earlier session was resumed (no full handshake)
 
     @classmethod
     def fromConnection(cls, connection: SSL.Connection) -> TLSDetails:
+        """
+        What C{connection} negotiated; from an application,
+        C{TLSDetails.fromConnection(transport.getHandle())}.
+        """
         sni = connection.get_servername()
         return cls(
             version=connection.get_protocol_version_name(),
@@ -48,6 +67,7 @@ class TLSDetails:
             peerCertificate=connection.get_peer_certificate(as_cryptography=True),
             sni=printableName(sni) if sni else None,
             localCertificate=connection.get_certificate(as_cryptography=True),
+            resumed=sessionReused(connection),
         )
 
     def lines(self) -> list[str]:
@@ -57,6 +77,7 @@ class TLSDetails:
             f"Cipher: {self.cipher}",
             f"ALPN: {self.alpn.decode('ascii', 'replace') if self.alpn else '(none)'}",
             f"SNI: {self.sni or '(none)'}",
+            f"Session: {'resumed' if self.resumed else 'new (full handshake)'}",
         ]
         for label, certificate in (
             ("Client certificate", self.peerCertificate),

@@ -53,6 +53,11 @@ def _firstLine(data: bytes) -> bytes:
     return data.split(b"\n", 1)[0].rstrip(b"\r")
 
 
+def _requestLine(data: bytes) -> bytes:
+    """An HTTP request line without its query string, which may carry a token or a password."""
+    return re.sub(rb"\?[^ ]*", b"?...", _firstLine(data), count=1)
+
+
 def plaintextFromServer(data: bytes, peer: str) -> str | None:
     """
     Why a client handshake failed, if the server's first bytes were
@@ -120,7 +125,7 @@ def plaintextFromClient(data: bytes, peer: str) -> str:
     """What a server logs when a client's first bytes are not a TLS ClientHello."""
     if isHTTPRequest(data):
         return (
-            f"{peer} sent a plain HTTP request ({quoted(_firstLine(data))}) to this TLS port; "
+            f"{peer} sent a plain HTTP request ({quoted(_requestLine(data))}) to this TLS port; "
             "answered 400 and closed"
         )
     opening = _clientOpening(data)

@@ -224,6 +224,27 @@ def test_check_lists_only_ciphers_the_protocols_can_use(pki: PKI) -> None:
     assert ciphers12 is not None and ciphers13 is not None
     assert "ECDHE-ECDSA-AES128-GCM-SHA256" in ciphers12.group(1) and "TLS_AES" not in ciphers12.group(1)
     assert "TLS_AES_128_GCM_SHA256" in ciphers13.group(1) and "ECDHE" not in ciphers13.group(1)
+    # An ECDSA key: no RSA suites, and no DHE ones without dhParameters=.
+    assert "RSA" not in ciphers12.group(1) and "DHE-" not in ciphers12.group(1).replace("ECDHE-", "")
+
+
+def test_check_lists_the_suites_of_the_key_and_dhe_only_with_dh_parameters(pki: PKI, tmp_path: Path) -> None:
+    openssl = requireTool("openssl")
+    dh = tmp_path / "dh.pem"
+    subprocess.run(
+        [openssl, "genpkey", "-genparam", "-algorithm", "DH", "-pkeyopt", "group:ffdhe2048", "-out", str(dh)],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    for extra, dhe in (("", False), (f":dhParameters={dh}", True)):
+        result = securesock("check", f"tls:8443:certificate={pki.rsa_pem}:protocols=TLS1_2{extra}:noDelay=no")
+        assert result.returncode == 0, result.stderr
+        ciphers = re.search(r"^  ciphers: (.*)$", result.stdout, re.MULTILINE)
+        assert ciphers is not None and "ECDHE-RSA-AES128-GCM-SHA256" in ciphers.group(1)
+        assert "ECDSA" not in ciphers.group(1)
+        assert ("DHE-RSA-AES128-GCM-SHA256" in ciphers.group(1).split(", ")) is dhe
+        assert "  TCP_NODELAY: off (noDelay=no)" in result.stdout
 
 
 @pytest.mark.parametrize(

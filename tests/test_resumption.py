@@ -34,14 +34,8 @@ TIMEOUT = 20  # seconds for any one connection
 
 
 def sessionReused(connection: Any) -> bool:
-    """
-    OpenSSL's SSL_session_reused() for a pyOpenSSL connection.  pyOpenSSL
-    26.4 has no public wrapper for it, so this test helper (only) calls the
-    binding; nothing in securesock needs it.
-    """
-    from OpenSSL.SSL import _lib  # type: ignore[attr-defined]
-
-    return bool(_lib.SSL_session_reused(connection._ssl))
+    """Whether a connection resumed, as an application asks securesock (TLSDetails.resumed)."""
+    return securesock.TLSDetails.fromConnection(connection).resumed
 
 
 async def sClient(pki: PKI, port: int, report: Path, *extra: str) -> str:

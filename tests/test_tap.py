@@ -172,6 +172,7 @@ def test_diagnostic_page_with_curl(pki: PKI, tmp_path: Path) -> None:
             "Protocol version: TLSv1.3",
             "ALPN: http/1.1",
             "SNI: localhost",
+            "Session: new (full handshake)",
             "Server certificate: CN=localhost",
             "Client certificate: (none)",
         ):

@@ -123,6 +123,7 @@ def test_a_real_client_hello_is_tls() -> None:
     [
         b"a1 LOGIN alice s3cr3t\r\n",
         b"USER alice\r\nPASS s3cr3t\r\n",
+        b"GET /login?user=alice&token=s3cr3t HTTP/1.1\r\nHost: x\r\n\r\n",
         b"\x30\x11\x02\x01\x01\x60\x0c\x02\x01\x03\x04\x00\x80\x05s3cr3t",
     ],
 )
