@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import idna
@@ -74,6 +75,11 @@ class ServedContexts:
     default: SSL.Context
     byName: Mapping[bytes, SSL.Context]
 
+    @cached_property
+    def several(self) -> bool:
+        """Whether more than one context is served (else any name gets the same certificate)."""
+        return any(context is not self.default for context in self.byName.values())
+
 
 class ServerNameChooser:
     """
@@ -91,7 +97,7 @@ class ServerNameChooser:
         if served is None:
             return True
         name = connection.get_servername()
-        if _resumedBelowTLS13(connection):
+        if (served.several or self.strict) and _resumedBelowTLS13(connection):
             # OpenSSL gave the session's name; RFC 6066 forbids resuming it for another.
             asked = requestedServerName(getattr(connection.get_app_data(), "firstBytes", None) or b"")
             if not isinstance(asked, Unreadable) and not self._sameContext(served, asked, name):
