@@ -19,7 +19,7 @@ from OpenSSL import SSL, crypto
 from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.logger import Logger
 
-from ._errors import CertificateError, DescriptionError
+from ._errors import CertificateError, DescriptionError, opensslReasons
 from ._material import Identity, fingerprint, loadCertificates
 from ._options import ClientOptions, ClientVerification, ServerOptions, TLSPolicy
 from ._protocols import versionSettings
@@ -149,7 +149,7 @@ def _useIdentity(context: SSL.Context, identity: Identity) -> None:
             context.add_extra_chain_cert(extra)
     except SSL.Error as e:
         # OpenSSL's own policy, e.g. "ee key too small" for RSA-1024 at the default security level.
-        reasons = "; ".join(str(error[2]) for error in e.args[0] if len(error) > 2) or "refused"
+        reasons = "; ".join(opensslReasons(e)) or "refused"
         raise CertificateError(
             f"OpenSSL refuses the certificate from {identity.source} ({reasons}); use a certificate "
             "with at least a 2048-bit RSA or a 256-bit EC key, signed with SHA-256 or better",

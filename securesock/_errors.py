@@ -12,8 +12,11 @@ from __future__ import annotations
 
 import re
 
+from OpenSSL import SSL
+
 __all__ = [
     "redactSecrets",
+    "opensslReasons",
     "DescriptionError",
     "ProtocolUnavailableError",
     "CertificateError",
@@ -42,6 +45,12 @@ def redactSecrets(text: str) -> str:
     secret and say what to fix.
     """
     return _LITERAL_PASSPHRASE.sub(r"\1(not shown)", text)
+
+
+def opensslReasons(error: SSL.Error) -> list[str]:
+    """OpenSSL's reason texts in a pyOpenSSL error (C{no shared cipher}, C{ee key too small}), in order."""
+    items = error.args[0] if error.args and isinstance(error.args[0], list) else []
+    return [str(item[-1]) for item in items if isinstance(item, tuple) and item]
 
 
 class DescriptionError(ValueError):

@@ -27,7 +27,7 @@ from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
-from ._errors import TLSHandshakeError
+from ._errors import TLSHandshakeError, opensslReasons
 
 __all__ = ["HandshakeGuard", "HandshakeWatch", "failureText", "peerName"]
 
@@ -53,12 +53,7 @@ def failureText(reason: Failure) -> str:
     if isinstance(value, TLSHandshakeError):
         return str(value)
     if isinstance(value, SSL.Error):
-        found = [
-            str(item[-1])
-            for item in (value.args[0] if value.args and isinstance(value.args[0], list) else [])
-            if isinstance(item, tuple) and item
-        ]
-        return "; ".join(found) or str(value) or "OpenSSL error"
+        return "; ".join(opensslReasons(value)) or str(value) or "OpenSSL error"
     if isinstance(value, ConnectionAborted):
         return "the connection was aborted"
     if isinstance(value, ConnectionDone):

@@ -34,7 +34,7 @@ from zope.interface import alsoProvides, directlyProvides, implementer, provided
 from zope.interface.declarations import Implements
 
 from ._bio import RECORD, decryptRecords, drain, encrypt, feed, publicDecrypt
-from ._errors import TLSHandshakeError
+from ._errors import TLSHandshakeError, opensslReasons
 from ._guard import HandshakeGuard, HandshakeWatch, _peer
 from ._reads import readIntoSharedBuffer
 from ._records import UNKNOWN, RecordCounter
@@ -464,11 +464,7 @@ class TLSFactory(TLSMemoryBIOFactory):
 
 
 def _reasons(error: SSL.Error) -> list[str]:
-    found = []
-    for item in error.args[0] if error.args and isinstance(error.args[0], list) else []:
-        if isinstance(item, tuple) and item:
-            found.append(str(item[-1]))
-    return found or [str(error)]
+    return opensslReasons(error) or [str(error)]
 
 
 def handshakeError(

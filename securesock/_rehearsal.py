@@ -20,13 +20,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Hashable
-from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from OpenSSL import SSL
 
-from ._errors import DescriptionError
+from ._errors import DescriptionError, opensslReasons
 from ._options import TLSPolicy
 from ._versions import TLSVersion, formatProtocols
 
@@ -37,18 +36,14 @@ _CACHE_LIMIT = 256
 _rehearsed: dict[Hashable, tuple[TLSVersion, str] | None] = {}
 
 
-def _remember(key: Hashable, result: tuple[TLSVersion, str] | None) -> tuple[TLSVersion, str] | None:
+def _remember(key: Hashable, result: tuple[TLSVersion, str] | None) -> None:
     if len(_rehearsed) >= _CACHE_LIMIT:
         _rehearsed.clear()
     _rehearsed[key] = result
-    return result
 
 
 def _reason(error: SSL.Error) -> str:
-    """OpenSSL's reason texts, e.g. C{no shared cipher}."""
-    items = error.args[0] if error.args and isinstance(error.args[0], list) else []
-    reasons = [str(item[2]) for item in items if isinstance(item, tuple) and len(item) > 2]
-    return "; ".join(dict.fromkeys(reasons)) or "handshake failed"
+    return "; ".join(dict.fromkeys(opensslReasons(error))) or "handshake failed"
 
 
 def _versionOnly(version: TLSVersion, ciphers: bytes) -> SSL.Context:
@@ -106,17 +101,6 @@ def _handshake(server: SSL.Context, version: TLSVersion, suites: bytes = _EVERY_
     return "the handshake did not complete"
 
 
-def _keyShape(certificate: x509.Certificate) -> Hashable:
-    key = certificate.public_key()
-    if isinstance(key, rsa.RSAPublicKey):
-        size: Any = key.key_size
-    elif isinstance(key, ec.EllipticCurvePublicKey):
-        size = key.curve.name
-    else:
-        size = None
-    return (type(key).__name__, size, certificate.signature_algorithm_oid.dotted_string)
-
-
 def _keyText(certificate: x509.Certificate) -> str:
     key = certificate.public_key()
     if isinstance(key, rsa.RSAPublicKey):
@@ -161,7 +145,14 @@ def rehearseServer(
 
     @raise DescriptionError: naming the first version no client could use.
     """
-    key = ("server", policy.protocols, policy.ciphers, dhParameters, _keyShape(certificate))
+    key = (
+        "server",
+        policy.protocols,
+        policy.ciphers,
+        dhParameters,
+        _keyText(certificate),
+        certificate.signature_algorithm_oid.dotted_string,
+    )
     if key in _rehearsed:
         failed = _rehearsed[key]
     else:
