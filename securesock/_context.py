@@ -95,7 +95,7 @@ def _limitGroups(context: SSL.Context, *, finiteField: bool = False) -> None:
 
 
 def _baseContext(policy: TLSPolicy, *, server: bool, rehearsal: bool = False) -> SSL.Context:
-    settings = versionSettings(policy.protocols, policy.protocolsOption)
+    settings = versionSettings(policy.protocols, policy.protocolsOption, client=not server)
     context = SSL.Context(SSL.TLS_METHOD)
     context.set_min_proto_version(settings.minimum)
     context.set_max_proto_version(settings.maximum)

@@ -200,7 +200,8 @@ def splitDescription(description: str, side: str) -> Description | str:
         if side == SERVER:
             interface = [("interface", host)] if host else []
             return Description(scheme, (port,) if port else (), (*interface, *items))
-        return Description(scheme, tuple(a for a in (host, port) if a), tuple(items))
+        where = [(name, value) for name, value in (("host", host), ("port", port)) if value]
+        return Description(scheme, (), (*where, *items))
     return _twistedString(side, scheme, host, port, path, items)
 
 
@@ -317,12 +318,32 @@ def refuseTypedPassphrases(side: str, pairs: Iterable[tuple[str, str]]) -> None:
 def _positional(description: Description, names: Sequence[str], side: str) -> list[tuple[str, str]]:
     if len(description.args) > len(names):
         extra = description.args[len(names)]
+        if names:
+            rule = (
+                f"{side} descriptions take {' and '.join(names)} by position, everything else as name=value"
+            )
+        else:
+            rule = "host and port are given as name=value, so no piece is taken by position"
         raise DescriptionError(
-            f"unexpected positional argument {extra!r}: {side} descriptions take "
-            f"{' and '.join(names)} by position, everything else as name=value",
+            f"unexpected positional argument {extra!r}: {rule}{_cutByColon(description.args)}",
             value=extra,
         )
     return list(zip(names, description.args, strict=False))
+
+
+def _cutByColon(pieces: Sequence[str]) -> str:
+    """A hint for the usual cause of stray pieces: a value with ':' in it."""
+    if any("[" in piece or "]" in piece for piece in pieces):
+        return (
+            "; an IPv6 address's colons cut the description: escape them (\\:\\:1) "
+            "or write the URL form (tls://[::1]:443)"
+        )
+    if any(re.fullmatch(r"[0-9A-Fa-f]{2}", piece) for piece in pieces):
+        return (
+            "; a hash written with ':' between its digits (pin=, certificateHash=) is cut there: "
+            "leave the colons out, write spaces, or escape them (\\:)"
+        )
+    return ""
 
 
 def _policy(description: Description, values: dict[str, object]) -> TLSPolicy:

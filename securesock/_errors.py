@@ -90,7 +90,8 @@ class TLSHandshakeError(ConnectionError):
     """
     A TLS connection was set up but its handshake failed: the peer refused our
     versions or ciphers, its certificate did not verify, its name or pin did
-    not match.  The message says which, in words.
+    not match.  The message says which, in words.  (Also raised by
+    L{TLSDetails.fromConnection} before the handshake has completed.)
     """
 
 

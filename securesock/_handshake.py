@@ -325,7 +325,10 @@ class _TLSProtocol(BufferingTLSTransport):
                 self._reason = Failure(CONNECTION_LOST)
             self._lostTLSConnection = True
         counter.unread = UNKNOWN  # Twisted's connectionLost reads whatever is left
+        connection = self._tlsConnection
         super().connectionLost(reason)
+        if self._handshakeDone and connection is not None:
+            keepSessionResumable(connection)
 
     def _flushReceiveBIO(self) -> None:
         """
@@ -435,6 +438,29 @@ class _TLSProtocol(BufferingTLSTransport):
         if isHTTPRequest(data):
             transport.write(HTTP_400)
         transport.loseConnection()
+
+
+# Versions whose sessions may be resumed after a connection ended without close_notify.
+_RESUMABLE_AFTER_RAGGED_CLOSE = SSL.TLS1_1_VERSION
+
+
+def keepSessionResumable(connection: SSL.Connection) -> None:
+    """
+    Let the session of a connection that ended without a close_notify sent
+    be resumed: OpenSSL, when it frees such a connection, marks its session
+    not resumable (and a server drops it from its cache), as TLS 1.0 asked;
+    since TLS 1.1 "failure to properly close a connection no longer requires
+    that a session not be resumed" (RFC 5246, 7.2.1), and peers that close
+    their sockets without one (Python's ssl, many HTTP clients) would never
+    resume a session id.  A fatal alert still ends the session: OpenSSL
+    removes it when the alert is sent or received, whatever this says.
+    """
+    shutdown = connection.get_shutdown()
+    if (
+        not shutdown & SSL.SENT_SHUTDOWN
+        and connection.get_protocol_version() >= _RESUMABLE_AFTER_RAGGED_CLOSE
+    ):
+        connection.set_shutdown(shutdown | SSL.SENT_SHUTDOWN)
 
 
 class TLSFactory(TLSMemoryBIOFactory):

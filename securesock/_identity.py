@@ -224,6 +224,16 @@ def _withKey(entries: list[Entry], option: str, label: str, store: Store, passph
     return next(iter(distinct.values()))
 
 
+def _lockedHint(store: Store, secret: bytes | None) -> str:
+    """What the encrypted PKCS#12 files left closed mean for a lookup that found nothing."""
+    if not store.locked:
+        return ""
+    closed = f"; {len(store.locked)} encrypted PKCS#12 file(s) could not be searched"
+    if secret is None:
+        return f"{closed}: add passphrase="
+    return f"{closed}: the passphrase= given does not open them (a wrong passphrase?)"
+
+
 def _entryForName(store: Store, name: str, secret: bytes | None) -> Entry:
     if secret is not None and store.locked:
         store.unlock(secret)
@@ -237,11 +247,7 @@ def _entryForName(store: Store, name: str, secret: bytes | None) -> Entry:
         hint = f"it holds {len(store.entries)} certificates, e.g. " + ", ".join(store.names()[:5])
     else:
         hint = "it is empty"
-    locked = (
-        f"; {len(store.locked)} encrypted PKCS#12 file(s) could not be searched: add passphrase="
-        if store.locked
-        else ""
-    )
+    locked = _lockedHint(store, secret)
     if looksLikeHash(name):
         hint = f"it looks like a thumbprint: give it as certificateHash= instead; {hint}"
     raise CertificateError(
@@ -261,11 +267,7 @@ def _entryForHash(store: Store, thumbprint: CertificateHash, secret: bytes | Non
         return _withKey(entries, "certificateHash", label, store, secret is not None)
     close = store.nearestHashes(thumbprint)
     hint = f"; close to: {_candidates(close)}" if close else ""
-    locked = (
-        f"; {len(store.locked)} encrypted PKCS#12 file(s) could not be searched: add passphrase="
-        if store.locked
-        else ""
-    )
+    locked = _lockedHint(store, secret)
     raise CertificateError(
         f"certificateHash={label!r}: no certificate in the store {store.path} has this "
         f"{thumbprint.algorithm.upper().replace('SHA', 'SHA-')} thumbprint "

@@ -10,9 +10,12 @@ without being documented (a test checks docs/reference.md against it).
 from __future__ import annotations
 
 import binascii
+import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+
+from service_identity.hazmat import DNS_ID
 
 from ._errors import DescriptionError
 from ._hashes import HASH_ACCEPTED, parseCertificateHashes
@@ -91,6 +94,39 @@ def _host(option: str, value: str) -> str:
     if text.startswith("[") and text.endswith("]"):
         text = text[1:-1]
     return text
+
+
+_NAME_ACCEPTED = "a DNS name (letters, digits, '-', '.'; IDNA for others) or an IPv4/IPv6 literal"
+
+
+def _hostName(option: str, value: str) -> str:
+    """
+    A name to connect to and to check the certificate against: checked now
+    the way service_identity checks it at the first connection.
+    """
+    text = _host(option, value)
+    if _isAddress(text):
+        return text
+    try:
+        DNS_ID(text)
+    except (ValueError, UnicodeError):
+        raise _error(option, value, "not a DNS name or an IP address", _NAME_ACCEPTED) from None
+    return text
+
+
+def _address(option: str, value: str) -> str:
+    text = _host(option, value)
+    if not _isAddress(text):
+        raise _error(option, value, "not an IP address", "an IPv4 or IPv6 literal such as 192.0.2.7 or ::1")
+    return text
+
+
+def _isAddress(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
 
 
 _YES = {"yes", "true", "on", "1"}
@@ -247,7 +283,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "host",
         frozenset({CLIENT}),
-        _host,
+        _hostName,
         "a host name or an IPv4/IPv6 literal",
         "none (required); first positional",
         "Host to connect to.",
@@ -264,7 +300,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "bindAddress",
         frozenset({CLIENT}),
-        _host,
+        _address,
         "a local IP address",
         "any",
         "Local address outgoing connections are bound to.",
@@ -396,7 +432,7 @@ OPTIONS: tuple[Option, ...] = (
     Option(
         "hostname",
         frozenset({CLIENT}),
-        _host,
+        _hostName,
         "a DNS name or IP address",
         "host=",
         "The name checked in the server certificate and sent as SNI (PHP's peer_name).",

@@ -1,7 +1,8 @@
 """
 Protocol flags -> what OpenSSL needs: a minimum and maximum version plus
-C{OP_NO_*} options for the holes, so that a set like C{TLS1+TLS1_2} is kept
-exactly (TLS 1.1 refused).
+C{OP_NO_*} options for the holes, so that a server's set like C{TLS1+TLS1_2}
+is kept exactly (TLS 1.1 refused).  A client's set must be one unbroken
+range: OpenSSL's client offers only the versions below a hole.
 
 Whether the linked OpenSSL can speak a version is found out at run time, by
 asking it to write a ClientHello restricted to that version: a build without
@@ -16,7 +17,7 @@ from functools import cache
 
 from OpenSSL import SSL
 
-from ._errors import ProtocolUnavailableError
+from ._errors import DescriptionError, ProtocolUnavailableError
 from ._versions import TLSVersion, formatProtocols
 
 __all__ = ["VersionSettings", "versionSettings", "canSpeak", "speakable", "opensslBuild"]
@@ -77,12 +78,16 @@ class VersionSettings:
     legacy: bool  # TLS 1.0/1.1 asked for: needs security level 0 on OpenSSL 3+
 
 
-def versionSettings(versions: frozenset[TLSVersion], option: str = "protocols") -> VersionSettings:
+def versionSettings(
+    versions: frozenset[TLSVersion], option: str = "protocols", *, client: bool = False
+) -> VersionSettings:
     """
     Map a protocol set onto OpenSSL settings.
 
+    @param client: the set is a client's, which cannot have a hole.
     @raise ProtocolUnavailableError: naming each version the linked OpenSSL
         cannot speak and the versions it can.
+    @raise DescriptionError: for a client's set with a hole.
     """
     missing = [v for v in sorted(versions) if not canSpeak(v)]
     if missing:
@@ -96,13 +101,33 @@ def versionSettings(versions: frozenset[TLSVersion], option: str = "protocols") 
             value=formatProtocols(versions),
         )
     low, high = min(versions), max(versions)
+    missingInside = [v for v in TLSVersion if low < v < high and v not in versions]
+    if client and missingInside:
+        _refuseClientHole(versions, missingInside, option)
     holes = 0
-    for version in TLSVersion:
-        if low < version < high and version not in versions:
-            holes |= _NO_OPTION[version]
+    for version in missingInside:
+        holes |= _NO_OPTION[version]
     return VersionSettings(
         minimum=int(low),
         maximum=int(high),
         options=holes,
         legacy=any(v.deprecated for v in versions),
+    )
+
+
+def _refuseClientHole(versions: frozenset[TLSVersion], missing: list[TLSVersion], option: str) -> None:
+    """
+    OpenSSL's client offers min..(first hole) only: C{TLS1+TLS1_2} would offer
+    TLS 1.0 alone, a silent downgrade; name the two sets that can be kept.
+    """
+    low, high = min(versions), max(versions)
+    whole = frozenset(v for v in TLSVersion if low <= v <= high)
+    upper = frozenset(v for v in versions if v > max(missing))
+    raise DescriptionError(
+        f"{option}={formatProtocols(versions)!r}: a client offers one unbroken range of versions "
+        f"(OpenSSL's would offer only those below the missing {formatProtocols(frozenset(missing))}, "
+        f"never {formatProtocols(upper)}); accepted for a client: {formatProtocols(whole)} or "
+        f"{formatProtocols(upper)} (a server keeps a set with a hole exactly)",
+        option=option,
+        value=formatProtocols(versions),
     )

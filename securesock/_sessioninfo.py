@@ -12,6 +12,7 @@ from typing import Any
 from cryptography import x509
 from OpenSSL import SSL
 
+from ._errors import TLSHandshakeError
 from ._hashes import spaced
 from ._material import fingerprint
 
@@ -57,8 +58,20 @@ class TLSDetails:
     def fromConnection(cls, connection: SSL.Connection) -> TLSDetails:
         """
         What C{connection} negotiated; from an application,
-        C{TLSDetails.fromConnection(transport.getHandle())}.
+        C{TLSDetails.fromConnection(transport.getHandle())} in
+        C{handshakeCompleted()} (a server protocol's C{connectionMade} runs
+        before the handshake, as everywhere in Twisted).
+
+        @raise TLSHandshakeError: the handshake has not completed, so there
+            is nothing negotiated to report (OpenSSL would answer with the
+            highest version enabled and no peer certificate).
         """
+        if not handshakeDone(connection):
+            raise TLSHandshakeError(
+                "no TLS details yet: the handshake has not completed (a server protocol's "
+                "connectionMade runs before it); read them in handshakeCompleted(), declaring "
+                "twisted.internet.interfaces.IHandshakeListener"
+            )
         sni = connection.get_servername()
         return cls(
             version=connection.get_protocol_version_name(),

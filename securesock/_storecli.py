@@ -84,7 +84,7 @@ def _secret(args: argparse.Namespace) -> bytes | None:
     return readPassphrase(_passphrase(args))
 
 
-def _find(store: Store, ident: str) -> Entry:
+def _find(store: Store, ident: str, *, passphraseGiven: bool) -> Entry:
     """The one entry C{ident} (a name or a thumbprint) names."""
     if looksLikeHash(ident) and not store.byName(ident):
         thumbprint = parseCertificateHash(ident, "ID")
@@ -101,11 +101,13 @@ def _find(store: Store, ident: str) -> Entry:
     if not distinct:
         nearest = store.nearestNames(ident) if not looksLikeHash(ident) else []
         hint = f"; nearest names: {', '.join(nearest)}" if nearest else ""
-        locked = (
-            f"; {len(store.locked)} encrypted PKCS#12 file(s) not searched: give --passphrase"
-            if store.locked
-            else ""
-        )
+        locked = ""
+        if store.locked:
+            locked = f"; {len(store.locked)} encrypted PKCS#12 file(s) not searched: " + (
+                "the --passphrase given does not open them (a wrong passphrase?)"
+                if passphraseGiven
+                else "give --passphrase"
+            )
         raise CommandError(f"no certificate in the store {store.path} has the {what}{hint}{locked}")
     if len(distinct) > 1:
         raise CommandError(
@@ -191,7 +193,7 @@ def _left(entry: Entry) -> str:
 
 def _show(args: argparse.Namespace) -> int:
     store = _openExisting(args)
-    entry = _find(store, args.id)
+    entry = _find(store, args.id, passphraseGiven=_passphrase(args) is not None)
     certificate = entry.certificate
     dns, ips = _sans(certificate)
     key = "none in the store"
@@ -356,7 +358,7 @@ def _leafFor(
 
 def _remove(args: argparse.Namespace) -> int:
     store = _openExisting(args)
-    entry = _find(store, args.id)
+    entry = _find(store, args.id, passphraseGiven=_passphrase(args) is not None)
     if not entry.main:
         raise CommandError(
             f"{describeEntry(entry)} is part of the chain in {entry.file}; remove that file's "
@@ -377,7 +379,7 @@ def _remove(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     store = _openExisting(args)
-    entry = _find(store, args.id)
+    entry = _find(store, args.id, passphraseGiven=_passphrase(args) is not None)
     chain = [] if args.no_chain else list(store.chainFor(entry.certificate))
     data = certificatePEM(entry.certificate, *chain)
     if args.key:

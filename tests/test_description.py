@@ -226,6 +226,17 @@ def test_client_positional_and_keywords() -> None:
         ("tls:h:1:pin=sha512:00", "client", ["pin='sha512:00'", "sha256:HEX (64 hex digits)"]),
         ("tls:certificate=a", "server", ["has no port"]),
         ("tls:host=h", "client", ["has no port"]),
+        # Checked when the description is read, not at the first connection.
+        ("tls:h:1:hostname=x y", "client", ["hostname='x y'", "not a DNS name or an IP address"]),
+        ("tls:h:1:hostname=bad_name!", "client", ["hostname='bad_name!'", "IPv4/IPv6 literal"]),
+        ("tls:host=x y:port=1", "client", ["host='x y'", "not a DNS name"]),
+        ("tls:h:1:bindAddress=notanip", "client", ["bindAddress='notanip'", "an IPv4 or IPv6 literal"]),
+        ("tls:h:1:bindAddress=999.1.1.1", "client", ["bindAddress='999.1.1.1'", "not an IP address"]),
+        ("tls://:443", "client", ["has no host"]),
+        ("tls://h", "client", ["has no port"]),
+        ("tls:[::1]:443", "client", ["'1]'", "escape them", "tls://[::1]:443"]),
+        ("tls:h:1:pin=sha256:AE:D5:00", "client", ["'D5'", "pin=", "leave the colons out"]),
+        ("tls:host=h:port=1:x", "client", ["'x'", "host and port are given as name=value"]),
     ],
 )
 def test_errors_name_option_value_and_accepted(text: str, side: str, fragments: list[str]) -> None:
@@ -287,3 +298,19 @@ def test_mistakes_are_named_in_the_users_words(text: str, side: str, fragment: s
 def test_the_option_that_chose_the_versions_is_remembered() -> None:
     assert server("ssl:8443:certificate=a.pem:sslmethod=TLSv1_2_METHOD").policy.protocolsOption == "sslmethod"
     assert server("tls:8443:certificate=a.pem:protocols=TLS1_2").policy.protocolsOption == "protocols"
+
+
+@pytest.mark.parametrize(
+    "text, host, hostname, bind",
+    [
+        ("tls:bücher.example:443", "bücher.example", None, None),
+        ("tls:h:1:hostname=10.0.0.1:bindAddress=127.0.0.1", "h", "10.0.0.1", "127.0.0.1"),
+        ("tls://[::1]:443?hostname=localhost&bindAddress=[::1]", "::1", "localhost", "::1"),
+        ("tls:my_host.internal:443", "my_host.internal", None, None),
+    ],
+)
+def test_names_and_addresses_that_are_accepted(
+    text: str, host: str, hostname: str | None, bind: str | None
+) -> None:
+    options = client(text)
+    assert (options.host, options.hostname, options.bindAddress) == (host, hostname, bind)

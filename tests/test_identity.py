@@ -161,6 +161,12 @@ def test_pkcs12_friendly_name_and_passphrase(
     monkeypatch.setenv("P12PASS", PASSPHRASE.decode())
     text = failure(f"tls:0:certificate=web:store={kit.root}")
     assert "1 encrypted PKCS#12 file(s) could not be searched: add passphrase=" in text
+    monkeypatch.setenv("NOT_IT", "not the passphrase")
+    text = failure(f"tls:0:certificate=web:passphrase=env:NOT_IT:store={kit.root}")
+    assert (
+        "1 encrypted PKCS#12 file(s) could not be searched: the passphrase= given does not open them" in text
+    )
+    assert "add passphrase=" not in text
     endpoint = build(f"tls:0:certificate=web:passphrase=env:P12PASS:store={kit.root}")
     assert endpoint.identity.source == str(kit.root / "server.p12")
     # Opened once, its names stay known; its key still needs the passphrase.

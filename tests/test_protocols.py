@@ -28,6 +28,31 @@ def test_hole_kept_with_op_no() -> None:
     assert settings.legacy
 
 
+@pytest.mark.parametrize(
+    "versions, whole, upper",
+    [
+        ({V.TLS1, V.TLS1_2}, "TLS1+TLS1_1+TLS1_2", "TLS1_2"),
+        ({V.TLS1_1, V.TLS1_3}, "TLS1_1+TLS1_2+TLS1_3", "TLS1_3"),
+        ({V.TLS1, V.TLS1_2, V.TLS1_3}, "TLS1+TLS1_1+TLS1_2+TLS1_3", "TLS1_2+TLS1_3"),
+    ],
+)
+def test_a_client_set_with_a_hole_is_refused(versions: set[TLSVersion], whole: str, upper: str) -> None:
+    """OpenSSL's client offers only the versions below a hole: a silent downgrade."""
+    with pytest.raises(securesock.DescriptionError) as caught:
+        versionSettings(frozenset(versions), client=True)
+    message = str(caught.value)
+    assert caught.value.option == "protocols"
+    assert "one unbroken range" in message
+    assert f"accepted for a client: {whole} or {upper}" in message
+    versionSettings(frozenset(versions))  # a server keeps it
+
+
+def test_a_client_description_with_a_hole_is_refused_when_the_endpoint_is_built() -> None:
+    with pytest.raises(securesock.DescriptionError, match=r"protocols='TLS1\+TLS1_2': a client offers"):
+        securesock.clientFromString(reactor, "tls:localhost:443:protocols=TLS1+TLS1_2")
+    securesock.clientFromString(reactor, "tls:localhost:443:protocols=TLS1+TLS1_1+TLS1_2")
+
+
 def test_contiguous_set_has_no_holes() -> None:
     settings = versionSettings(frozenset({V.TLS1_2, V.TLS1_3}))
     assert (settings.minimum, settings.maximum, settings.options, settings.legacy) == (

@@ -119,6 +119,87 @@ async def test_server_resumes_python_client(pki: PKI, version: ssl.TLSVersion) -
     assert reused == [False, True]
 
 
+def raggedPythonClient(port: int, cafile: str, tickets: bool, count: int = 3) -> list[bool]:
+    """
+    Python's ssl client under TLS 1.2, closing each connection without a
+    close_notify (SSLSocket.close does not send one), offering the last session.
+    """
+    context = ssl.create_default_context(cafile=cafile)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    if not tickets:
+        context.options |= ssl.OP_NO_TICKET  # session ids: the server's cache must keep the session
+    reused = []
+    session = None
+    for _ in range(count):
+        with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+            tls = context.wrap_socket(raw, server_hostname="localhost", session=session)
+            tls.sendall(b"hello\n")
+            assert tls.recv(4096).startswith(b"HELLO")
+            reused.append(tls.session_reused)
+            session = tls.session
+            tls.close()
+    return reused
+
+
+@pytest.mark.parametrize("tickets", [False, True], ids=["session-ids", "tickets"])
+@pytest_twisted.ensureDeferred
+async def test_server_resumes_clients_that_leave_without_close_notify(pki: PKI, tickets: bool) -> None:
+    """TLS 1.1 and later allow it (RFC 5246, 7.2.1); OpenSSL drops such a session unless told."""
+
+    class Answer(Protocol):
+        """Answers and leaves the connection open: the client is the one to leave."""
+
+        def dataReceived(self, data: bytes) -> None:
+            self.transport.write(data.upper())  # type: ignore[union-attr]
+
+    port = await listen(
+        f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}", Factory.forProtocol(Answer)
+    )
+    try:
+        reused = await deferToThread(raggedPythonClient, port.getHost().port, pki.ca_pem, tickets)
+    finally:
+        await port.stopListening()
+    assert reused == [False, True, True]
+
+
+def raggedPythonServer(listener: socket.socket, certificate: str, count: int) -> list[bool]:
+    """A TLS 1.2 server of Python's ssl closing each connection without a close_notify."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.load_cert_chain(certificate)
+    listener.settimeout(TIMEOUT)
+    reused = []
+    for _ in range(count):
+        raw, _ = listener.accept()
+        with raw:
+            raw.settimeout(TIMEOUT)
+            tls = context.wrap_socket(raw, server_side=True)
+            tls.recv(4096)
+            tls.sendall(b"HELLO\n")
+            reused.append(tls.session_reused)
+            tls.close()
+    return reused
+
+
+@pytest_twisted.ensureDeferred
+async def test_client_endpoint_resumes_after_servers_that_leave_without_close_notify(pki: PKI) -> None:
+    """Every connection after the first resumes, not every other one."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    with listener:
+        served = deferToThread(raggedPythonServer, listener, pki.server_pem, 3)
+        endpoint = securesock.clientFromString(
+            reactor, f"tls:localhost:{listener.getsockname()[1]}:trustRoots={pki.ca_pem}"
+        )
+        reused = []
+        for _ in range(3):
+            protocol = Report()
+            await endpoint.connect(Factory.forProtocol(lambda p=protocol: p)).addTimeout(TIMEOUT, reactor)
+            assert await protocol.done.addTimeout(TIMEOUT, reactor) == b"HELLO\n"
+            reused.append(protocol.reused)
+        assert await served == [False, True, True]
+    assert reused == [False, True, True]
+
+
 class Report(Protocol):
     """Sends a line, records whether its TLS session was resumed, collects the reply."""
 

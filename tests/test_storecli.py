@@ -288,3 +288,20 @@ def test_export_of_an_encrypted_key(
     assert status == 0 and "-----BEGIN ENCRYPTED PRIVATE KEY-----" in out  # stays encrypted
     key = serialization.load_pem_private_key(out.encode(), b"open sesame")
     assert key.public_key() == issued.key.public_key()
+
+
+def test_an_encrypted_pkcs12_the_passphrase_does_not_open_is_named_as_such(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kit = StoreKit(tmp_path / "store")
+    kit.addP12("bundle.p12", b"friendly", b"right one", ["p12.example"])
+    store = ("--store", str(kit.root))
+    err = failing(capsys, *store, "store", "show", "friendly")
+    assert "1 encrypted PKCS#12 file(s) not searched: give --passphrase" in err
+    monkeypatch.setenv("SHOW_PASS", "wrong one")
+    err = failing(capsys, *store, "store", "show", "friendly", "--passphrase", "env:SHOW_PASS")
+    assert "not searched: the --passphrase given does not open them" in err
+    assert "wrong one" not in err
+    monkeypatch.setenv("SHOW_PASS", "right one")
+    status, out, _ = cli(capsys, *store, "store", "show", "friendly", "--passphrase", "env:SHOW_PASS")
+    assert status == 0 and "p12.example" in out
