@@ -47,10 +47,17 @@ class StartTLSLineMixin:
     MAX_LENGTH: int
     _securesockPending = b""
     _securesockDone = False
+    _securesockDispatching = False
 
     def dataReceived(self, data: bytes) -> None:
         if self._securesockDone:
             super().dataReceived(data)  # type: ignore[misc]
+            return
+        if self._securesockDispatching:
+            # LineReceiver.setLineMode(extra), called from within the piece being
+            # dispatched, hands back bytes of that piece: they came before the
+            # ones still waiting, so they go first (and the loop below takes them).
+            self._securesockPending = data + self._securesockPending
             return
         pending = self._securesockPending + data
         self._securesockPending = b""
@@ -59,13 +66,22 @@ class StartTLSLineMixin:
             super().dataReceived(pending)  # type: ignore[misc]
             return
         delimiter = self.delimiter
-        while True:
-            end = pending.find(delimiter)
-            if end < 0:
-                break
-            line, pending = pending[: end + len(delimiter)], pending[end + len(delimiter) :]
+        while pending:
+            if getattr(self, "line_mode", True):
+                end = pending.find(delimiter)
+                if end < 0:
+                    break
+                piece, pending = pending[: end + len(delimiter)], pending[end + len(delimiter) :]
+            else:
+                # Raw mode (LineReceiver.setRawMode, an IMAP literal): the protocol counts
+                # the bytes itself and hands back what follows with setLineMode.
+                piece, pending = pending, b""
             self._securesockPending = pending  # what upgradeToTLS must see as waiting
-            super().dataReceived(line)  # type: ignore[misc]
+            self._securesockDispatching = True
+            try:
+                super().dataReceived(piece)  # type: ignore[misc]
+            finally:
+                self._securesockDispatching = False
             if self._securesockDone:  # upgradeToTLS refused, or already closed
                 return
             if getattr(self.transport, "disconnecting", False):
@@ -76,10 +92,12 @@ class StartTLSLineMixin:
             if ISSLTransport.providedBy(self.transport):
                 self._securesockDone = True
                 if pending:
-                    self._refuse(pending, line)
+                    self._refuse(pending, piece)
                 return
         if len(pending) > self.MAX_LENGTH:
-            self._securesockDone = True
+            # LineReceiver's rule: the partial line is dropped and lineLengthExceeded
+            # called.  It closes the connection, unless the protocol answers instead
+            # (SMTP's "500 Line too long"): the mixin stays on either way.
             self.lineLengthExceeded(pending)  # type: ignore[attr-defined]
             return
         self._securesockPending = pending

@@ -669,6 +669,70 @@ async def test_mixin_closes_instead(pki: PKI) -> None:
         await port.stopListening()
 
 
+@pytest_twisted.ensureDeferred
+async def test_mixin_stays_on_after_an_over_long_line(pki: PKI) -> None:
+    """Twisted's SMTP answers "500 Line too long" and goes on: the pipelined RSET must still be refused."""
+    port, factory = await esmtpServer(pki, SafeESMTP)
+    try:
+        with LogCapture() as logs:
+            answers = await deferToThread(
+                rawSession,
+                port.getHost().port,
+                [b"EHLO x\r\n", b"x" * (SafeESMTP.MAX_LENGTH + 600), b"STARTTLS\r\nRSET\r\n"],
+            )
+        assert answers[2].startswith(b"500 Line too long"), answers
+        assert factory.resets == 0
+        assert answers[-1] == b""
+        assert "arrived after 'STARTTLS' before TLS started" in logs.text()
+    finally:
+        await port.stopListening()
+
+
+class Literal(LineReceiver):
+    """Reads "RAW n" and then n raw bytes, as IMAP reads a literal."""
+
+    def __init__(self) -> None:
+        self.seen: list[bytes] = []
+        self.exceeded: list[int] = []
+
+    def lineReceived(self, line: bytes) -> None:
+        self.seen.append(line)
+        if line.startswith(b"RAW "):
+            self.wanted = int(line[4:])
+            self.setRawMode()
+
+    def rawDataReceived(self, data: bytes) -> None:
+        taken = data[: self.wanted]
+        self.wanted -= len(taken)
+        self.seen.append(b"raw:%d" % len(taken))
+        if self.wanted == 0:
+            self.setLineMode(data[len(taken) :])
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.exceeded.append(len(line))
+
+
+class SafeLiteral(StartTLSLineMixin, Literal):
+    pass
+
+
+@pytest.mark.parametrize("protocol", [Literal, SafeLiteral])
+@pytest.mark.parametrize("chunks", [1, 7, 4096], ids=lambda n: f"{n}-byte-chunks" if n > 1 else "bytewise")
+def test_lines_after_raw_bytes_keep_their_order(protocol: type[Literal], chunks: int) -> None:
+    """LineReceiver.setLineMode(rest) hands back bytes that came before the lines still waiting."""
+    big = protocol.MAX_LENGTH + 10  # raw bytes are no line: no lineLengthExceeded for them
+    data = b"RAW 3\r\nabcLINE1\r\nLINE2\r\nRAW %d\r\n" % big + b"z" * big + b"LINE3\r\n"
+    receiver = protocol()
+    receiver.makeConnection(StringTransport())
+    for start in range(0, len(data), chunks):
+        receiver.dataReceived(data[start : start + chunks])
+    assert b"".join(receiver.seen).count(b"raw:") >= 2
+    lines = [item for item in receiver.seen if not item.startswith(b"raw:")]
+    assert lines == [b"RAW 3", b"LINE1", b"LINE2", b"RAW %d" % big, b"LINE3"]
+    assert sum(int(item[4:]) for item in receiver.seen if item.startswith(b"raw:")) == 3 + big
+    assert receiver.exceeded == []
+
+
 class Quitting(LineReceiver):
     def __init__(self) -> None:
         self.lines: list[bytes] = []
