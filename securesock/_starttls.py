@@ -42,7 +42,7 @@ from zope.interface import implementer
 
 from ._description import parseClient, parseServer
 from ._endpoints import NestedParser, TLSClientEndpoint, TLSServerEndpoint, buildClient, buildServer
-from ._errors import DescriptionError, StartTLSError, StartTLSInjectionError
+from ._errors import DescriptionError, StartTLSError, StartTLSInjectionError, TLSHandshakeError
 from ._guard import HandshakeGuard, peerName
 from ._handshake import handshakeError
 from ._options import ClientOptions, ServerOptions
@@ -119,6 +119,8 @@ class _Gate(Protocol):
         tls.dataReceived = first
 
     def handshakeCompleted(self) -> None:
+        if self.done.called:  # the upgrade's deadline passed first
+            return
         made = self._receiver
         receiver = made if IProtocol.providedBy(made) else made()  # type: ignore[operator]
         if receiver is None:
@@ -153,18 +155,42 @@ class TLSUpgrade:
     C{upgrade}) and pass it to L{startTLS}.
     """
 
-    def __init__(self, creator: Any, isClient: bool, protocols: str) -> None:
+    def __init__(
+        self,
+        creator: Any,
+        isClient: bool,
+        protocols: str,
+        handshakeTimeout: tuple[str, float] | None = None,
+        maxHandshakes: int | None = None,
+    ) -> None:
         self.creator = creator
         self.isClient = isClient
         self.protocols = protocols
+        # (option, seconds): how long an upgrade started by the application may take.
+        self.handshakeTimeout = handshakeTimeout
+        self._guard = (
+            None
+            if maxHandshakes is None
+            else HandshakeGuard(handshakeTimeout[1] if handshakeTimeout else 0.0, maxHandshakes, _reactor())
+        )
 
     @classmethod
     def fromServerEndpoint(cls, endpoint: TLSServerEndpoint) -> TLSUpgrade:
-        return cls(endpoint.creator, False, formatProtocols(endpoint.options.policy.protocols))
+        options = endpoint.options
+        return cls(
+            endpoint.creator,
+            False,
+            formatProtocols(options.policy.protocols),
+            ("handshakeTimeout", options.handshakeTimeout),
+            options.maxHandshakes,
+        )
 
     @classmethod
     def fromClientEndpoint(cls, endpoint: TLSClientEndpoint) -> TLSUpgrade:
-        return cls(endpoint.creator, True, formatProtocols(endpoint.options.policy.protocols))
+        options = endpoint.options
+        return cls(
+            endpoint.creator, True, formatProtocols(options.policy.protocols), ("timeout", options.timeout)
+        )
 
     @classmethod
     def forServer(cls, options: ServerOptions | str) -> TLSUpgrade:
@@ -197,7 +223,57 @@ class TLSUpgrade:
         Start TLS on C{transport} now.  What arrives after the handshake goes
         to C{receiver} (default: the transport's protocol, unchanged), or to
         the protocol C{receiver()} builds once the handshake is done.
+
+        The handshake must complete within the options' C{handshakeTimeout=}
+        (server) or C{timeout=} (client), and a server's upgrades in
+        progress at once are capped by C{maxHandshakes=}, as on a C{tls:}
+        endpoint: a peer that never sends its handshake holds nothing.
         """
+        guard = self._guard
+        if guard is not None and not guard.admit(transport.getPeer()):
+            transport.abortConnection()
+            return fail(
+                StartTLSError(
+                    f"{peerName(transport)}: closed, {guard.maxHandshakes} upgrades are in progress "
+                    f"(maxHandshakes={guard.maxHandshakes})"
+                )
+            )
+        done = self._start(transport, receiver)
+        if done.called:  # refused at once
+            return done
+        timer = None
+        if self.handshakeTimeout is not None:
+            option, seconds = self.handshakeTimeout
+
+            def expire() -> None:
+                if not done.called:
+                    done.errback(
+                        Failure(
+                            TLSHandshakeError(
+                                f"{peerName(transport)}: no complete TLS handshake within {seconds:g} s of "
+                                f"the upgrade ({option}={seconds:g})"
+                            )
+                        )
+                    )
+                    transport.abortConnection()
+
+            timer = _reactor().callLater(seconds, expire)
+        if guard is not None:
+            guard.inProgress += 1
+
+        def finished(result: object) -> object:
+            if timer is not None and timer.active():
+                timer.cancel()
+            if guard is not None:
+                guard.inProgress -= 1
+            return result
+
+        return done.addBoth(finished)
+
+    def _start(
+        self, transport: Any, receiver: IProtocol | Callable[[], IProtocol | None] | None
+    ) -> Deferred[TLSDetails]:
+        """L{start} without the deadline and cap: a C{starttls:} endpoint's dialect keeps its own."""
         if ISSLTransport.providedBy(transport):
             return fail(StartTLSError(f"the connection with {peerName(transport)} is already TLS"))
         previous = getattr(transport, "protocol", None)
@@ -350,7 +426,7 @@ class _Upgrading(Protocol):
             if handshakeTimeout is not None and self._timer is not None and self._timer.active():
                 self._timer.reset(handshakeTimeout)
                 self._handshaking = True
-            upgraded = self.factory.upgrade.start(transport, build)
+            upgraded = self.factory.upgrade._start(transport, build)
             upgraded.addCallbacks(lambda details: self._upgraded(details, built[0]), self._failed)
 
     def _upgraded(self, details: TLSDetails, application: IProtocol) -> None:

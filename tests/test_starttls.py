@@ -8,6 +8,8 @@ with Twisted's own mail protocols, and the wrong-mode diagnostics.
 from __future__ import annotations
 
 import os
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +18,10 @@ import pytest_twisted
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP4ServerEndpoint, serverFromString
+from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IOpenSSLServerConnectionCreator, ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.task import deferLater
 from twisted.internet.testing import StringTransport
 from twisted.internet.threads import deferToThread
 from twisted.mail import imap4, smtp
@@ -349,6 +353,115 @@ async def test_dialect_none_leaves_the_upgrade_to_the_application(pki: PKI) -> N
         client = UpgradingClient(endpoint.upgrade)  # type: ignore[attr-defined]
         await endpoint.connect(Factory.forProtocol(lambda: client))
         assert await client.answer == b"HELLO secure=yes"
+    finally:
+        await port.stopListening()
+
+
+def stallAfterGo(port: int, seconds: float) -> float:
+    """A client that asks for the upgrade and sends no ClientHello: the seconds until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=seconds + 10) as raw:
+        raw.sendall(b"STARTTLS\r\n")
+        started = time.monotonic()
+        received = b""
+        while b"GO" not in received:
+            chunk = raw.recv(100)
+            if not chunk:
+                break
+            received += chunk
+        try:
+            while raw.recv(100):
+                pass
+        except ConnectionResetError:  # abortConnection
+            pass
+        return time.monotonic() - started
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_app_driven_upgrade_has_the_servers_handshake_deadline(pki: PKI) -> None:
+    """handshakeTimeout= holds for securesock.startTLS as for a tls: server: a silent client holds nothing."""
+    factory = Factory.forProtocol(UpgradingServer)
+    factory.upgrade = TLSUpgrade.forServer(  # type: ignore[attr-defined]
+        f"starttls:0:certificate={pki.server_pem}:dialect=none:handshakeTimeout=1"
+    )
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+    try:
+        closedAfter = await deferToThread(stallAfterGo, port.getHost().port, 1)
+        with pytest.raises(
+            TLSHandshakeError,
+            match=r"no complete TLS handshake within 1 s of the upgrade \(handshakeTimeout=1\)",
+        ):
+            await factory.details
+    finally:
+        await port.stopListening()
+    assert 0.9 < closedAfter < 8
+
+
+class RecordingServer(UpgradingServer):
+    """Keeps every upgrade's Deferred, in order."""
+
+    def lineReceived(self, line: bytes) -> None:
+        super().lineReceived(line)
+        if line == b"STARTTLS":
+            self.factory.upgrades.append(self.factory.details)  # type: ignore[attr-defined]
+
+
+async def upgradesReach(factory: Any, count: int) -> list[Deferred[TLSDetails]]:
+    for _ in range(500):  # at most 10 s
+        if len(factory.upgrades) >= count:
+            break
+        await deferLater(reactor, 0.02, lambda: None)
+    upgrades: list[Deferred[TLSDetails]] = factory.upgrades
+    assert len(upgrades) >= count
+    return upgrades
+
+
+@pytest_twisted.ensureDeferred
+async def test_app_driven_upgrades_in_progress_are_capped_by_max_handshakes(pki: PKI) -> None:
+    factory = Factory.forProtocol(RecordingServer)
+    factory.upgrade = TLSUpgrade.forServer(  # type: ignore[attr-defined]
+        f"starttls:0:certificate={pki.server_pem}:dialect=none:handshakeTimeout=2:maxHandshakes=1"
+    )
+    factory.upgrades = []  # type: ignore[attr-defined]
+    port = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(factory)
+
+    async def client() -> UpgradingClient:
+        upgrading = UpgradingClient(TLSUpgrade.forClient(f"tls:localhost:25:trustRoots={pki.ca_pem}"))
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
+            Factory.forProtocol(lambda: upgrading)
+        )
+        return upgrading
+
+    try:
+        stalled = deferToThread(stallAfterGo, port.getHost().port, 2)
+        await upgradesReach(factory, 1)
+        refused = await client()
+        with pytest.raises(ConnectionLost):  # closed by the server before its handshake
+            await refused.answer
+        upgrades = await upgradesReach(factory, 2)
+        with pytest.raises(StartTLSError, match=r"1 upgrades are in progress \(maxHandshakes=1\)"):
+            await upgrades[1]
+        with pytest.raises(TLSHandshakeError, match="handshakeTimeout=2"):
+            await upgrades[0]
+        await stalled
+        served = await client()  # the stalled client's place was given back
+        assert await served.answer == b"HELLO secure=yes"
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_app_driven_client_upgrade_gives_up_after_its_timeout(pki: PKI) -> None:
+    """A server that says go ahead and never answers the ClientHello: timeout= ends the wait."""
+    port = await scriptedServer(b"", [b"GO\r\n"])  # then silence
+    client = UpgradingClient(TLSUpgrade.forClient(f"tls:localhost:25:trustRoots={pki.ca_pem}:timeout=1"))
+    try:
+        await TCP4ClientEndpoint(reactor, "127.0.0.1", port.getHost().port).connect(
+            Factory.forProtocol(lambda: client)
+        )
+        started = time.monotonic()
+        with pytest.raises(TLSHandshakeError, match=r"within 1 s of the upgrade \(timeout=1\)"):
+            await client.answer
+        assert time.monotonic() - started < 8
     finally:
         await port.stopListening()
 
