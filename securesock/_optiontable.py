@@ -294,8 +294,9 @@ OPTIONS: tuple[Option, ...] = (
         seconds,
         "seconds, greater than 0",
         "30",
-        "Connection timeout for each connection attempt; the TLS handshake must then complete within "
-        "as long again (a server that accepts and never answers fails the connection instead of hanging it).",
+        "Connection timeout for each connection attempt; the TLS handshake (also of an app-driven STARTTLS "
+        "upgrade) must then complete within as long again (a server that accepts and never answers fails "
+        "the connection instead of hanging it).",
     ),
     Option(
         "bindAddress",
@@ -476,8 +477,8 @@ OPTIONS: tuple[Option, ...] = (
         seconds,
         "seconds, greater than 0",
         f"{HANDSHAKE_TIMEOUT:g}",
-        "A client that has not finished its TLS handshake this long after connecting is disconnected "
-        "(docs/hardening.md).",
+        "A client that has not finished its TLS handshake this long after connecting (or after an "
+        "app-driven STARTTLS upgrade began) is disconnected (docs/hardening.md).",
     ),
     Option(
         "maxHandshakes",
@@ -485,8 +486,8 @@ OPTIONS: tuple[Option, ...] = (
         _integer(1, 1_000_000, "1..1000000"),
         "1..1000000",
         f"{MAX_HANDSHAKES}",
-        "At most this many TLS handshakes in progress at once; connections beyond it are closed at "
-        "once, so a burst cannot take all memory (docs/hardening.md).",
+        "At most this many TLS handshakes (or STARTTLS upgrades) in progress at once; connections beyond "
+        "it are closed at once, so a burst cannot take all memory (docs/hardening.md).",
     ),
     Option(
         "endpoint",
