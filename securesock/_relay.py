@@ -71,10 +71,25 @@ class _GreetingDropper:
         if end < 0 and len(self._buffer) < _GREETING_LIMIT:
             return b"", False
         lines, tail = self._buffer[: end + 1], self._buffer[end + 1 :]
-        lastLine = lines.rstrip(b"\r\n").rsplit(b"\n", 1)[-1]
-        if lastLine[3:4] == b"-" and lastLine[:3].isdigit() and len(self._buffer) < _GREETING_LIMIT:
-            return b"", False  # a multi-line reply is not finished yet
+        if not _replyComplete(lines) and len(self._buffer) < _GREETING_LIMIT:
+            return b"", False
         return self._withoutGreeting(lines) + tail, True
+
+
+def _replyComplete(lines: bytes) -> bool:
+    """
+    Whether whole lines hold a complete first reply: a multi-line numeric
+    reply (C{220-...}) ends with the first line starting with its code and a
+    space, whatever the lines between say (RFC 959, 4.2); IMAP and POP3
+    greet in one line.
+    """
+    code = lines[:3]
+    if lines[3:4] != b"-" or not code.isdigit():
+        return True
+    return any(
+        line.rstrip(b"\r") in (code, code + b" ") or line.startswith(code + b" ")
+        for line in lines.split(b"\n")[1:]
+    )
 
 
 def _close(transport: Any) -> None:
@@ -101,14 +116,17 @@ class _RelayClient(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.server._closing:
             return  # the client is gone or going: nobody to give it to
+        greeted = False
         if self.greeting is not None:
-            data, done = self.greeting.feed(data)
-            if done:
+            data, greeted = self.greeting.feed(data)
+            if greeted:
                 self.greeting = None
         self.server.countOut(data)
         assert self.server.transport is not None
         if data:
             sendNow(self.server.transport, data)
+        if greeted:
+            self.server.sendEarly()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self.server.backendLost()
@@ -182,15 +200,26 @@ class RelayServer(LoggedProtocol):
         if self._greeting is not None:
             self.countOut(self._greeting)
             self.transport.write(self._greeting)
+        if client.greeting is None:
+            self.sendEarly()
+        # Else the client's commands wait for the backend's greeting, as a client
+        # would (RFC 5321, 3.1; servers that check for pregreet traffic refuse it).
+
+    def sendEarly(self) -> None:
+        """Hand the backend what the client sent before it could take it."""
+        assert self._client is not None and self._client.transport is not None
         early, self._early = self._early, []
+        self._earlySize = 0
         if early:
-            client.transport.writeSequence(early)
-        self.transport.resumeProducing()  # type: ignore[attr-defined]  # if _EARLY_LIMIT paused it
+            self._client.transport.writeSequence(early)
+        if self.transport is not None:
+            self.transport.resumeProducing()  # type: ignore[attr-defined]  # if _EARLY_LIMIT paused it
 
     def dataReceived(self, data: bytes) -> None:
         self.countIn(data)
-        if self._client is not None and self._client.transport is not None:
-            sendNow(self._client.transport, data)
+        client = self._client
+        if client is not None and client.transport is not None and client.greeting is None:
+            sendNow(client.transport, data)
         elif not self._closing:
             self._early.append(data)
             self._earlySize += len(data)

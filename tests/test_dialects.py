@@ -386,6 +386,10 @@ def test_ldap_long_lengths() -> None:
         ("smtp", b"220-app\r\n220 app ESMTP\r\n", b""),
         ("smtp", b"250 not a greeting\r\n", b"250 not a greeting\r\n"),
         ("ftp", b"220 Twisted FTP Server\r\n", b""),
+        # RFC 959, 4.2: the lines between the first and the last may be anything.
+        ("ftp", b"220-Welcome\r\n    Please be nice.\r\n220 Ready\r\n331 next\r\n", b"331 next\r\n"),
+        ("ftp", b"220-Welcome\r\n    not finished\r\n", b""),
+        ("smtp", b"220-app\r\n free text\r\n220 app ESMTP\r\n", b""),
         ("imap", b"* OK [CAPABILITY IMAP4rev1] Ready\r\n", b""),
         ("pop3", b"+OK <1.2@host>\r\n", b""),
         ("xmpp", b"<stream:stream>", b"<stream:stream>"),

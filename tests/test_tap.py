@@ -1182,6 +1182,73 @@ def test_starttls_listener_to_starttls_backend_greets_once(pki: PKI, tmp_path: P
     assert [(secured, b"Subject: twice" in body) for secured, body in messages] == [(True, True)]
 
 
+class _SlowGreeter(socketserver.BaseRequestHandler):
+    """
+    A plaintext SMTP or FTP backend that greets after a pause, as Postfix's
+    postscreen does, with a multi-line greeting whose middle line is free
+    text (RFC 959, 4.2), and notes whether the client spoke first.
+    """
+
+    greeting: bytes
+    answers: dict[bytes, bytes]
+    pregreet: list[bytes]
+
+    def handle(self) -> None:
+        early, _, _ = select.select([self.request], [], [], 1.0)
+        if early:
+            self.pregreet.append(self.request.recv(200, socket.MSG_PEEK))
+        self.request.sendall(self.greeting)
+        lines = self.request.makefile("rb")
+        for _ in range(20):
+            line = lines.readline(4096)
+            if not line:
+                return
+            verb = line.split(b" ")[0].strip().upper()
+            self.request.sendall(self.answers.get(verb, b"250 ok\r\n"))
+            if verb == b"QUIT":
+                return
+
+
+@pytest.mark.parametrize("dialect", ["smtp", "ftp"])
+def test_starttls_listener_waits_for_the_backends_greeting(pki: PKI, tmp_path: Path, dialect: str) -> None:
+    """The client's first command after TLS reaches the backend only after its greeting, which it does not see."""
+    import ftplib
+    import smtplib
+
+    pregreet: list[bytes] = []
+    handler = type(
+        "Greeter",
+        (_SlowGreeter,),
+        {
+            "pregreet": pregreet,
+            "greeting": b"220-backend.example\r\n    free text\r\n220 backend ready\r\n",
+            "answers": {
+                b"EHLO": b"250-backend.example\r\n250 8BITMIME\r\n",
+                b"USER": b"331 Password please\r\n",
+                b"PASS": b"230 Logged in\r\n",
+                b"QUIT": b"221 Bye\r\n",
+            },
+        },
+    )
+    context = ssl.create_default_context(cafile=pki.ca_pem)
+    with serving(_ThreadingTCP(("127.0.0.1", 0), handler)) as backendPort:
+        port = freePort()
+        listen = f"starttls:{port}:interface=127.0.0.1:certificate={pki.server_pem}:dialect={dialect}"
+        with twistd(tmp_path, "--listen", listen, "--connect", f"tcp:127.0.0.1:{backendPort}"):
+            if dialect == "smtp":
+                with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=20) as smtp:
+                    smtp.starttls(context=context)
+                    code, text = smtp.ehlo()
+                    assert (code, text) == (250, b"backend.example\n8BITMIME")
+            else:
+                client = ftplib.FTP_TLS(context=context, timeout=20)
+                client.connect("127.0.0.1", port)
+                client.auth()
+                assert client.login("user", "secret") == "230 Logged in"
+                client.quit()
+    assert pregreet == []
+
+
 # --- the command line, parsed in-process ---------------------------------------------
 
 

@@ -212,20 +212,22 @@ class Reader:
 
 def dropGreeting(data: bytes, last: tuple[bytes, ...], continued: bytes | None = None) -> bytes:
     """
-    C{data} without a leading greeting: lines starting with C{continued}
-    (multi-line replies), then one line starting with one of C{last}.
-    C{data} is returned whole if it does not start with a greeting.
+    C{data} without a leading greeting: one line starting with one of
+    C{last}, or a multi-line reply, whose first line starts with
+    C{continued} and whose end is the first line starting with one of
+    C{last} (RFC 959, 4.2: the lines between may be anything).  C{data} is
+    returned whole if it does not start with a greeting.
     """
-    rest = data
-    while continued is not None and rest.startswith(continued):
-        end = rest.find(b"\n")
+    if not data.startswith(last) and (continued is None or not data.startswith(continued)):
+        return data
+    start = 0
+    while True:
+        end = data.find(b"\n", start)
         if end < 0:
-            return b""
-        rest = rest[end + 1 :]
-    if rest.startswith(last):
-        end = rest.find(b"\n")
-        return b"" if end < 0 else rest[end + 1 :]
-    return data
+            return b""  # the greeting is not complete: nothing after it yet
+        line, start = data[start : end + 1], end + 1
+        if line.startswith(last):
+            return data[start:]
 
 
 def noGreeting(data: bytes) -> bytes:

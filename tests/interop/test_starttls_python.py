@@ -28,6 +28,7 @@ from twisted.internet.protocol import Factory
 from twisted.internet.threads import deferToThread
 from twisted.mail import imap4, pop3, smtp
 from twisted.protocols import ftp
+from twisted.protocols.basic import LineReceiver
 from zope.interface import implementer
 
 from securesock import StartTLSLineMixin, TLSUpgrade
@@ -230,6 +231,32 @@ async def test_ftplib_against_the_ftp_dialect(pki: PKI, tmp_path: Any) -> None:
         assert welcome == "220 localhost FTP ready; AUTH TLS required"
         assert version == "TLSv1.3"
         assert login.startswith("230") and directory == "/"
+    finally:
+        await port.stopListening()
+
+
+class MultiLineGreeter(LineReceiver):
+    """An FTP-like application greeting with a multi-line reply whose middle line is free text."""
+
+    def connectionMade(self) -> None:
+        self.sendLine(b"220-Welcome to the example FTP service")
+        self.sendLine(b"    Please be nice.")
+        self.sendLine(b"220 Ready")
+
+    def lineReceived(self, line: bytes) -> None:
+        answers = {b"USER": b"331 Password please", b"PASS": b"230 Logged in", b"PWD": b'257 "/"'}
+        self.sendLine(answers.get(line.split(b" ")[0].upper(), b"221 Bye"))
+
+
+@pytest_twisted.ensureDeferred
+async def test_ftplib_after_an_application_with_a_multi_line_greeting(pki: PKI) -> None:
+    """The application's greeting (free text between its first and last lines) is not sent after TLS."""
+    port = await listenStartTLS(pki, "ftp", Factory.forProtocol(MultiLineGreeter))
+    try:
+        welcome, version, login, directory = await deferToThread(ftpSession, pki, port.getHost().port)
+        assert welcome == "220 localhost FTP ready; AUTH TLS required"
+        assert version == "TLSv1.3"
+        assert login == "230 Logged in" and directory == "/"
     finally:
         await port.stopListening()
 
