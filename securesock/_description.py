@@ -324,8 +324,12 @@ def _positional(description: Description, names: Sequence[str], side: str) -> li
             )
         else:
             rule = "host and port are given as name=value, so no piece is taken by position"
+        # An option left empty by the cut (interface=::1 is interface= then '', '1') is the one to fix.
+        cut = next((name for name, value in description.kwargs if not value.strip()), None)
+        blamed = f"; {cut}= was cut off at a ':'" if cut is not None else ""
         raise DescriptionError(
-            f"unexpected positional argument {extra!r}: {rule}{_cutByColon(description.args)}",
+            f"unexpected positional argument {extra!r}: {rule}{blamed}{_cutByColon(description.args)}",
+            option=cut,
             value=extra,
         )
     return list(zip(names, description.args, strict=False))
@@ -333,7 +337,7 @@ def _positional(description: Description, names: Sequence[str], side: str) -> li
 
 def _cutByColon(pieces: Sequence[str]) -> str:
     """A hint for the usual cause of stray pieces: a value with ':' in it."""
-    if any("[" in piece or "]" in piece for piece in pieces):
+    if any("[" in piece or "]" in piece or not piece for piece in pieces):
         return (
             "; an IPv6 address's colons cut the description: escape them (\\:\\:1) "
             "or write the URL form (tls://[::1]:443)"

@@ -369,6 +369,7 @@ class _Upgrading(Protocol):
     _spokeFirst = False  # this side opened the conversation
     _handshaking = False  # the timer is the handshake's (handshakeTimeout=), no longer the exchange's
     _reported = False  # failed() was called: once per connection
+    _expired = False  # the deadline ended it
     _counted = False  # holds a place under the server's maxHandshakes
 
     def __init__(self, factory: _DialectFactory, addr: Any) -> None:
@@ -459,6 +460,7 @@ class _Upgrading(Protocol):
 
     def _expire(self) -> None:
         self._timer = None
+        self._expired = True
         peer = peerName(self.transport)
         if self._handshaking:
             limit = self.factory.handshakeTimeout
@@ -536,7 +538,10 @@ class _ServerSide(_Upgrading):
                 why=reason.getErrorMessage(),
             )
         else:
-            log.info("{peer}: no TLS: {why}", peer=peerName(self.transport), why=reason.getErrorMessage())
+            # A client that left without a byte (a port probe, a health check) is not
+            # news, as on a tls: server (docs/hardening.md); one kept waiting until the deadline is.
+            level = log.info if self._heard or self._expired else log.debug
+            level("{peer}: no TLS: {why}", peer=peerName(self.transport), why=reason.getErrorMessage())
 
 
 class _ClientSide(_Upgrading):

@@ -237,6 +237,7 @@ def test_client_positional_and_keywords() -> None:
         ("tls:[::1]:443", "client", ["'1]'", "escape them", "tls://[::1]:443"]),
         ("tls:h:1:pin=sha256:AE:D5:00", "client", ["'D5'", "pin=", "leave the colons out"]),
         ("tls:host=h:port=1:x", "client", ["'x'", "host and port are given as name=value"]),
+        ("tls:8443:interface=::1:certificate=a", "server", ["interface= was cut off at a ':'", "\\:\\:1"]),
     ],
 )
 def test_errors_name_option_value_and_accepted(text: str, side: str, fragments: list[str]) -> None:

@@ -43,6 +43,7 @@ from securesock.dialects import NEGOTIATED, commandOf
 
 from . import rawclients
 from .conftest import PKI
+from .logcapture import LogLines
 from .peers import Collect, listen
 from .rawclients import clientHello
 from .starttlspeers import (
@@ -486,6 +487,29 @@ async def test_server_drops_a_client_that_never_upgrades(pki: PKI, monkeypatch: 
             answers = await deferToThread(rawSession, port.getHost().port, [b"EHLO x\r\n"])
         assert answers[-1] == b"" and application.built == []
         assert "no TLS session within 0.5 seconds" in logs.text()
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_port_probe_is_logged_at_debug_level_only(pki: PKI, logLines: LogLines) -> None:
+    """Connect and leave without a byte (a health check): not news, as on a tls: server."""
+    port = await listenStartTLS(pki, "smtp", Counting())
+    try:
+
+        def probe() -> int:
+            with socket.create_connection(("127.0.0.1", port.getHost().port), timeout=10) as raw:
+                raw.recv(100)  # the greeting
+                return int(raw.getsockname()[1])
+
+        local = await deferToThread(probe)
+        for _ in range(100):  # the debug line comes once the server saw the close
+            if any(f"127.0.0.1:{local}:" in text for _, _, text in logLines.events):
+                break
+            await sleep(0.02)
+        debug = [text for level, _, text in logLines.events if f"127.0.0.1:{local}:" in text]
+        assert debug and "closed the connection during the plaintext smtp exchange" in debug[0]
+        assert logLines.about(local) == []  # nothing above debug
     finally:
         await port.stopListening()
 
