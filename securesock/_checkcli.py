@@ -211,7 +211,9 @@ def _check(args: argparse.Namespace) -> int:
         else:
             assert isinstance(options, ClientOptions)
             _checkClient(reactor, args.description, options)
-    for warning in warned:  # what a real start would log as warnings
+    # What a real start would log as warnings; once each (check builds a second
+    # context, to list the suites a client can complete a handshake with).
+    for warning in dict.fromkeys(warned):
         _out(f"warning: {warning}")
     return 0
 

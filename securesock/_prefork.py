@@ -15,9 +15,13 @@ be shared), hence this small supervisor without one:
 It prebuilds the TLS side of every ``--listen`` in the twistd arguments,
 forks COUNT workers that each run ``twistd TWISTD-ARGUMENT...``, writes their
 output as ``worker N: line``, restarts a worker that dies (a bounded number
-of times, never one that dies during its start), passes SIGHUP on, and on
-SIGTERM, SIGINT or the end of its standard input (its parent is gone) stops
-them: SIGTERM, then SIGKILL after the grace period.
+of times, never one that dies before all its listeners are up), passes SIGHUP
+on, and on SIGTERM, SIGINT or the end of its standard input (its parent is
+gone) stops them: SIGTERM, then SIGKILL after the grace period.
+
+The parent sends its orders as lines on the standard input too (``HUP``,
+``TERM``): a signal would not do after twistd has dropped privileges with
+--uid, as this process (and the workers, until they drop theirs) is root.
 """
 
 from __future__ import annotations
@@ -35,9 +39,10 @@ from dataclasses import dataclass, field
 __all__ = ["prebuild", "main", "splitLines", "outputPipe"]
 
 MAX_RESTARTS = 5
-# A worker that ends sooner than this after its start failed to start (a busy
-# port, a certificate gone): starting it again would fail again.
-STARTUP_SECONDS = 5.0
+# What a worker's twistd logs for each listener that is up (securesock._tap):
+# a worker that ends before all of them are failed to start (a busy port, a
+# certificate gone), and starting it again would fail again.
+LISTENING = b"] listening: "
 _HANDLED = (signal.SIGHUP, signal.SIGTERM, signal.SIGINT, signal.SIGCHLD)
 _TICK = 0.5  # seconds between looks at the children, at most
 _MAX_LINE = 65536  # a longer run of output without a newline goes out in pieces
@@ -103,6 +108,7 @@ class _Child:
     output: int  # read end of the worker's stdout and stderr
     started: float
     partial: bytes = b""
+    listening: int = 0  # its listeners that are up
 
 
 @dataclass
@@ -112,6 +118,7 @@ class Supervisor:
     count: int
     grace: float
     twistdArguments: list[str]
+    listeners: int = 1  # a worker serves once this many are up
     children: dict[int, _Child] = field(default_factory=dict)  # by pid
     restarts: int = 0
     stopping: bool = False
@@ -149,9 +156,8 @@ class Supervisor:
                     self._relay(child)
             if self._batch and time.monotonic() >= self._batchDue:
                 self._passOn()
-            if 0 in ready and not os.read(0, 4096):
-                self._say("the parent process is gone; stopping the workers")
-                self._stop()
+            if 0 in ready:
+                self._obey(os.read(0, 4096))
             self._reap()
             self._restartDue()
             if self.stopping and self.children and time.monotonic() > self.deadline:
@@ -183,6 +189,18 @@ class Supervisor:
         for _ in range(len(self._signals)):  # one at a time: a handler may append meanwhile
             taken.append(self._signals.pop(0))
         return taken
+
+    def _obey(self, orders: bytes) -> None:
+        """The parent's orders, a line each (b"": the parent is gone)."""
+        if not orders:
+            self._say("the parent process is gone; stopping the workers")
+            self._stop()
+            return
+        for order in orders.split():
+            if order == b"HUP":
+                self._handleSignal(signal.SIGHUP)
+            elif order == b"TERM":
+                self._handleSignal(signal.SIGTERM)
 
     def _handleSignal(self, number: int) -> None:
         if number == signal.SIGHUP:
@@ -218,6 +236,9 @@ class Supervisor:
         signal.set_wakeup_fd(-1)
         for handled in _HANDLED:
             signal.signal(handled, signal.SIG_DFL)
+        # Until its twistd installs the reload handler, a SIGHUP passed on must not
+        # end it: it reads the current certificates as it starts anyway.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
         os.dup2(output, 1)
         os.dup2(output, 2)
         os.close(output)
@@ -256,6 +277,8 @@ class Supervisor:
                 child.partial = b""
             return False
         lines, child.partial = splitLines(child.partial, data)
+        if child.listening < self.listeners:
+            child.listening += sum(LISTENING in line for line in lines)
         self._queue(child.number, lines)
         return True
 
@@ -303,7 +326,7 @@ class Supervisor:
         if self.stopping:
             self._say(f"worker {child.number} ended ({how})")
             return
-        if time.monotonic() - child.started < STARTUP_SECONDS and status != 0:
+        if child.listening < self.listeners and status != 0:
             self._say(f"worker {child.number} ended during its start ({how}); not restarting it")
             return
         if self.restarts >= MAX_RESTARTS:
@@ -380,8 +403,9 @@ def main(argv: Sequence[str]) -> int:
     count, grace, twistdArguments = int(argv[0]), float(argv[1]), list(argv[2:])
     from ._errors import DescriptionError
 
+    descriptions = listenDescriptions(twistdArguments)
     try:
-        prebuild(listenDescriptions(twistdArguments))
+        prebuild(descriptions)
     except DescriptionError as e:
         print(f"cannot start the workers: {e}", file=sys.stderr)
         return 1
@@ -389,7 +413,7 @@ def main(argv: Sequence[str]) -> int:
         print("cannot start the workers: a reactor exists before they fork", file=sys.stderr)
         return 1
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
-    return Supervisor(count, grace, twistdArguments).run()
+    return Supervisor(count, grace, twistdArguments, listeners=max(1, len(descriptions))).run()
 
 
 if __name__ == "__main__":

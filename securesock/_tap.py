@@ -117,11 +117,16 @@ class Options(usage.Options):
                 ) from None
         self["endpoints"] = []
         for written in self["listen"]:  # messages quote it as written, without reusePort=yes
-            description = _withReusePort(written) if self["workers"] > 1 else written
+            description = _withReusePort(written, self["workers"]) if self["workers"] > 1 else written
             try:
                 endpoint = _serverEndpoint(reactor, description)
             except DescriptionError as e:
-                raise usage.UsageError(f"--listen {_shown(written)}: {e}") from None
+                added = (
+                    f" (--workers {self['workers']} adds reusePort=yes: its processes share the port)"
+                    if description != written and "reusePort" in str(e)
+                    else ""
+                )
+                raise usage.UsageError(f"--listen {_shown(written)}: {e}{added}") from None
             port = getattr(endpoint, "port", getattr(getattr(endpoint, "options", None), "port", None))
             if self["workers"] > 1 and port == 0:
                 raise usage.UsageError(
@@ -167,8 +172,14 @@ def defaultListen() -> str:
 _SHAREABLE = frozenset(TLS_PREFIXES) | {"tcp", "tcp6"}
 
 
-def _withReusePort(description: str) -> str:
+def _withReusePort(description: str, workers: int) -> str:
     """Workers share ports through SO_REUSEPORT."""
+    refused = re.search(r"reuseport=(no|false|off|0)\b", description, re.IGNORECASE)
+    if refused:
+        raise usage.UsageError(
+            f"--listen {_shown(description)}: {refused.group(0)}, but --workers {workers} shares each "
+            "port between its processes with SO_REUSEPORT: remove it, or use --workers 1"
+        )
     if "reuseport=" in description.lower():
         return description
     prefix = re.split(r"[:?]", description, maxsplit=1)[0].lower()
@@ -348,8 +359,17 @@ class SecuresockService(MultiService):
                 description, endpoint, _TrackingFactory(application, self.tracker, connectionLog)
             ).setServiceParent(self)
 
+    def privilegedStartService(self) -> None:
+        # Before the listeners and the workers' supervisor start, not once the reactor
+        # runs: a SIGHUP meanwhile (a reload right after a start) would end twistd.
+        self._handleSIGHUP()
+        super().privilegedStartService()
+
     def startService(self) -> None:
         super().startService()
+        self._handleSIGHUP()
+
+    def _handleSIGHUP(self) -> None:
         if hasattr(signal, "SIGHUP"):
             signal.signal(signal.SIGHUP, lambda *_: self._reactor.callFromThread(self.reload))
 
@@ -397,6 +417,10 @@ def makeService(options: Options) -> MultiService:
     built so that they share session ticket keys (L{securesock._prefork}).
     """
     supervising = options["workers"] > 1 and not options["worker"]
+    if hasattr(signal, "SIGHUP"):
+        # A reload before anything is served is moot (certificates are read as the
+        # listeners start): not the end of twistd, until the service takes SIGHUP over.
+        signal.signal(signal.SIGHUP, signal.SIG_IGN)
     service = SecuresockService(
         options["reactor"],
         [] if supervising else options["endpoints"],

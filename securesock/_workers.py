@@ -95,9 +95,14 @@ class WorkerPool(Service):
         _stopWithFailure()
 
     def signalAll(self, name: str) -> None:
+        """
+        Pass C{name} (HUP, TERM) on to the workers, through the supervisor's
+        standard input: once twistd has dropped privileges (--uid) it may no
+        longer signal the supervisor, which stays root.
+        """
         if self._process is not None:
             try:
-                self._process.signalProcess(name)
+                self._process.write(name.encode("ascii") + b"\n")
             except Exception:
                 pass  # already gone
 

@@ -288,7 +288,8 @@ def test_check_prints_the_warnings_a_start_would_log(pki: PKI, tmp_path: Path) -
     assert result.returncode == 0, result.stderr
     warnings = [line for line in result.stdout.splitlines() if line.startswith("warning: ")]
     assert any(f"private key file {readable} can be read by group or others" in w for w in warnings)
-    assert any("TLS 1.0 and 1.1 are deprecated (RFC 8996)" in w for w in warnings)
+    assert len([w for w in warnings if "TLS 1.0 and 1.1 are deprecated (RFC 8996)" in w]) == 1
+    assert len(warnings) == len(set(warnings))
     clean = securesock("check", f"tls:8443:certificate={pki.server_pem}")
     assert "warning:" not in clean.stdout
 

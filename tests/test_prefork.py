@@ -24,8 +24,8 @@ from securesock._prefork import (
     _BATCH_DELAY,
     _BATCH_SIZE,
     _PIPE_SIZE,
+    LISTENING,
     MAX_RESTARTS,
-    STARTUP_SECONDS,
     Supervisor,
     _Child,
     listenDescriptions,
@@ -108,10 +108,9 @@ def _supervisor() -> Supervisor:
     return Supervisor(count=2, grace=1.0, twistdArguments=["securesock"])
 
 
-def _ended(supervisor: Supervisor, status: int, age: float) -> None:
-    import time
-
-    child = _Child(number=1, pid=1, output=-1, started=time.monotonic() - age)
+def _ended(supervisor: Supervisor, status: int, serving: bool) -> None:
+    """A worker ends: C{serving}, once every listener of it was up."""
+    child = _Child(number=1, pid=1, output=-1, started=time.monotonic(), listening=1 if serving else 0)
     supervisor._ended(child, status)
 
 
@@ -121,9 +120,9 @@ def test_a_worker_that_dies_while_serving_is_restarted_a_bounded_number_of_times
     supervisor = _supervisor()
     killed = signal.SIGKILL << 0  # waitpid's status for "killed by SIGKILL"
     for _ in range(MAX_RESTARTS):
-        _ended(supervisor, killed, age=STARTUP_SECONDS + 1)
+        _ended(supervisor, killed, serving=True)
     assert len(supervisor.due) == MAX_RESTARTS
-    _ended(supervisor, killed, age=STARTUP_SECONDS + 1)
+    _ended(supervisor, killed, serving=True)
     assert len(supervisor.due) == MAX_RESTARTS
     out = capfd.readouterr().out
     assert out.count("worker 1 ended (signal SIGKILL); restarting") == MAX_RESTARTS
@@ -132,9 +131,45 @@ def test_a_worker_that_dies_while_serving_is_restarted_a_bounded_number_of_times
 
 def test_a_worker_that_fails_during_its_start_is_not_restarted(capfd: pytest.CaptureFixture[str]) -> None:
     supervisor = _supervisor()
-    _ended(supervisor, 1 << 8, age=0.5)  # exit status 1 at once: a busy port, say
+    _ended(supervisor, 1 << 8, serving=False)  # exit status 1 at once: a busy port, say
     assert supervisor.due == []
     assert "worker 1 ended during its start (exit status 1); not restarting it" in capfd.readouterr().out
+
+
+def test_a_worker_is_serving_once_every_listener_is_up(capfd: pytest.CaptureFixture[str]) -> None:
+    """Counted from its log lines, not from the time since its start: one killed at once is restarted."""
+    supervisor = Supervisor(count=1, grace=1.0, twistdArguments=["securesock"], listeners=2)
+    write = _worker(supervisor, 1)
+    child = supervisor.children[1001]
+    try:
+        os.write(
+            write, b"2026-12-07T10:00:00+0000 [securesock.twistd#info] listening: tls:1 on IPv4Address\n"
+        )
+        supervisor._relay(child)
+        assert child.listening == 1
+        os.write(write, b"x [securesock.twistd#info] listening: tls:2 on IPv4Address\n")
+        supervisor._relay(child)
+        assert child.listening == 2 and LISTENING == b"] listening: "
+    finally:
+        os.close(write)
+        os.close(child.output)
+    supervisor._ended(child, signal.SIGKILL)  # killed a moment after its start, while serving
+    assert [number for _, number in supervisor.due] == [1]
+    assert "worker 1 ended (signal SIGKILL); restarting" in capfd.readouterr().out
+
+
+def test_the_parents_orders_come_on_standard_input(capfd: pytest.CaptureFixture[str]) -> None:
+    """HUP and TERM as lines (twistd may have dropped privileges a signal would need); b"": the parent is gone."""
+    supervisor = _supervisor()
+    handled: list[int] = []
+    supervisor._handleSignal = handled.append  # type: ignore[method-assign]
+    supervisor._obey(b"HUP\nHUP\nTERM\n")
+    assert handled == [signal.SIGHUP, signal.SIGHUP, signal.SIGTERM]
+    supervisor._obey(b"nonsense\n")
+    assert handled == [signal.SIGHUP, signal.SIGHUP, signal.SIGTERM]
+    supervisor._obey(b"")
+    assert supervisor.stopping
+    assert "the parent process is gone; stopping the workers" in capfd.readouterr().out
 
 
 def test_no_worker_is_restarted_once_stopping(capfd: pytest.CaptureFixture[str]) -> None:
@@ -142,7 +177,7 @@ def test_no_worker_is_restarted_once_stopping(capfd: pytest.CaptureFixture[str])
     supervisor.due.append((0.0, 2))
     supervisor._stop()
     assert supervisor.due == [] and supervisor.stopping
-    _ended(supervisor, signal.SIGTERM, age=STARTUP_SECONDS + 1)
+    _ended(supervisor, signal.SIGTERM, serving=True)
     assert supervisor.due == []
     assert "worker 1 ended (signal SIGTERM)" in capfd.readouterr().out
 

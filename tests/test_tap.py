@@ -1071,6 +1071,59 @@ def test_privileged_port_then_uid_with_workers(pki: PKI, tmp_path: Path) -> None
             assert uids is not None and int(uids.group(1)) == nobody and int(uids.group(2)) == nobody, status
 
 
+def _gone(pids: list[int], timeout: float = 15) -> bool:
+    """Whether every process of C{pids} has ended (zombies count as ended), within C{timeout}."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        alive = [
+            pid
+            for pid in pids
+            if Path(f"/proc/{pid}/status").exists()
+            and "State:\tZ" not in Path(f"/proc/{pid}/status").read_text(errors="replace")
+        ]
+        if not alive:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="--uid needs root")
+def test_workers_under_uid_take_sighup_and_sigterm(pki: PKI, tmp_path: Path) -> None:
+    """twistd runs as nobody, its supervisor as root: orders go through a pipe, not signals it may not send."""
+    import pwd
+
+    nobody = pwd.getpwnam("nobody").pw_uid
+    port = freePort()
+    tmp_path.chmod(0o777)
+    command = [*TWISTD, "-n", "--pidfile=", f"--uid={nobody}", "securesock", "--workers", "2", "--grace", "1"]
+    with twistd(tmp_path, command=[*command, "--listen", listen(pki, port)]) as server:
+        server.waitFor(r"worker \d: .*listening: ", count=2, timeout=30)
+        workers = [int(pid) for pid in re.findall(r"started worker \d \(pid (\d+)\)", server.log)]
+        supervisor = re.search(r"started the workers' supervisor \(pid (\d+)\)", server.log)
+        assert len(workers) == 2 and supervisor is not None
+        server.process.send_signal(signal.SIGHUP)
+        # Each worker re-reads its certificate (as nobody, who may not read the test's files).
+        reloaded = r"worker \d: .*(SIGHUP: certificates of .* unchanged|still serving the previous certificate)"
+        server.waitFor(reloaded, count=2, timeout=20)
+        server.process.send_signal(signal.SIGTERM)
+        assert server.process.wait(20) in (0, -signal.SIGTERM)
+    assert _gone([*workers, int(supervisor.group(1))]), server.log
+
+
+def test_a_sighup_right_after_the_start_ends_nothing(pki: PKI, tmp_path: Path) -> None:
+    """A reload as the supervisor and the workers start: twistd and every worker go on."""
+    port = freePort()
+    with twistd(tmp_path, "--listen", listen(pki, port), "--workers", "2", expectRunning=False) as server:
+        server.waitFor(r"started the workers' supervisor", timeout=30)
+        server.process.send_signal(signal.SIGHUP)
+        server.waitFor(r"started worker 2", timeout=30)
+        server.process.send_signal(signal.SIGHUP)  # passed on to workers still starting
+        server.waitFor(r"worker \d: .*listening: ", count=2, timeout=30)
+        assert len(_pidsServing(port, pki.ca_pem, 2)) == 2
+        assert server.process.poll() is None
+        assert "ended" not in server.log, server.log
+
+
 # --- signals -------------------------------------------------------------------------
 
 
@@ -1289,6 +1342,14 @@ def test_workers_auto_is_the_cpu_count(pki: PKI) -> None:
         (["--log-connections", "some"], "--log-connections='some': give one of all, failures, none"),
         (["--connect", "tls:example.com:443:verfy=no"], "--connect 'tls:example.com:443:verfy=no': "),
         (["--listen", "tls:8443:protocols=TLS12"], "unknown protocol flag 'TLS12' (did you mean TLS1_2?)"),
+        (
+            ["--workers", "2", "--listen", "tls:8443:certificate={pem}:reusePort=no"],
+            "reusePort=no, but --workers 2 shares each port between its processes with SO_REUSEPORT",
+        ),
+        (
+            ["--workers", "2", "--listen", "tls:8443:certificate={pem}:exclusive=yes"],
+            "(--workers 2 adds reusePort=yes: its processes share the port)",
+        ),
     ],
 )
 def test_command_line_errors_are_usage_errors(pki: PKI, argv: list[str], fragment: str) -> None:
@@ -1296,7 +1357,7 @@ def test_command_line_errors_are_usage_errors(pki: PKI, argv: list[str], fragmen
 
     extra = [] if "--listen" in argv else ["--listen", listen(pki, 8443)]
     with pytest.raises(UsageError) as caught:
-        _options(*argv, *extra)
+        _options(*[arg.replace("{pem}", pki.server_pem) for arg in argv], *extra)
     assert fragment in str(caught.value)
 
 
