@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from cryptography import x509
 from twisted.logger import Logger
@@ -119,6 +119,27 @@ def _filesOf(source: IdentitySpec) -> tuple[str, ...]:
     )
 
 
+def _absolute(source: IdentitySpec) -> IdentitySpec:
+    """
+    C{source} with absolute paths, as read now: a renewal reads them again
+    later, after twistd -d has changed the working directory.
+    """
+
+    def absolute(path: str | None) -> str | None:
+        return None if path is None else os.path.abspath(path)
+
+    passphrase = source.passphrase
+    if passphrase is not None and passphrase.source == "file":
+        passphrase = replace(passphrase, reference=os.path.abspath(passphrase.reference))
+    return replace(
+        source,
+        certificate=absolute(source.certificate),
+        privateKey=absolute(source.privateKey),
+        extraCertChain=absolute(source.extraCertChain),
+        passphrase=passphrase,
+    )
+
+
 def loadSelected(
     source: IdentitySpec, store: Store | None, label: str, option: str, extraNames: tuple[str, ...] = ()
 ) -> Selected:
@@ -133,6 +154,7 @@ def loadSelected(
         raise CertificateError(
             f"{option}={label!r} (store entry {source.certificate}): {inner}", option=e.option or option
         ) from None
+    source = _absolute(source)
     if store is not None:
         fromStore = store.chainFor(identity.certificate)
         if fromStore:

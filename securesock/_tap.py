@@ -84,6 +84,9 @@ class Options(usage.Options):
     opt_c = opt_connect
 
     def postOptions(self) -> None:
+        # Where relative paths in the descriptions are (twistd -d changes it later): the workers'
+        # supervisor reads them again there.
+        self["directory"] = os.getcwd()
         workers = self["workers"]
         if workers == "auto":
             self["workers"] = os.cpu_count() or 1
@@ -437,7 +440,7 @@ def makeService(options: Options) -> MultiService:
         from ._workers import WorkerPool, supervisorArguments
 
         arguments = supervisorArguments(options["workers"], options["grace"], _workerArguments(options))
-        WorkerPool(options["reactor"], arguments).setServiceParent(service)
+        WorkerPool(options["reactor"], arguments, options["directory"]).setServiceParent(service)
     return service
 
 

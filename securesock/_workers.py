@@ -59,9 +59,10 @@ class _Supervisor(ProcessProtocol):
 class WorkerPool(Service):
     """Starts the workers' supervisor, passes signals on, and stops it."""
 
-    def __init__(self, reactor: Any, arguments: list[str]) -> None:
+    def __init__(self, reactor: Any, arguments: list[str], directory: str | None = None) -> None:
         self._reactor = reactor
         self._arguments = arguments
+        self._directory = directory  # where the descriptions' relative paths are
         self._supervisor: _Supervisor | None = None
         self._process: Any = None
 
@@ -81,7 +82,7 @@ class WorkerPool(Service):
             return
         self._supervisor = _Supervisor(self)
         self._process = self._reactor.spawnProcess(
-            self._supervisor, self._arguments[0], self._arguments, env=dict(os.environ)
+            self._supervisor, self._arguments[0], self._arguments, env=dict(os.environ), path=self._directory
         )
         log.info("started the workers' supervisor (pid {pid})", pid=self._process.pid)
 

@@ -1103,7 +1103,9 @@ def test_workers_under_uid_take_sighup_and_sigterm(pki: PKI, tmp_path: Path) -> 
         assert len(workers) == 2 and supervisor is not None
         server.process.send_signal(signal.SIGHUP)
         # Each worker re-reads its certificate (as nobody, who may not read the test's files).
-        reloaded = r"worker \d: .*(SIGHUP: certificates of .* unchanged|still serving the previous certificate)"
+        reloaded = (
+            r"worker \d: .*(SIGHUP: certificates of .* unchanged|still serving the previous certificate)"
+        )
         server.waitFor(reloaded, count=2, timeout=20)
         server.process.send_signal(signal.SIGTERM)
         assert server.process.wait(20) in (0, -signal.SIGTERM)
@@ -1176,6 +1178,34 @@ def test_sighup_reaches_the_workers(pki: PKI, tmp_path: Path) -> None:
             if len(seen) == 2:
                 break
         assert len(seen) == 2 and set(seen.values()) == {want.encode()}, seen
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_relative_paths_stay_those_of_the_launch_directory_under_twistd_d(
+    pki: PKI, tmp_path: Path, workers: str
+) -> None:
+    """twistd -d DIR changes directory after the options are read: renewals and workers read the same files."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+
+    served = tmp_path / "site.pem"  # the twistd helper starts in tmp_path
+    served.write_bytes(Path(pki.server_pem).read_bytes())
+    served.chmod(0o600)
+    (tmp_path / "run").mkdir()
+    port = freePort()
+    command = [*TWISTD, "-n", "--pidfile=", "-d", str(tmp_path / "run"), "securesock", "--workers", workers]
+    description = f"tls:{port}:interface=127.0.0.1:certificate=site.pem"
+    with twistd(tmp_path, command=[*command, "--listen", description]) as server:
+        server.waitFor(r"listening: ", count=int(workers), timeout=30)
+        time.sleep(1.1)  # a new modification time
+        renewed = Path(pki.rsa_pem).read_bytes()
+        served.write_bytes(renewed)
+        server.process.send_signal(signal.SIGHUP)
+        server.waitFor(r"certificate .* renewed: now serving", count=int(workers), timeout=20)
+        want = x509.load_pem_x509_certificate(renewed).fingerprint(hashes.SHA256()).hex().encode()
+        reply = tlsExchange(port, pki.ca_pem, b"who\n", expect=10**6)
+        assert re.search(rb"SHA-256: " + want, reply), reply
+        assert "cannot be used" not in server.log and "no such file" not in server.log, server.log
 
 
 @contextmanager
@@ -1449,7 +1479,7 @@ class _SpawningClock:
         self.spawned: list[Any] = []
 
     def spawnProcess(
-        self, protocol: Any, executable: str, args: list[str], env: dict[str, str]
+        self, protocol: Any, executable: str, args: list[str], env: dict[str, str], path: str | None = None
     ) -> _FakeProcess:
         self.spawned.append(protocol)
         return _FakeProcess()
