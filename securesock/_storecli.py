@@ -373,6 +373,11 @@ def _remove(args: argparse.Namespace) -> int:
     for path in files:
         os.remove(path)
         _out(f"removed {path}")
+    for locked in store.locked:  # a copy in them would still answer to the ID
+        sys.stderr.write(
+            f"securesock: warning: not searched for copies: {locked} (an encrypted PKCS#12 file; "
+            "give --passphrase to remove a copy in it too)\n"
+        )
     store.refresh()
     return 0
 

@@ -305,3 +305,39 @@ def test_an_encrypted_pkcs12_the_passphrase_does_not_open_is_named_as_such(
     monkeypatch.setenv("SHOW_PASS", "right one")
     status, out, _ = cli(capsys, *store, "store", "show", "friendly", "--passphrase", "env:SHOW_PASS")
     assert status == 0 and "p12.example" in out
+
+
+def test_removing_without_the_passphrase_names_the_encrypted_files_not_searched(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A copy inside an encrypted PKCS#12 would still answer to the ID: say so, and remove it with --passphrase."""
+    from cryptography.hazmat.primitives.serialization import BestAvailableEncryption, pkcs12
+
+    kit = StoreKit(tmp_path / "store")
+    issued = kit.leaf(["copies.example"])
+    kit.write("copies.pem", issued)
+    encrypted = pkcs12.serialize_key_and_certificates(
+        b"copies",
+        issued.key,
+        issued.certificate,
+        None,
+        BestAvailableEncryption(b"p12 secret"),  # type: ignore[arg-type]
+    )
+    (kit.root / "copies.p12").write_bytes(encrypted)
+    status, out, err = cli(capsys, "--store", str(kit.root), "store", "remove", "copies.example")
+    assert status == 0 and out.splitlines() == [f"removed {kit.root / 'copies.pem'}"]
+    assert f"not searched for copies: {kit.root / 'copies.p12'} (an encrypted PKCS#12 file" in err
+    kit.write("copies.pem", issued)  # again, beside the encrypted copy
+    monkeypatch.setenv("REMOVE_PASS", "p12 secret")
+    status, out, err = cli(
+        capsys,
+        "--store",
+        str(kit.root),
+        "store",
+        "remove",
+        "copies.example",
+        "--passphrase",
+        "env:REMOVE_PASS",
+    )
+    assert status == 0 and "not searched" not in err
+    assert sorted(out.splitlines()) == sorted(f"removed {kit.root / n}" for n in ("copies.p12", "copies.pem"))
