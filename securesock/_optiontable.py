@@ -10,12 +10,12 @@ without being documented (a test checks docs/reference.md against it).
 from __future__ import annotations
 
 import binascii
-import ipaddress
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from service_identity.hazmat import DNS_ID
+from twisted.internet.abstract import isIPAddress, isIPv6Address
 
 from ._errors import DescriptionError
 from ._hashes import HASH_ACCEPTED, parseCertificateHashes
@@ -122,11 +122,7 @@ def _address(option: str, value: str) -> str:
 
 
 def _isAddress(text: str) -> bool:
-    try:
-        ipaddress.ip_address(text)
-    except ValueError:
-        return False
-    return True
+    return isIPAddress(text) or isIPv6Address(text)
 
 
 _YES = {"yes", "true", "on", "1"}
