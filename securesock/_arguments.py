@@ -29,24 +29,42 @@ def _checkSchemedValues(kwargs: Mapping[str, str]) -> None:
             raise DescriptionError(
                 f"{name}={value}: has nothing after '{value.split(',')[-1].strip()}:' because "
                 "Twisted's tokenizer (twistd --listen, the securesock: plugin) split the "
-                f"description at that colon; escape the colon ({name}={value}\\:...) "
-                "or use the URL form",
+                f"description at that colon; escape the colon ({name}={value}\\:...), "
+                f"or, in the URL form (securesock://HOST:PORT?...), write it as %3A ({value}%3A...)",
                 option=name.strip(),
             )
 
 
-def _rejoinURL(prefix: str, args: Sequence[str], kwargs: Mapping[str, str]) -> str:
-    # A URL has no ':' after its authority (a ':' inside the query is written
-    # %3A), so its pieces come in order: the authority's pieces as positional
-    # arguments, then at most one name=value piece holding '?' and the query.
+_QUERY_COLONS = (
+    "Twisted's tokenizer (twistd --listen, Twisted's endpoints with the securesock: prefix) split "
+    "this URL at a ':' inside its query; write each ':' in a query value as %3A "
+    "(env%3AKEYPASS, sha256%3AHEX), or give the URL to securesock's own parser "
+    "(twistd securesock --listen, securesock.serverFromString), where it needs no escape"
+)
+
+
+def _authorityPieces(args: Sequence[str]) -> int:
+    """How many of Twisted's pieces the URL's host takes: one, or an IPv6 literal's (cut at its colons)."""
+    if not args[0].startswith("//["):
+        return 1
+    for index, piece in enumerate(args):
+        if "]" in piece:
+            return index + 1
+    return len(args)
+
+
+def _rejoinURL(prefix: str, args: Sequence[str], kwargs: Mapping[str, str]) -> tuple[str, bool]:
+    """
+    The URL Twisted cut at its colons, and whether it was cut inside its
+    query too.  A URL has no ':' after its authority (a ':' inside the query
+    is written %3A), so its pieces come in order: the authority's pieces as
+    positional arguments, then at most one name=value piece holding '?' and
+    the query (or, with no '=' in it, the port as one more positional piece).
+    """
     url = prefix + ":" + ":".join(args)
     url += "".join(f":{name}={value}" for name, value in kwargs.items())
-    if len(kwargs) > 1:
-        raise DescriptionError(
-            f"{url!r}: Twisted's tokenizer split this URL at colons inside its query; "
-            "write a ':' in a query value as %3A"
-        )
-    return url
+    expected = _authorityPieces(args) + (0 if kwargs else 1)
+    return url, len(kwargs) > 1 or len(args) > expected
 
 
 def fromArguments(prefix: str, args: Sequence[str], kwargs: Mapping[str, str], side: str) -> Description:
@@ -55,11 +73,15 @@ def fromArguments(prefix: str, args: Sequence[str], kwargs: Mapping[str, str], s
     and C{kwargs}.
     """
     if args and args[0].startswith("//"):
-        url = _rejoinURL(prefix, args, kwargs)
+        url, cutInQuery = _rejoinURL(prefix, args, kwargs)
         query = url.partition("?")[2]
-        refuseTypedPassphrases(
-            side, [(unquote(n), unquote(v)) for n, _, v in (i.partition("=") for i in query.split("&"))]
-        )
+        items = [(unquote(n), unquote(v)) for n, _, v in (i.partition("=") for i in query.split("&"))]
+        if cutInQuery:  # env:/file: cut at their colon are no passphrase typed in: the cut is the news
+            items = [(n, v) for n, v in items if v.strip().lower() not in ("env", "file")]
+        refuseTypedPassphrases(side, items)
+        if cutInQuery:
+            # Not quoted: the pieces cut off are parts of option values.
+            raise DescriptionError(f"{prefix}://...: {_QUERY_COLONS}")
         try:
             split = splitDescription(url, side)
         except DescriptionError as e:

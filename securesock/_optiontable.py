@@ -14,6 +14,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+import idna
 from service_identity.hazmat import DNS_ID
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 
@@ -96,20 +97,25 @@ def _host(option: str, value: str) -> str:
     return text
 
 
-_NAME_ACCEPTED = "a DNS name (letters, digits, '-', '.'; IDNA for others) or an IPv4/IPv6 literal"
+_NAME_ACCEPTED = (
+    "a DNS name (labels of letters, digits and inner '-', up to 63 characters, joined with '.'; "
+    "IDNA for other letters) or an IPv4/IPv6 literal"
+)
 
 
 def _hostName(option: str, value: str) -> str:
     """
     A name to connect to and to check the certificate against: checked now
-    the way service_identity checks it at the first connection.
+    as Twisted (IDNA, to resolve it and send it as SNI) and service_identity
+    (to match it) would check it at the first connection.
     """
     text = _host(option, value)
     if _isAddress(text):
         return text
     try:
+        idna.encode(text, uts46=True)
         DNS_ID(text)
-    except (ValueError, UnicodeError):
+    except (ValueError, UnicodeError):  # idna.IDNAError is a UnicodeError
         raise _error(option, value, "not a DNS name or an IP address", _NAME_ACCEPTED) from None
     return text
 

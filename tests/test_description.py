@@ -230,6 +230,11 @@ def test_client_positional_and_keywords() -> None:
         ("tls:h:1:hostname=x y", "client", ["hostname='x y'", "not a DNS name or an IP address"]),
         ("tls:h:1:hostname=bad_name!", "client", ["hostname='bad_name!'", "IPv4/IPv6 literal"]),
         ("tls:host=x y:port=1", "client", ["host='x y'", "not a DNS name"]),
+        # Refused by Twisted's IDNA encoding at the first connection (underscore, empty or long labels).
+        ("tls:my_host.example:1", "client", ["host='my_host.example'", "not a DNS name"]),
+        ("tls:h:1:hostname=a..b", "client", ["hostname='a..b'", "not a DNS name"]),
+        ("tls:h:1:hostname=-a.com", "client", ["hostname='-a.com'", "inner '-'"]),
+        ("tls:h:1:hostname=" + "x" * 64 + ".com", "client", ["not a DNS name", "up to 63 characters"]),
         ("tls:h:1:bindAddress=notanip", "client", ["bindAddress='notanip'", "an IPv4 or IPv6 literal"]),
         ("tls:h:1:bindAddress=999.1.1.1", "client", ["bindAddress='999.1.1.1'", "not an IP address"]),
         ("tls://:443", "client", ["has no host"]),
@@ -307,7 +312,7 @@ def test_the_option_that_chose_the_versions_is_remembered() -> None:
         ("tls:bücher.example:443", "bücher.example", None, None),
         ("tls:h:1:hostname=10.0.0.1:bindAddress=127.0.0.1", "h", "10.0.0.1", "127.0.0.1"),
         ("tls://[::1]:443?hostname=localhost&bindAddress=[::1]", "::1", "localhost", "::1"),
-        ("tls:my_host.internal:443", "my_host.internal", None, None),
+        ("tls:localhost.:443", "localhost.", None, None),
     ],
 )
 def test_names_and_addresses_that_are_accepted(

@@ -142,6 +142,37 @@ def test_colon_in_url_query_explained(pki: PKI) -> None:
         )
 
 
+@pytest.mark.parametrize(
+    "url",
+    [
+        "securesock://127.0.0.1:8443?certificate={crt}&privateKey={key}&passphrase=env:SECURESOCK_TEST_KEYPASS",
+        "securesock://[::1]:8443?certificate={crt}&privateKey={key}&passphrase=env:SECURESOCK_TEST_KEYPASS",
+        "securesock://127.0.0.1:8443?certificate={crt}&privateKey={key}&passphrase=file:/x:y",
+    ],
+)
+def test_a_url_cut_inside_its_query_says_how_to_write_it(pki: PKI, url: str) -> None:
+    """Not 'escape the colon or use the URL form' (this is the URL form), and the cut pieces are not shown."""
+    description = url.format(crt=pki.server_crt, key=pki.encrypted_key)
+    with pytest.raises(DescriptionError) as caught:
+        endpoints.serverFromString(reactor, description)
+    message = str(caught.value)
+    assert "split this URL at a ':' inside its query; write each ':' in a query value as %3A" in message
+    assert "SECURESOCK_TEST_KEYPASS" not in message and "use the URL form" not in message
+
+
+def test_a_url_with_percent_encoded_colons_works_through_twisted(
+    pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("SECURESOCK_TEST_KEYPASS", PASSPHRASE.decode())
+    endpoint = endpoints.serverFromString(
+        reactor,
+        f"securesock://127.0.0.1:8443?certificate={pki.server_crt}&privateKey={pki.encrypted_key}"
+        "&passphrase=env%3ASECURESOCK_TEST_KEYPASS",
+    )
+    assert isinstance(endpoint, TLSServerEndpoint)
+    assert endpoint.options.policy.identity.passphrase is not None
+
+
 def test_unescaped_passphrase_colon_explained(pki: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SECURESOCK_TEST_KEYPASS", PASSPHRASE.decode())
     where = f"securesock:0:interface=127.0.0.1:certificate={pki.server_crt}:privateKey={pki.encrypted_key}"
