@@ -219,6 +219,14 @@ class ClientCreator:
         if session is not None:
             self._sessions[self._sessionKey()] = session
 
+    def forgetSession(self, connection: SSL.Connection) -> None:
+        """
+        Offer no session for C{connection}'s server any more: a TLS 1.0
+        connection ended without close_notify (RFC 2246, 7.2.1).  The kept
+        session is that connection's, or an older one of the same server.
+        """
+        self._sessions.pop(self._sessionKey(), None)
+
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
         connection = SSL.Connection(self._context, None)
         if self._sni is not None:

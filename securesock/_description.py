@@ -22,6 +22,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import unquote
 
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+
 from ._errors import DescriptionError
 from ._options import (
     DIALECTS,
@@ -538,6 +540,7 @@ def clientOptions(description: Description) -> ClientOptions:
             option="port",
             value="0",
         )
+    _refuseMixedFamilies(values)
     policy = _policy(description, values)
     return ClientOptions(
         prefix=description.prefix,
@@ -553,6 +556,21 @@ def clientOptions(description: Description) -> ClientOptions:
         endpoint=values.pop("endpoint", None),  # type: ignore[arg-type]
         dialect=_dialect(description, values),
     )
+
+
+def _refuseMixedFamilies(values: dict[str, object]) -> None:
+    """An IPv4 server cannot be reached from an IPv6 local address, nor the reverse."""
+    host, bind = values.get("host"), values.get("bindAddress")
+    if not isinstance(host, str) or not isinstance(bind, str) or "endpoint" in values:
+        return
+    families = [6 if isIPv6Address(a) else 4 if isIPAddress(a) else None for a in (host, bind)]
+    if None not in families and families[0] != families[1]:
+        raise DescriptionError(
+            f"bindAddress={bind}: an IPv{families[1]} address cannot reach host {host} (IPv{families[0]}); "
+            f"give an IPv{families[0]} local address, or leave bindAddress= out",
+            option="bindAddress",
+            value=bind,
+        )
 
 
 def parseServer(description: str) -> ServerOptions | str:

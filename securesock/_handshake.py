@@ -327,8 +327,10 @@ class _TLSProtocol(BufferingTLSTransport):
         counter.unread = UNKNOWN  # Twisted's connectionLost reads whatever is left
         connection = self._tlsConnection
         super().connectionLost(reason)
-        if self._handshakeDone and connection is not None:
-            keepSessionResumable(connection)
+        if self._handshakeDone and connection is not None and not keepSessionResumable(connection):
+            forget = getattr(self.factory.creator, "forgetSession", None)
+            if forget is not None:  # a client would offer it again before OpenSSL frees this connection
+                forget(connection)
 
     def _flushReceiveBIO(self) -> None:
         """
@@ -444,7 +446,7 @@ class _TLSProtocol(BufferingTLSTransport):
 _RESUMABLE_AFTER_RAGGED_CLOSE = SSL.TLS1_1_VERSION
 
 
-def keepSessionResumable(connection: SSL.Connection) -> None:
+def keepSessionResumable(connection: SSL.Connection) -> bool:
     """
     Let the session of a connection that ended without a close_notify sent
     be resumed: OpenSSL, when it frees such a connection, marks its session
@@ -454,13 +456,16 @@ def keepSessionResumable(connection: SSL.Connection) -> None:
     their sockets without one (Python's ssl, many HTTP clients) would never
     resume a session id.  A fatal alert still ends the session: OpenSSL
     removes it when the alert is sent or received, whatever this says.
+    Whether the session may be resumed: not after a TLS 1.0 connection that
+    ended so.
     """
     shutdown = connection.get_shutdown()
-    if (
-        not shutdown & SSL.SENT_SHUTDOWN
-        and connection.get_protocol_version() >= _RESUMABLE_AFTER_RAGGED_CLOSE
-    ):
-        connection.set_shutdown(shutdown | SSL.SENT_SHUTDOWN)
+    if shutdown & SSL.SENT_SHUTDOWN:
+        return True
+    if connection.get_protocol_version() < _RESUMABLE_AFTER_RAGGED_CLOSE:
+        return False
+    connection.set_shutdown(shutdown | SSL.SENT_SHUTDOWN)
+    return True
 
 
 class TLSFactory(TLSMemoryBIOFactory):
@@ -600,7 +605,7 @@ class _HandshakeGate(Protocol):
                 assert self._deadline is not None
                 error = TLSHandshakeError(
                     f"{self._peer} accepted the connection but did not complete the TLS handshake "
-                    f"within {self._deadline[1]:g} s (timeout=): it may not speak TLS on this port, "
+                    f"within {self._deadline[1]:g} s (timeout={self._deadline[1]:g}): it may not speak TLS on this port, "
                     "or it waits for the client to speak first in plaintext"
                 )
             else:

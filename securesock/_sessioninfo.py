@@ -55,10 +55,11 @@ class TLSDetails:
     resumed: bool = False  # an earlier session was resumed (no full handshake)
 
     @classmethod
-    def fromConnection(cls, connection: SSL.Connection) -> TLSDetails:
+    def fromConnection(cls, connection: SSL.Connection | Any) -> TLSDetails:
         """
         What C{connection} negotiated; from an application,
-        C{TLSDetails.fromConnection(transport.getHandle())} in
+        C{TLSDetails.fromConnection(transport.getHandle())} (or the TLS
+        transport itself) in
         C{handshakeCompleted()} (a server protocol's C{connectionMade} runs
         before the handshake, as everywhere in Twisted).
 
@@ -66,6 +67,14 @@ class TLSDetails:
             is nothing negotiated to report (OpenSSL would answer with the
             highest version enabled and no peer certificate).
         """
+        if not isinstance(connection, SSL.Connection):
+            handle = sslConnection(connection)
+            if handle is None:
+                raise TypeError(
+                    f"TLSDetails.fromConnection takes a TLS transport or its pyOpenSSL connection "
+                    f"(transport.getHandle()), not {type(connection).__name__}"
+                )
+            connection = handle
         if not handshakeDone(connection):
             raise TLSHandshakeError(
                 "no TLS details yet: the handshake has not completed (a server protocol's "

@@ -373,10 +373,14 @@ def _remove(args: argparse.Namespace) -> int:
     for path in files:
         os.remove(path)
         _out(f"removed {path}")
+    fix = (
+        "the --passphrase given does not open it"
+        if _passphrase(args) is not None
+        else "give --passphrase to remove a copy in it too"
+    )
     for locked in store.locked:  # a copy in them would still answer to the ID
         sys.stderr.write(
-            f"securesock: warning: not searched for copies: {locked} (an encrypted PKCS#12 file; "
-            "give --passphrase to remove a copy in it too)\n"
+            f"securesock: warning: not searched for copies: {locked} (an encrypted PKCS#12 file; {fix})\n"
         )
     store.refresh()
     return 0

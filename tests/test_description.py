@@ -236,6 +236,8 @@ def test_client_positional_and_keywords() -> None:
         ("tls:h:1:hostname=-a.com", "client", ["hostname='-a.com'", "inner '-'"]),
         ("tls:h:1:hostname=" + "x" * 64 + ".com", "client", ["not a DNS name", "up to 63 characters"]),
         ("tls:h:1:bindAddress=notanip", "client", ["bindAddress='notanip'", "an IPv4 or IPv6 literal"]),
+        ("tls:127.0.0.1:1:bindAddress=\\:\\:1", "client", ["an IPv6 address cannot reach host 127.0.0.1"]),
+        ("tls://[::1]:1?bindAddress=127.0.0.1", "client", ["give an IPv6 local address"]),
         ("tls:h:1:bindAddress=999.1.1.1", "client", ["bindAddress='999.1.1.1'", "not an IP address"]),
         ("tls://:443", "client", ["has no host"]),
         ("tls://h", "client", ["has no port"]),

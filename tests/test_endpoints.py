@@ -540,7 +540,7 @@ async def test_client_gives_up_on_a_server_that_never_answers_the_handshake(pki:
     assert 0.4 < elapsed < 5, elapsed
     assert str(raised.value) == (
         f"127.0.0.1:{number} accepted the connection but did not complete the TLS "
-        "handshake within 0.5 s (timeout=): it may not speak TLS on this port, or it waits for the "
+        "handshake within 0.5 s (timeout=0.5): it may not speak TLS on this port, or it waits for the "
         "client to speak first in plaintext"
     )
 

@@ -53,6 +53,7 @@ async def test_details_are_refused_before_the_handshake_and_given_after_it(pki: 
 
         def handshakeCompleted(self) -> None:
             details = TLSDetails.fromConnection(self.transport.getHandle())  # type: ignore[union-attr]
+            assert TLSDetails.fromConnection(self.transport) == details  # the transport itself will do
             seen.append(details)
             self.transport.write(f"{details.version}\n".encode())  # type: ignore[union-attr]
             self.transport.loseConnection()  # type: ignore[union-attr]
@@ -82,3 +83,11 @@ async def test_details_are_refused_before_the_handshake_and_given_after_it(pki: 
     assert details.version == "TLSv1.2"
     assert details.peerCertificate is not None
     assert "test client" in details.peerCertificate.subject.rfc4514_string()
+
+
+def test_details_of_something_that_is_no_tls_connection_name_what_to_pass() -> None:
+    with pytest.raises(
+        TypeError,
+        match=r"a TLS transport or its pyOpenSSL connection \(transport.getHandle\(\)\), not object",
+    ):
+        TLSDetails.fromConnection(object())
