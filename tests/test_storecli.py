@@ -328,32 +328,16 @@ def test_removing_without_the_passphrase_names_the_encrypted_files_not_searched(
     assert status == 0 and out.splitlines() == [f"removed {kit.root / 'copies.pem'}"]
     assert f"not searched for copies: {kit.root / 'copies.p12'} (an encrypted PKCS#12 file" in err
     kit.write("copies.pem", issued)  # again, beside the encrypted copy
-    monkeypatch.setenv("REMOVE_PASS", "not it")
-    status, out, err = cli(
-        capsys,
-        "--store",
-        str(kit.root),
-        "store",
-        "remove",
-        "copies.example",
-        "--passphrase",
-        "env:REMOVE_PASS",
-    )
-    assert (
-        status == 0
-        and "copies.p12 (an encrypted PKCS#12 file; the --passphrase given does not open it)" in err
-    )
+
+    def removeWith(passphrase: str) -> tuple[int, str, str]:
+        monkeypatch.setenv("REMOVE_PASS", passphrase)
+        store = ("--store", str(kit.root), "store")
+        return cli(capsys, *store, "remove", "copies.example", "--passphrase", "env:REMOVE_PASS")
+
+    status, out, err = removeWith("not it")
+    assert status == 0
+    assert "copies.p12 (an encrypted PKCS#12 file; the --passphrase given does not open it)" in err
     kit.write("copies.pem", issued)
-    monkeypatch.setenv("REMOVE_PASS", "p12 secret")
-    status, out, err = cli(
-        capsys,
-        "--store",
-        str(kit.root),
-        "store",
-        "remove",
-        "copies.example",
-        "--passphrase",
-        "env:REMOVE_PASS",
-    )
+    status, out, err = removeWith("p12 secret")
     assert status == 0 and "not searched" not in err
     assert sorted(out.splitlines()) == sorted(f"removed {kit.root / n}" for n in ("copies.p12", "copies.pem"))
