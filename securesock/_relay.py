@@ -21,6 +21,7 @@ from twisted.python.failure import Failure
 
 from ._connlog import LoggedProtocol, closeReason
 from ._sendnow import sendNow
+from .dialects import FramingError, NumericReply
 
 __all__ = ["RelayFactory", "RelayServer", "greetingFor"]
 
@@ -78,18 +79,15 @@ class _GreetingDropper:
 
 def _replyComplete(lines: bytes) -> bool:
     """
-    Whether whole lines hold a complete first reply: a multi-line numeric
-    reply (C{220-...}) ends with the first line starting with its code and a
-    space, whatever the lines between say (RFC 959, 4.2); IMAP and POP3
-    greet in one line.
+    Whether whole lines hold a complete first reply: a numeric one (SMTP,
+    FTP: the dialects' framing, free text between a multi-line reply's first
+    and last lines included), or any line (IMAP and POP3 greet in one).
     """
-    code = lines[:3]
-    if lines[3:4] != b"-" or not code.isdigit():
+    reply = NumericReply()
+    try:
+        return any(reply.add(line) is not None for line in lines.splitlines(keepends=True))
+    except FramingError:
         return True
-    return any(
-        line.rstrip(b"\r") in (code, code + b" ") or line.startswith(code + b" ")
-        for line in lines.split(b"\n")[1:]
-    )
 
 
 def _close(transport: Any) -> None:

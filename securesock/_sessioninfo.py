@@ -81,6 +81,11 @@ class TLSDetails:
                 "connectionMade runs before it); read them in handshakeCompleted(), declaring "
                 "twisted.internet.interfaces.IHandshakeListener"
             )
+        return cls._negotiated(connection)
+
+    @classmethod
+    def _negotiated(cls, connection: SSL.Connection) -> TLSDetails:
+        """What C{connection}, whose handshake is done, negotiated."""
         sni = connection.get_servername()
         return cls(
             version=connection.get_protocol_version_name(),
@@ -139,4 +144,4 @@ def sessionInfo(transport: Any) -> TLSDetails | None:
     connection = sslConnection(transport)
     if connection is None or not handshakeDone(connection):
         return None
-    return TLSDetails.fromConnection(connection)
+    return TLSDetails._negotiated(connection)

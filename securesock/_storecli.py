@@ -80,6 +80,10 @@ def _passphrase(args: argparse.Namespace) -> Passphrase | None:
     return optionsFor(SERVER)["passphrase"].convert("--passphrase", value)  # type: ignore[return-value]
 
 
+def _passphraseGiven(args: argparse.Namespace) -> bool:
+    return getattr(args, "passphrase", None) is not None
+
+
 def _secret(args: argparse.Namespace) -> bytes | None:
     return readPassphrase(_passphrase(args))
 
@@ -193,7 +197,7 @@ def _left(entry: Entry) -> str:
 
 def _show(args: argparse.Namespace) -> int:
     store = _openExisting(args)
-    entry = _find(store, args.id, passphraseGiven=_passphrase(args) is not None)
+    entry = _find(store, args.id, passphraseGiven=_passphraseGiven(args))
     certificate = entry.certificate
     dns, ips = _sans(certificate)
     key = "none in the store"
@@ -358,7 +362,7 @@ def _leafFor(
 
 def _remove(args: argparse.Namespace) -> int:
     store = _openExisting(args)
-    entry = _find(store, args.id, passphraseGiven=_passphrase(args) is not None)
+    entry = _find(store, args.id, passphraseGiven=_passphraseGiven(args))
     if not entry.main:
         raise CommandError(
             f"{describeEntry(entry)} is part of the chain in {entry.file}; remove that file's "
@@ -375,7 +379,7 @@ def _remove(args: argparse.Namespace) -> int:
         _out(f"removed {path}")
     fix = (
         "the --passphrase given does not open it"
-        if _passphrase(args) is not None
+        if _passphraseGiven(args)
         else "give --passphrase to remove a copy in it too"
     )
     for locked in store.locked:  # a copy in them would still answer to the ID
@@ -388,7 +392,7 @@ def _remove(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     store = _openExisting(args)
-    entry = _find(store, args.id, passphraseGiven=_passphrase(args) is not None)
+    entry = _find(store, args.id, passphraseGiven=_passphraseGiven(args))
     chain = [] if args.no_chain else list(store.chainFor(entry.certificate))
     data = certificatePEM(entry.certificate, *chain)
     if args.key:
