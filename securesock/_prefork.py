@@ -234,11 +234,13 @@ class Supervisor:
 
     def _becomeWorker(self, number: int, output: int) -> None:
         signal.set_wakeup_fd(-1)
-        for handled in _HANDLED:
-            signal.signal(handled, signal.SIG_DFL)
         # Until its twistd installs the reload handler, a SIGHUP passed on must not
-        # end it: it reads the current certificates as it starts anyway.
+        # end it (it reads the current certificates as it starts anyway): ignored
+        # first, never the default action for a moment in between.
         signal.signal(signal.SIGHUP, signal.SIG_IGN)
+        for handled in _HANDLED:
+            if handled != signal.SIGHUP:
+                signal.signal(handled, signal.SIG_DFL)
         os.dup2(output, 1)
         os.dup2(output, 2)
         os.close(output)
