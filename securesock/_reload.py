@@ -172,10 +172,13 @@ class Renewal:
             # CertificateError says what is wrong; anything else (OpenSSL refusing a
             # 1024-bit key, a key type it cannot use) is named by its type and text.
             why = e.message if isinstance(e, CertificateError) else f"{type(e).__name__}: {e}"
+            # A file that cannot even be looked at (removed, or a directory the
+            # --uid user may not enter) has not necessarily changed: say what is known.
+            state = "cannot be read now" if None in signatureOf(files) else "changed but cannot be used"
             log.warn(
-                "certificate {label}: its files changed but cannot be used ({why}); "
-                "still serving the previous certificate",
+                "certificate {label}: its files {state} ({why}); still serving the previous certificate",
                 label=label,
+                state=state,
                 why=why,
             )
             if old is None:

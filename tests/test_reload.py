@@ -173,11 +173,39 @@ async def test_unusable_renewal_keeps_the_old_certificate(kit: StoreKit, immedia
 
         (kit.root / "site.crt").write_bytes(certificatePEM(new.certificate))  # key not written yet
         assert (await served(number, kit))[0] == sha1(old.certificate)
-        assert any("still serving the previous certificate" in w for w in warnings)
+        assert any(
+            "its files changed but cannot be used" in w and "still serving the previous certificate" in w
+            for w in warnings
+        )
         (kit.root / "site.key").write_bytes(keyPEM(new.key))
         assert (await served(number, kit))[0] == sha1(new.certificate)
         (kit.root / "site.crt").write_bytes(b"garbage")
         assert (await served(number, kit))[0] == sha1(new.certificate)
+    finally:
+        globalLogPublisher.removeObserver(observe)
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_file_that_cannot_be_read_is_not_called_changed(kit: StoreKit, immediate: None) -> None:
+    """A key file gone (or out of reach of the --uid user) has not changed: the warning says it cannot be read."""
+    old = kit.add("site.pem", ["localhost"], split=True)
+    warnings: list[str] = []
+
+    def observe(event: dict[str, Any]) -> None:
+        if event.get("log_level") is not None and event["log_level"].name == "warn":
+            warnings.append(formatEvent(event))
+
+    globalLogPublisher.addObserver(observe)
+    key = kit.root / "site.key"
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={kit.root / 'site.crt'}:privateKey={key}")
+    number = port.getHost().port
+    try:
+        key.rename(kit.root / "site.key.moved")
+        assert (await served(number, kit))[0] == sha1(old.certificate)
+        [warning] = warnings
+        assert "its files cannot be read now" in warning and "changed" not in warning, warning
+        assert "still serving the previous certificate" in warning
     finally:
         globalLogPublisher.removeObserver(observe)
         await port.stopListening()
