@@ -34,6 +34,7 @@ from zope.interface import alsoProvides, directlyProvides, implementer, provided
 from zope.interface.declarations import Implements
 
 from ._bio import RECORD, decryptRecords, drain, encrypt, feed, publicDecrypt
+from ._closewait import ClosingWatch
 from ._errors import TLSHandshakeError, opensslReasons
 from ._guard import HandshakeGuard, HandshakeWatch, _peer
 from ._reads import readIntoSharedBuffer
@@ -217,6 +218,30 @@ class _TLSProtocol(BufferingTLSTransport):
             self._holdingSendBIO = False
         if self._held:
             self._flushSendBIO()
+        if self.disconnecting and not self._lostTLSConnection and not self._aborted:
+            connection = self._tlsConnection
+            if connection is not None and not connection.get_shutdown() & SSL.RECEIVED_SHUTDOWN:
+                self.factory.closing.add(self)  # for the peer's close_notify, a while (securesock._closewait)
+
+    def closeWaitExpired(self) -> None:
+        """The peer left our close_notify unanswered: close the TCP connection without its own."""
+        connection = self._tlsConnection
+        if self._lostTLSConnection or self._aborted or connection is None:
+            return
+        if not connection.get_shutdown() & SSL.SENT_SHUTDOWN:
+            # Ours is not sent yet: Twisted waits for the application's producer (or for
+            # writes held until the handshake) before it sends it.  Look again later.
+            self.factory.closing.add(self)
+            return
+        if self._reason is None:
+            self._reason = Failure(
+                ConnectionLost(
+                    f"the peer did not answer our close_notify within {self.factory.closing.wait:g} s; "
+                    "closed without its own"
+                )
+            )
+        self._lostTLSConnection = True  # nothing more is read or written through TLS
+        self.transport.loseConnection()  # type: ignore[union-attr]  # after what Twisted still holds for the peer
 
     def _write(self, data: bytes) -> None:
         """
@@ -304,6 +329,7 @@ class _TLSProtocol(BufferingTLSTransport):
             self.firstBytes = None
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self.factory.closing.discard(self)
         if self._watch is not None:
             self._watch.lost(self, self._reason or reason, logged=self._plaintext)
             self._watch = None
@@ -487,6 +513,7 @@ class TLSFactory(TLSMemoryBIOFactory):
         self.isClient = isClient
         # limits: (handshakeTimeout, maxHandshakes), for servers.
         self.guard = None if limits is None else HandshakeGuard(*limits, clock=self._clock)
+        self.closing = ClosingWatch(self._clock)
 
     def buildProtocol(self, addr: Any) -> Any:
         if self.guard is not None and not self.guard.admit(addr):

@@ -15,7 +15,7 @@ from typing import Any
 
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IStreamClientEndpoint
+from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
 
@@ -90,6 +90,12 @@ def _replyComplete(lines: bytes) -> bool:
         return True
 
 
+def _reactor() -> IReactorTime:
+    from twisted.internet import reactor
+
+    return reactor  # type: ignore[return-value]
+
+
 def _close(transport: Any) -> None:
     """
     Close a side that back-pressure may have paused: a TLS transport only
@@ -114,6 +120,7 @@ class _RelayClient(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.server._closing:
             return  # the client is gone or going: nobody to give it to
+        self.server.lastActive = self.server.clock.seconds()
         greeted = False
         if self.greeting is not None:
             data, greeted = self.greeting.feed(data)
@@ -133,12 +140,22 @@ class _RelayClient(Protocol):
 class RelayServer(LoggedProtocol):
     """The accepted connection; connects to the backend once it is usable."""
 
+    lastActive = 0.0  # when a byte last went either way (the clock's seconds)
+    _idleTimer: IDelayedCall | None = None
+
     def __init__(
-        self, backend: IStreamClientEndpoint, description: str, greeting: bytes | None = None
+        self,
+        backend: IStreamClientEndpoint,
+        description: str,
+        greeting: bytes | None = None,
+        idleTimeout: float = 0.0,
+        clock: IReactorTime | None = None,
     ) -> None:
         self._backend = backend
         self._description = description
         self._greeting = greeting
+        self.idleTimeout = idleTimeout
+        self.clock: IReactorTime = clock if clock is not None else _reactor()
         self._client: _RelayClient | None = None
         self._closing = False
         self._backendGone = False
@@ -170,6 +187,28 @@ class RelayServer(LoggedProtocol):
         factory.noisy = False
         self._connecting = self._backend.connect(factory)
         self._connecting.addErrback(self._backendFailed)
+        if self.idleTimeout and not self._closing:
+            self.lastActive = self.clock.seconds()
+            self._idleTimer = self.clock.callLater(self.idleTimeout, self._idleCheck)
+
+    def _idleCheck(self) -> None:
+        """Close the connection if nothing went either way for --idle-timeout seconds; else look again then."""
+        self._idleTimer = None
+        if self._closing or self.transport is None:
+            return
+        quiet = self.clock.seconds() - self.lastActive
+        if quiet < self.idleTimeout:
+            self._idleTimer = self.clock.callLater(self.idleTimeout - quiet, self._idleCheck)
+            return
+        self.closeNote = f"idle for {self.idleTimeout:g} s (--idle-timeout)"
+        self._closing = True
+        self._early = []
+        client = self._client
+        if client is not None and client.transport is not None and not self._backendGone:
+            self.transport.unregisterProducer()  # type: ignore[attr-defined]
+            client.transport.unregisterProducer()  # type: ignore[attr-defined]
+            _close(client.transport)  # now: the client's side may wait for its close_notify
+        _close(self.transport)
 
     def _backendFailed(self, reason: Failure) -> None:
         if self._closing:
@@ -215,6 +254,7 @@ class RelayServer(LoggedProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.countIn(data)
+        self.lastActive = self.clock.seconds()
         client = self._client
         if client is not None and client.transport is not None and client.greeting is None:
             sendNow(client.transport, data)
@@ -233,6 +273,9 @@ class RelayServer(LoggedProtocol):
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._closing = True
+        if self._idleTimer is not None and self._idleTimer.active():
+            self._idleTimer.cancel()
+        self._idleTimer = None
         if self._client is None and self._connecting is not None:
             # Nobody is left to relay for.  (A Deferred waiting on another, here the
             # backend's TLS handshake, counts as called: cancel() reaches the one waited on.)
@@ -249,11 +292,18 @@ class RelayFactory(Factory):
     """Builds relays towards one client endpoint."""
 
     def __init__(
-        self, backend: IStreamClientEndpoint, description: str, greeting: bytes | None = None
+        self,
+        backend: IStreamClientEndpoint,
+        description: str,
+        greeting: bytes | None = None,
+        idleTimeout: float = 0.0,
+        clock: IReactorTime | None = None,
     ) -> None:
         self._backend = backend
         self._description = description
         self._greeting = greeting
+        self._idleTimeout = idleTimeout  # seconds without a byte either way before closing; 0: never
+        self._clock = clock
 
     def buildProtocol(self, addr: Any) -> RelayServer:
-        return RelayServer(self._backend, self._description, self._greeting)
+        return RelayServer(self._backend, self._description, self._greeting, self._idleTimeout, self._clock)

@@ -40,7 +40,7 @@ log = Logger(namespace="securesock.twistd")
 class Options(usage.Options):
     synopsis = (
         "[--listen DESCRIPTION ...] [--connect DESCRIPTION] [--workers N|auto] [--grace SECONDS] "
-        "[--log-connections all|failures|none]"
+        "[--idle-timeout SECONDS] [--log-connections all|failures|none]"
     )
     longdesc = (
         "Listen with securesock descriptions (tls:, ssl:, starttls:, securesock:, or Twisted's "
@@ -51,6 +51,13 @@ class Options(usage.Options):
     optParameters = [
         ["workers", "w", "1", "Processes sharing the listening ports (a number, or auto = CPU count)."],
         ["grace", None, "10", "Seconds open connections may finish after SIGTERM."],
+        [
+            "idle-timeout",
+            None,
+            "43200",
+            "Seconds a relayed connection may carry nothing either way before it is closed "
+            "(stunnel's TIMEOUTidle; 0: never).",
+        ],
         [
             "log-connections",
             None,
@@ -104,6 +111,7 @@ class Options(usage.Options):
             raise usage.UsageError(f"--grace={grace!r}: give a number of seconds") from None
         if not 0 <= self["grace"] <= 86400:  # nan fails too
             raise usage.UsageError(f"--grace={grace!r}: give 0 (close at once) to 86400 seconds (a day)")
+        self["idle-timeout"] = _idleTimeout(self["idle-timeout"])
         if self["log-connections"] not in CONNECTION_LOGS:
             raise usage.UsageError(
                 f"--log-connections={self['log-connections']!r}: give one of {', '.join(CONNECTION_LOGS)}"
@@ -143,6 +151,21 @@ class Options(usage.Options):
                 self["backend"] = securesock.clientFromString(reactor, self["connect"])
             except DescriptionError as e:
                 raise usage.UsageError(f"--connect {_shown(self['connect'])}: {e}") from None
+
+
+def _idleTimeout(written: str) -> float:
+    """--idle-timeout: 0 (never) or a number of seconds up to a year."""
+    try:
+        seconds = float(written)
+    except ValueError:
+        raise usage.UsageError(
+            f"--idle-timeout={written!r}: give a number of seconds, or 0 (never)"
+        ) from None
+    if not 0 <= seconds <= 31536000:  # nan fails too
+        raise usage.UsageError(
+            f"--idle-timeout={written!r}: give 0 (never) or up to 31536000 seconds (a year), such as 300"
+        )
+    return seconds
 
 
 def _shown(description: str) -> str:
@@ -343,6 +366,7 @@ class SecuresockService(MultiService):
         connect: str | None,
         grace: float,
         connectionLog: str = "all",
+        idleTimeout: float = 0.0,
     ) -> None:
         super().__init__()
         from ._diagnostic import DiagnosticFactory
@@ -355,7 +379,7 @@ class SecuresockService(MultiService):
         application: IProtocolFactory = (
             DiagnosticFactory(reactor)
             if backend is None
-            else RelayFactory(backend, connect or "", _backendGreeting(backend))
+            else RelayFactory(backend, connect or "", _backendGreeting(backend), idleTimeout, reactor)
         )
         for description, endpoint in endpoints:
             _ListenService(
@@ -431,6 +455,7 @@ def makeService(options: Options) -> MultiService:
         options["connect"],
         options["grace"],
         options["log-connections"],
+        options["idle-timeout"],
     )
     if options["worker"]:
         from ._workers import ParentWatch
@@ -452,7 +477,7 @@ def _workerArguments(options: Options) -> list[str]:
         if twistdOptions.get(name) is not None:
             args.append(f"--{name}={twistdOptions[name]}")
     args += ["securesock", "--worker", "--grace", str(options["grace"])]
-    args += ["--log-connections", options["log-connections"]]
+    args += ["--log-connections", options["log-connections"], "--idle-timeout", repr(options["idle-timeout"])]
     for description, _ in options["endpoints"]:
         args += ["--listen", description]
     if options["connect"] is not None:

@@ -25,6 +25,7 @@ from securesock import _relay
 from securesock._relay import RelayFactory
 
 from .conftest import PKI
+from .logcapture import LogLines
 from .peers import listen, readToEnd
 
 
@@ -246,3 +247,96 @@ async def test_a_tcp_backend_is_read_in_large_pieces_and_relayed_whole(
     assert hashlib.sha256(received).digest() == hashlib.sha256(payload).digest()
     assert sum(reads) == len(payload)
     assert max(reads) > 65536, max(reads)
+
+
+class EchoBackend(Protocol):
+    """A plaintext backend that echoes, and reports when its connection ends."""
+
+    ended: Deferred[None]
+
+    def dataReceived(self, data: bytes) -> None:
+        self.transport.write(data)  # type: ignore[union-attr]
+
+    def connectionLost(self, reason: object = None) -> None:
+        if not self.ended.called:
+            self.ended.callback(None)
+
+
+def talk(port: int, cafile: str, lines: int, pause: float, hold: float) -> tuple[bytes, float | None]:
+    """
+    Sends C{lines} lines C{pause} s apart, reading each echo; then says nothing
+    for up to C{hold} s.  Returns what came back, and after how long of silence
+    the relay closed (None: it did not).
+    """
+    context = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            received = b""
+            for number in range(lines):
+                line = b"line %d\n" % number
+                tls.sendall(line)
+                while not received.endswith(line):
+                    received += tls.recv(1024)
+                time.sleep(pause)
+            quiet = time.monotonic()
+            tls.settimeout(hold)
+            try:
+                extra = tls.recv(1024)  # b"": the relay's close_notify
+            except TimeoutError:
+                return received, None
+            assert extra == b"", extra
+            return received, time.monotonic() - quiet
+
+
+async def idleRelay(pki: PKI, idleTimeout: float) -> tuple[Any, Any, Deferred[None]]:
+    ended: Deferred[None] = Deferred()
+    backend = await securesock.serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
+        Factory.forProtocol(lambda: type("B", (EchoBackend,), {"ended": ended})())
+    )
+    client = securesock.clientFromString(reactor, f"tcp:127.0.0.1:{backend.getHost().port}")
+    relay = await listen(
+        f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}",
+        RelayFactory(client, "the backend", idleTimeout=idleTimeout),
+    )
+    return relay, backend, ended
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_idle_connection_is_closed_both_ways(pki: PKI, logLines: LogLines) -> None:
+    """--idle-timeout: nothing either way for that long closes the client's and the backend's connections."""
+    relay, backend, ended = await idleRelay(pki, 1.0)
+    try:
+        received, closedAfter = await deferToThread(talk, relay.getHost().port, pki.ca_pem, 2, 0.1, 10)
+        assert received == b"line 0\nline 1\n"
+        assert closedAfter is not None and 0.7 < closedAfter < 4, closedAfter
+        await within(5, ended)  # the backend's connection ended too
+        await deferLater(reactor, 0.2, lambda: None)
+        assert logLines.matching("closed: idle for 1 s (--idle-timeout)"), logLines.events
+    finally:
+        await relay.stopListening()
+        await backend.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_connection_that_keeps_talking_is_not_idle(pki: PKI) -> None:
+    """Traffic restarts the count: eight lines 0.4 s apart (3.2 s) outlive a 1 s idle timeout."""
+    relay, backend, ended = await idleRelay(pki, 1.0)
+    try:
+        received, closedAfter = await deferToThread(talk, relay.getHost().port, pki.ca_pem, 8, 0.4, 3)
+        assert received == b"".join(b"line %d\n" % n for n in range(8))
+        assert closedAfter is not None and closedAfter < 3  # then idle: closed
+    finally:
+        await relay.stopListening()
+        await backend.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_no_idle_timeout_keeps_a_quiet_connection(pki: PKI) -> None:
+    relay, backend, ended = await idleRelay(pki, 0.0)
+    try:
+        received, closedAfter = await deferToThread(talk, relay.getHost().port, pki.ca_pem, 1, 0, 2.5)
+        assert received == b"line 0\n" and closedAfter is None
+        assert not [call for call in reactor.getDelayedCalls() if "_idleCheck" in repr(call.func)]
+    finally:
+        await relay.stopListening()
+        await backend.stopListening()

@@ -478,6 +478,23 @@ def test_sigterm_lets_open_connections_finish(pki: PKI, tmp_path: Path) -> None:
             assert "Server Shut Down." in server.log
 
 
+def test_idle_timeout_closes_a_quiet_relayed_connection(pki: PKI, tmp_path: Path) -> None:
+    """--idle-timeout 1 on the command line: a connection quiet for a second is closed, and says why."""
+    with serving(_ThreadingTCP(("127.0.0.1", 0), _Echo)) as echo:
+        port = freePort()
+        arguments = ["--listen", listen(pki, port), "--connect", f"tcp:127.0.0.1:{echo}", "--idle-timeout", "1"]
+        with twistd(tmp_path, *arguments) as server:
+            context = ssl.create_default_context(cafile=pki.ca_pem)
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+                with context.wrap_socket(raw, server_hostname="localhost") as tls:
+                    tls.sendall(b"hello\n")
+                    assert tls.recv(100) == b"hello\n"
+                    quiet = time.monotonic()
+                    assert tls.recv(100) == b""  # the relay's close_notify
+                    assert time.monotonic() - quiet < 5
+            server.waitFor(r"closed: idle for 1 s \(--idle-timeout\)")
+
+
 def test_default_listen_uses_development_certificate(tmp_path: Path) -> None:
     """With $SECURESOCK_STORE set, the development certificate is made there."""
     curl = requireTool("curl")
@@ -1349,6 +1366,16 @@ def test_grace_zero_and_one_connect_are_taken(pki: PKI) -> None:
     assert options["backend"] is not None
 
 
+def test_idle_timeout_defaults_to_stunnels_and_reaches_the_workers(pki: PKI) -> None:
+    from securesock._tap import _workerArguments
+
+    assert _options("--listen", listen(pki, 8443))["idle-timeout"] == 43200.0  # TIMEOUTidle
+    options = _options("--idle-timeout", "2.5", "--workers", "2", "--listen", listen(pki, 8443))
+    arguments = _workerArguments(options)
+    assert arguments[arguments.index("--idle-timeout") + 1] == "2.5"
+    assert _options("--idle-timeout", "0", "--listen", listen(pki, 8443))["idle-timeout"] == 0.0
+
+
 def test_workers_auto_is_the_cpu_count(pki: PKI) -> None:
     options = _options("--workers", "auto", "--listen", listen(pki, 8443))
     assert options["workers"] == (os.cpu_count() or 1)
@@ -1370,6 +1397,9 @@ def test_workers_auto_is_the_cpu_count(pki: PKI) -> None:
             "--connect is given twice ('tcp:127.0.0.1:1' and 'tcp:127.0.0.1:2'); a relay has one backend",
         ),
         (["--log-connections", "some"], "--log-connections='some': give one of all, failures, none"),
+        (["--idle-timeout", "soon"], "--idle-timeout='soon': give a number of seconds, or 0 (never)"),
+        (["--idle-timeout", "-1"], "--idle-timeout='-1': give 0 (never) or up to 31536000 seconds (a year)"),
+        (["--idle-timeout", "nan"], "--idle-timeout='nan': give 0 (never) or up to 31536000"),
         (["--connect", "tls:example.com:443:verfy=no"], "--connect 'tls:example.com:443:verfy=no': "),
         (["--listen", "tls:8443:protocols=TLS12"], "unknown protocol flag 'TLS12' (did you mean TLS1_2?)"),
         (
