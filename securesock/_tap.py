@@ -31,6 +31,7 @@ import securesock
 from ._connlog import CONNECTION_LOGS, LoggedProtocol
 from ._description import TLS_PREFIXES
 from ._errors import DescriptionError, redactSecrets
+from ._options import Passphrase
 
 __all__ = ["Options", "makeService", "SecuresockService"]
 
@@ -168,9 +169,29 @@ def _idleTimeout(written: str) -> float:
     return seconds
 
 
+# An option that may hold a passphrase, spelled right or not (pasphrase=, password=),
+# and its value: an env:/file: reference, or the passphrase itself.
+_PASSWORD_OPTION = re.compile(
+    r"(?P<option>[A-Za-z]*pas+[A-Za-z]*=)(?P<source>(?:env|file)\\*:)?(?P<value>[^:&'\"\s]*)", re.IGNORECASE
+)
+
+
+def _hidePassword(match: re.Match[str]) -> str:
+    option, source, value = match.group("option", "source", "value")
+    if value.startswith("(not"):
+        return match.group(0)  # hidden already: "(not shown)" (redactSecrets)
+    if source is not None:
+        kind = source.rstrip("\\:").lower()
+        return f"{option}{source}{Passphrase(kind, value).shownReference}"  # a variable's name, a path: kept
+    return f"{option}(not shown)"
+
+
 def _shown(description: str) -> str:
-    """A description as quoted in a usage error: without a passphrase typed into it."""
-    return redactSecrets(repr(description))
+    """
+    A description as quoted in a usage error: without a passphrase typed into
+    it, after env: or file: by mistake, or into a misspelled option.
+    """
+    return _PASSWORD_OPTION.sub(_hidePassword, redactSecrets(repr(description)))
 
 
 def _serverEndpoint(reactor: Any, description: str) -> IStreamServerEndpoint:

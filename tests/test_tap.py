@@ -482,7 +482,14 @@ def test_idle_timeout_closes_a_quiet_relayed_connection(pki: PKI, tmp_path: Path
     """--idle-timeout 1 on the command line: a connection quiet for a second is closed, and says why."""
     with serving(_ThreadingTCP(("127.0.0.1", 0), _Echo)) as echo:
         port = freePort()
-        arguments = ["--listen", listen(pki, port), "--connect", f"tcp:127.0.0.1:{echo}", "--idle-timeout", "1"]
+        arguments = [
+            "--listen",
+            listen(pki, port),
+            "--connect",
+            f"tcp:127.0.0.1:{echo}",
+            "--idle-timeout",
+            "1",
+        ]
         with twistd(tmp_path, *arguments) as server:
             context = ssl.create_default_context(cafile=pki.ca_pem)
             with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
@@ -1364,6 +1371,39 @@ def test_grace_zero_and_one_connect_are_taken(pki: PKI) -> None:
     options = _options("--grace", "0", "-c", "tcp:127.0.0.1:1", "--listen", listen(pki, 8443))
     assert options["grace"] == 0.0 and options["connect"] == "tcp:127.0.0.1:1"
     assert options["backend"] is not None
+
+
+@pytest.mark.parametrize(
+    "description",
+    [
+        "tls:8443:certificate=site.p12:passphrase=file:Zq7SecretPw-H91",
+        "tls:8443:certificate=site.p12:passphrase=env:Zq7SecretPwH91",
+        "tls://127.0.0.1:8443?certificate=site.p12&passphrase=file:Zq7SecretPw-H91",
+        "tls:8443:certificate=site.p12:pasphrase=Zq7SecretPw-H91",
+        "tls:8443:certificate=site.p12:passphrase=Zq7SecretPw-H91",
+    ],
+)
+def test_a_usage_error_quotes_no_passphrase(tmp_path: Path, description: str) -> None:
+    """The description echoed before the message hides what the message hides: a reference that may be the secret."""
+    from twisted.python.usage import UsageError
+
+    (tmp_path / "site.p12").write_bytes(b"not a PKCS#12 file")
+    previous = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with pytest.raises(UsageError) as caught:
+            _options("--listen", description)
+    finally:
+        os.chdir(previous)
+    assert "Zq7SecretPw" not in str(caught.value), caught.value
+    assert "--listen 'tls" in str(caught.value) and "(not shown)" in str(caught.value)
+
+
+def test_a_usage_error_keeps_references_that_say_what_to_fix() -> None:
+    from securesock._tap import _shown
+
+    assert _shown("tls:1:passphrase=env:KEYPASS") == "'tls:1:passphrase=env:KEYPASS'"
+    assert _shown("tls:1:passphrase=file:/etc/securesock/pw") == "'tls:1:passphrase=file:/etc/securesock/pw'"
 
 
 def test_idle_timeout_defaults_to_stunnels_and_reaches_the_workers(pki: PKI) -> None:
