@@ -38,6 +38,7 @@ from ._errors import TLSHandshakeError
 from ._material import describeCertificate, fingerprint
 from ._options import ClientOptions
 from ._sessioninfo import printableName, sessionReused
+from ._sessionname import resumedSessionName
 
 __all__ = ["ServerCreator", "ServedContexts", "ServerNameChooser", "ClientCreator", "verifyErrorText"]
 
@@ -97,14 +98,27 @@ class ServerNameChooser:
         if served is None:
             return True
         name = connection.get_servername()
-        if (served.several or self.strict) and _resumedBelowTLS13(connection):
-            # OpenSSL gave the session's name; RFC 6066 forbids resuming it for another.
-            asked = requestedServerName(getattr(connection.get_app_data(), "firstBytes", None) or b"")
-            if not isinstance(asked, Unreadable) and not self._sameContext(served, asked, name):
+        if (served.several or self.strict) and sessionReused(connection):
+            if connection.get_protocol_version_name() == "TLSv1.3":
+                # OpenSSL gave the name asked for; the session's own is in the session.
+                asked: bytes | None | Unreadable = name
+                made = resumedSessionName(connection)
+                version, rule = "TLS 1.3", "RFC 8446, 4.6.1"
+            else:
+                # OpenSSL gave the session's name; the one asked for is in the ClientHello.
+                asked = requestedServerName(getattr(connection.get_app_data(), "firstBytes", None) or b"")
+                made = name
+                version, rule = "TLS 1.2", "RFC 6066"
+            if (
+                not isinstance(asked, Unreadable)
+                and not isinstance(made, Unreadable)
+                and not self._sameContext(served, asked, made)
+            ):
+                # Resumed, the connection would go on authenticated by the other certificate.
                 return _refused(
                     connection,
-                    f"the client asked for {_named(asked)} resuming a TLS 1.2 session made for "
-                    f"{_named(name)}, which another certificate serves; refused (RFC 6066): it "
+                    f"the client asked for {_named(asked)} resuming a {version} session made for "
+                    f"{_named(made)}, which another certificate serves; refused ({rule}): it "
                     "must connect again without that session",
                 )
         target = _contextFor(served, name)
@@ -151,11 +165,6 @@ def _contextFor(served: ServedContexts, name: bytes | None) -> SSL.Context | Non
     if found is None and b"." in key:
         found = served.byName.get(b"*" + key[key.index(b".") :])
     return found
-
-
-def _resumedBelowTLS13(connection: SSL.Connection) -> bool:
-    """Whether OpenSSL is resuming a TLS 1.2 (or older) session on C{connection}."""
-    return sessionReused(connection) and connection.get_protocol_version_name() != "TLSv1.3"
 
 
 @implementer(IOpenSSLServerConnectionCreator)

@@ -215,3 +215,79 @@ async def test_a_tls_1_2_session_is_not_resumed_for_a_name_another_certificate_s
                 )
     finally:
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("strict", ["no", "yes"])
+async def test_a_tls_1_3_session_is_not_resumed_for_a_name_another_certificate_serves(
+    kit: StoreKit, tmp_path: Path, strict: str
+) -> None:
+    """
+    RFC 8446, 4.6.1: OpenSSL ties no name to a TLS 1.3 session and accepts it
+    before the SNI callback; the session's own name (read from the session)
+    decides: a session made for b.example offered for a.example is refused,
+    as under TLS 1.2, instead of resuming a.example's connection on
+    b.example's authentication; for b.example or www.b.example it resumes.
+    """
+    kit.add("a.pem", ["a.example"], commonName="A")
+    kit.add("b.pem", ["b.example", "www.b.example"], commonName="B")
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate=a,b:sniStrict={strict}:store={kit.root}")
+    number = port.getHost().port
+
+    async def tls13(*args: str) -> str:  # a line for Shout, whose answer comes after the tickets
+        requireTool("openssl")
+        result = await run(
+            [
+                "openssl",
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{number}",
+                "-CAfile",
+                kit.caFile,
+                "-tls1_3",
+                "-ign_eof",
+                *args,
+            ],
+            input=b"hello\n",
+            timeout=20,
+        )
+        return (result.stdout + result.stderr).decode(errors="replace")
+
+    try:
+        for other in ("a.example", "unknown.example"):
+            session = tmp_path / f"b-{other}.session"
+            first = await tls13("-servername", "b.example", "-sess_out", str(session))
+            assert "CN = B" in first or "CN=B" in first
+            for same in ("b.example", "www.b.example"):  # the same certificate: resumed
+                output = await tls13("-sess_in", str(session), "-servername", same)
+                assert "Reused, TLSv1.3" in output, output
+            with LogCapture() as logs:
+                output = await tls13("-sess_in", str(session), "-servername", other)
+                for _ in range(100):  # logged when the server sees the connection end
+                    if "handshake failed" in logs.text():
+                        break
+                    await sleep(0.02)
+            assert "Reused" not in output and "unrecognized name" in output, output
+            assert (
+                f"the client asked for the server name {other} resuming a TLS 1.3 session made for "
+                "the server name b.example, which another certificate serves; refused (RFC 8446, 4.6.1)"
+                in logs.text()
+            )
+    finally:
+        await port.stopListening()
+
+
+def test_the_session_name_is_read_from_its_der_form() -> None:
+    from securesock._clienthello import Unreadable
+    from securesock._sessionname import hostnameOf
+
+    name = b"b.example"
+    hostname = bytes([0xA6, len(name) + 2, 0x04, len(name)]) + name
+    before = bytes([0x02, 0x01, 0x01, 0xA4, 0x03, 0x04, 0x01, 0x00])  # version, [4] sid_ctx
+    body = before + hostname
+    assert hostnameOf(bytes([0x30, len(body)]) + body) == name
+    assert hostnameOf(bytes([0x30, len(before)]) + before) is None  # made without SNI
+    long = bytes([0x30, 0x81, len(body)]) + body  # a long-form length
+    assert hostnameOf(long) == name
+    assert isinstance(hostnameOf(bytes([0x30, len(body) + 5]) + body), Unreadable)  # cut short
+    assert isinstance(hostnameOf(b"\x04\x00"), Unreadable)  # not a SEQUENCE
