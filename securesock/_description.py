@@ -84,7 +84,13 @@ class Description:
 # In these options a colon right after a source word belongs to the value.
 # For pin=, any digest name keeps its colon, so that pin=md5:... is told which
 # digests are accepted instead of being split into a stray positional argument.
-_SCHEMED_VALUES = {"passphrase": r"(env|file)", "pin": r"(sha[0-9a-z_-]*|md[0-9]+|blake[0-9a-z]*)"}
+# certificateHash= takes no digest name, but one written there (sha1:...) is kept so
+# that the message says to drop it, rather than blaming a stray piece.
+_SCHEMED_VALUES = {
+    "passphrase": r"(env|file)",
+    "pin": r"(sha[0-9a-z_-]*|md[0-9]+|blake[0-9a-z]*)",
+    "certificatehash": r"(sha[0-9a-z_-]*|md[0-9]+)",
+}
 
 
 def _keepsColon(segment: str) -> bool:
@@ -260,11 +266,19 @@ _OTHER_WORDS = {
 }
 
 
+_CIPHERS_CUT = (
+    "ciphers= takes ',' between cipher strings (OpenSSL's ':' cuts the description there): "
+    "write ciphers=ECDHE+AESGCM,@SECLEVEL=2, or escape the colons (\\:)"
+)
+
+
 def _lookup(side: str, name: str) -> Option:
     table = optionsFor(side)
     option = table.get(name.lower())
     if option is not None:
         return option
+    if name.startswith(("@", "!", "+", "-")):  # @SECLEVEL=0 after ciphers=DEFAULT:
+        raise DescriptionError(f"unknown {side} option {name!r}: {_CIPHERS_CUT}", option="ciphers")
     other = CLIENT if side == SERVER else SERVER
     if name.lower() in optionsFor(other):
         raise DescriptionError(
@@ -330,15 +344,20 @@ def _positional(description: Description, names: Sequence[str], side: str) -> li
         cut = next((name for name, value in description.kwargs if not value.strip()), None)
         blamed = f"; {cut}= was cut off at a ':'" if cut is not None else ""
         raise DescriptionError(
-            f"unexpected positional argument {extra!r}: {rule}{blamed}{_cutByColon(description.args)}",
+            f"unexpected positional argument {extra!r}: {rule}{blamed}{_cutByColon(description)}",
             option=cut,
             value=extra,
         )
     return list(zip(names, description.args, strict=False))
 
 
-def _cutByColon(pieces: Sequence[str]) -> str:
+def _cutByColon(description: Description) -> str:
     """A hint for the usual cause of stray pieces: a value with ':' in it."""
+    pieces = description.args
+    if any(name.strip().lower() == "ciphers" for name, _ in description.kwargs) and any(
+        re.fullmatch(r"[!+@-][A-Za-z].*|[A-Za-z0-9_.-]*\+.*|[A-Z][A-Z0-9_-]{2,}", piece) for piece in pieces
+    ):  # !aNULL, ECDHE+CHACHA20, HIGH: the rest of an OpenSSL cipher string
+        return "; " + _CIPHERS_CUT
     if any("[" in piece or "]" in piece or not piece for piece in pieces):
         return (
             "; an IPv6 address's colons cut the description: escape them (\\:\\:1) "

@@ -12,6 +12,7 @@ were given against the two lengths accepted.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from dataclasses import dataclass
 
@@ -76,6 +77,15 @@ def parseCertificateHash(value: str, option: str = "certificateHash") -> Certifi
 
 
 def _parse(part: str, offset: int, whole: str, option: str, which: str) -> CertificateHash:
+    named = re.match(r"\s*((?:sha|md)[-_]?\d*)\s*:", part, re.IGNORECASE)
+    if named is not None:  # pin='s form, or Windows' "sha1: ..." copied whole
+        raise DescriptionError(
+            f"{option}={whole!r}{which}: a thumbprint is its hex digits alone (SHA-1 or SHA-256 told "
+            f"apart by their number): drop {named.group(0).strip()!r} (the digest name goes in "
+            f"pin=sha256:..., not in {option}=); accepted: {HASH_ACCEPTED}",
+            option=option,
+            value=whole,
+        )
     digits: list[str] = []
     for position, char in enumerate(part, start=offset + 1):
         if char in _HEX:

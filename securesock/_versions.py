@@ -96,6 +96,13 @@ def parseProtocols(value: str, option: str = "protocols") -> frozenset[TLSVersio
                 value=value,
             )
         version = _CANONICAL.get(_normalise(token))
+        if version is None and any(separator in token for separator in ",;|/ "):
+            raise DescriptionError(
+                f"{option}={value!r}: flags are joined with '+' (TLS1_2+TLS1_3), not with "
+                f"{next(c for c in ',;|/ ' if c in token)!r}; accepted: {_ACCEPTED}",
+                option=option,
+                value=value,
+            )
         if version is None:
             hint = ""
             close = difflib.get_close_matches(_normalise(token), list(_CANONICAL), n=1, cutoff=0.6)

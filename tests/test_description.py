@@ -297,10 +297,38 @@ def test_wrapped_endpoint_needs_no_port() -> None:
         ("tls:h:443:cafile=ca.pem", "client", "(did you mean 'trustRoots'?)"),
         ("tls:h:443:servername=x", "client", "(did you mean 'hostname'?)"),
         ("tls:8443:certificate=a.pem:certfile=a.pem", "server", "(did you mean 'certificate'?)"),
+        # OpenSSL's ':' between cipher strings, cut by the description's own ':'
+        (
+            "tls:h:443:ciphers=DEFAULT:@SECLEVEL=0",
+            "client",
+            "unknown client option '@SECLEVEL': ciphers= takes ','",
+        ),
+        (
+            "tls:8443:certificate=a:ciphers=ECDHE+AESGCM:ECDHE+CHACHA20",
+            "server",
+            "ciphers= takes ',' between",
+        ),
+        ("tls:8443:certificate=a:ciphers=ECDHE+AESGCM:!aNULL", "server", "ciphers= takes ',' between"),
+        (
+            "tls:8443:certificate=a:protocols=TLS1_2,TLS1_3",
+            "server",
+            "flags are joined with '+' (TLS1_2+TLS1_3), not with ','",
+        ),
+        ("tls:8443:certificateHash=sha1:9da484fcf66292909a62d4ca65fb087e0645de24", "server", "drop 'sha1:'"),
+        (
+            "tls://127.0.0.1:8443?certificateHash=sha256:ab",
+            "server",
+            "drop 'sha256:' (the digest name goes in pin=",
+        ),
     ],
 )
 def test_mistakes_are_named_in_the_users_words(text: str, side: str, fragment: str) -> None:
     assert fragment in error(text, side).message
+
+
+def test_a_stray_word_after_ciphers_is_not_blamed_on_ciphers() -> None:
+    message = error("tls:8443:certificate=a:ciphers=HIGH:extra", "server").message
+    assert "unexpected positional argument 'extra'" in message and "ciphers= takes" not in message
 
 
 def test_the_option_that_chose_the_versions_is_remembered() -> None:
