@@ -61,9 +61,8 @@ def _rejoinURL(prefix: str, args: Sequence[str], kwargs: Mapping[str, str]) -> t
     positional arguments, then at most one name=value piece holding '?' and
     the query (or, with no '=' in it, the port as one more positional piece).
     """
-    url = prefix + ":" + ":".join(args)
-    url += "".join(f":{name}={value}" for name, value in kwargs.items())
-    expected = _authorityPieces(args) + (0 if kwargs else 1)
+    url = prefix + ":" + ":".join([*args, *(f"{name}={value}" for name, value in kwargs.items())])
+    expected = (_authorityPieces(args) if args else 0) + (0 if kwargs else 1)
     return url, len(kwargs) > 1 or len(args) > expected
 
 
@@ -72,7 +71,8 @@ def fromArguments(prefix: str, args: Sequence[str], kwargs: Mapping[str, str], s
     The L{Description} of a string Twisted split into C{prefix}, C{args}
     and C{kwargs}.
     """
-    if args and args[0].startswith("//"):
+    first = args[0] if args else next(iter(kwargs), "")  # securesock://HOST?a=b, no port: one name=value piece
+    if first.startswith("//"):
         url, cutInQuery = _rejoinURL(prefix, args, kwargs)
         query = url.partition("?")[2]
         items = [(unquote(n), unquote(v)) for n, _, v in (i.partition("=") for i in query.split("&"))]

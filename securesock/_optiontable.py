@@ -173,6 +173,7 @@ _PASSPHRASE_ACCEPTED = (
 
 def _passphrase(option: str, value: str) -> Passphrase:
     source, sep, reference = value.partition(":")
+    source = source.lower() if source.lower() in ("env", "file") else source  # ENV:NAME as env:NAME
     if sep and source in ("env", "file") and reference:
         return Passphrase(source, reference)
     if source in ("env", "file") and not sep:

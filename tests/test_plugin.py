@@ -160,6 +160,25 @@ def test_a_url_cut_inside_its_query_says_how_to_write_it(pki: PKI, url: str) -> 
     assert "SECURESOCK_TEST_KEYPASS" not in message and "use the URL form" not in message
 
 
+def test_a_url_without_a_port_says_so_through_twisted(pki: PKI) -> None:
+    """Twisted cuts securesock://HOST?a=b at its '=' only: not an unknown option '//127.0.0.1?certificate'."""
+    with pytest.raises(DescriptionError, match="has no port") as caught:
+        endpoints.serverFromString(reactor, f"securesock://127.0.0.1?certificate={pki.server_pem}")
+    assert "//127.0.0.1" not in str(caught.value).partition("has no port")[0]
+
+
+def test_the_passphrase_source_is_read_in_any_case(pki: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SECURESOCK_TEST_KEYPASS", PASSPHRASE.decode())
+    where = f"securesock:0:interface=127.0.0.1:certificate={pki.server_crt}:privateKey={pki.encrypted_key}"
+    endpoint = endpoints.serverFromString(reactor, f"{where}:passphrase=ENV\\:SECURESOCK_TEST_KEYPASS")
+    assert isinstance(endpoint, TLSServerEndpoint)
+    passphrase = endpoint.options.policy.identity.passphrase
+    assert passphrase is not None and (passphrase.source, passphrase.reference) == (
+        "env",
+        "SECURESOCK_TEST_KEYPASS",
+    )
+
+
 def test_a_url_with_percent_encoded_colons_works_through_twisted(
     pki: PKI, monkeypatch: pytest.MonkeyPatch
 ) -> None:
