@@ -358,6 +358,11 @@ def _cutByColon(description: Description) -> str:
         re.fullmatch(r"[!+@-][A-Za-z].*|[A-Za-z0-9_.-]*\+.*|[A-Z][A-Z0-9_-]{2,}", piece) for piece in pieces
     ):  # !aNULL, ECDHE+CHACHA20, HIGH: the rest of an OpenSSL cipher string
         return "; " + _CIPHERS_CUT
+    if pieces and not pieces[-1] and not any("[" in piece or "]" in piece for piece in pieces):
+        return (
+            "; the description ends with ':' or holds '::': remove the ':' too many (an IPv6 "
+            "address's colons must be escaped, \\:\\:1, or written in the URL form, tls://[::1]:443)"
+        )
     if any("[" in piece or "]" in piece or not piece for piece in pieces):
         return (
             "; an IPv6 address's colons cut the description: escape them (\\:\\:1) "
@@ -455,6 +460,14 @@ def serverOptions(description: Description) -> ServerOptions:
     args = description.args
     directory: str | None = None
     positional = ["port"]
+    if len(args) >= 2 and not args[0].strip() and args[1].strip().isdigit():
+        # Not Twisted's tls:DIRECTORY:PORT with no directory: a ':' too many.
+        raise DescriptionError(
+            f"{description.prefix}::{args[1].strip()}: a ':' too many before the port; "
+            f"write {description.prefix}:{args[1].strip()}:...",
+            option="port",
+            value=args[1],
+        )
     if len(args) >= 2 and not args[0].strip().isdigit() and args[1].strip().isdigit():
         # Twisted's tls:DIRECTORY:PORT[:BACKLOG[:INTERFACE]]: the directory is the
         # certificate store, every certificate in it served by SNI.

@@ -297,6 +297,12 @@ def test_wrapped_endpoint_needs_no_port() -> None:
         ("tls:h:443:cafile=ca.pem", "client", "(did you mean 'trustRoots'?)"),
         ("tls:h:443:servername=x", "client", "(did you mean 'hostname'?)"),
         ("tls:8443:certificate=a.pem:certfile=a.pem", "server", "(did you mean 'certificate'?)"),
+        (
+            "tls::8443:certificate=a.pem",
+            "server",
+            "tls::8443: a ':' too many before the port; write tls:8443:...",
+        ),
+        ("tls:8443:certificate=a.pem:", "server", "the description ends with ':' or holds '::'"),
         # OpenSSL's ':' between cipher strings, cut by the description's own ':'
         (
             "tls:h:443:ciphers=DEFAULT:@SECLEVEL=0",
