@@ -339,7 +339,9 @@ OPTIONS: tuple[Option, ...] = (
         _alpn,
         _ALPN_ACCEPTED,
         "none (the protocol factory's own, if it declares any)",
-        "ALPN protocols, most preferred first.",
+        "ALPN protocols, most preferred first; those the application's protocol factory declares "
+        "(twisted.web's Site: h2 when available, http/1.1; the twistd securesock diagnostic page: "
+        "http/1.1) are accepted after them, since the application speaks them.",
     ),
     Option(
         "certificate",
