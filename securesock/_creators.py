@@ -9,8 +9,9 @@ service-identity, then pins), recording in words why a check failed.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -75,11 +76,17 @@ class ServedContexts:
 
     default: SSL.Context
     byName: Mapping[bytes, SSL.Context]
+    # By the IP addresses of certificates' subjectAltNames (compressed text): for
+    # clients that send no SNI (RFC 6066 sends none for an address) and connected
+    # to that address, and for those that send the address as SNI anyway.
+    byAddress: Mapping[str, SSL.Context] = field(default_factory=dict)
 
     @cached_property
     def several(self) -> bool:
         """Whether more than one context is served (else any name gets the same certificate)."""
-        return any(context is not self.default for context in self.byName.values())
+        return any(
+            context is not self.default for context in (*self.byName.values(), *self.byAddress.values())
+        )
 
 
 class ServerNameChooser:
@@ -122,6 +129,8 @@ class ServerNameChooser:
                     "must connect again without that session",
                 )
         target = _contextFor(served, name)
+        if served.byAddress and (not name or target is None):
+            target = _contextForAddress(served, name, connection) or target
         if target is None:
             if self.strict:
                 return _refused(
@@ -154,6 +163,34 @@ def _refused(connection: SSL.Connection, why: str) -> bool:
     else:
         log.info("{why}", why=why)
     return False
+
+
+def _contextForAddress(
+    served: ServedContexts, name: bytes | None, connection: SSL.Connection
+) -> SSL.Context | None:
+    """
+    The context of the certificate for the address asked for by SNI (not
+    RFC 6066's way, but openssl s_client's), or, without SNI, for the local
+    address the client connected to.
+    """
+    if name:
+        address = _address(name.decode("ascii", "replace"))
+    else:
+        transport = getattr(connection.get_app_data(), "transport", None)
+        host = getattr(transport.getHost(), "host", None) if transport is not None else None
+        address = _address(host) if isinstance(host, str) else None
+    return served.byAddress.get(address) if address is not None else None
+
+
+def _address(text: str) -> str | None:
+    """An IP address as the table keys it (an IPv4-mapped IPv6 address as IPv4), or None."""
+    try:
+        address = ipaddress.ip_address(text.partition("%")[0])
+    except ValueError:
+        return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped.compressed
+    return address.compressed
 
 
 def _contextFor(served: ServedContexts, name: bytes | None) -> SSL.Context | None:

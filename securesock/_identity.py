@@ -14,6 +14,7 @@ it came from, so that a server can read them again when they change.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import re
 from dataclasses import dataclass, replace
@@ -109,6 +110,19 @@ def sniNamesOf(certificate: x509.Certificate, *extra: str) -> tuple[str, ...]:
         if name and name.lower() not in names:
             names.append(name.lower())
     return tuple(names)
+
+
+def addressesOf(certificate: x509.Certificate) -> tuple[str, ...]:
+    """The IP addresses of a certificate's subjectAltNames, as compressed text (::1, 127.0.0.1)."""
+    try:
+        san = certificate.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except (x509.ExtensionNotFound, ValueError):
+        return ()
+    return tuple(
+        address.compressed
+        for address in san.get_values_for_type(x509.IPAddress)
+        if not isinstance(address, (ipaddress.IPv4Network, ipaddress.IPv6Network))
+    )
 
 
 def _filesOf(source: IdentitySpec) -> tuple[str, ...]:

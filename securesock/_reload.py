@@ -37,7 +37,7 @@ from twisted.logger import Logger
 from ._context import installServerNameCallback, serverContext, sessionContextID
 from ._creators import ServedContexts, ServerCreator, ServerNameChooser
 from ._errors import CertificateError
-from ._identity import Selected, everyEntrySources, loadSelected
+from ._identity import Selected, addressesOf, everyEntrySources, loadSelected
 from ._material import describeCertificate
 from ._options import IdentitySpec, ServerOptions
 from ._store import Store, openStore
@@ -94,12 +94,15 @@ def _table(served: Sequence[Served], preferNewest: bool) -> ServedContexts:
         if preferNewest
         else served
     )
+    byAddress: dict[str, SSL.Context] = {}
     for item in ordered:
         for name in item.selected.sniNames:
             key = _sniKey(name)
             if key is not None:
                 byName.setdefault(key, item.context)
-    return ServedContexts(served[0].context, byName)
+        for address in addressesOf(item.selected.identity.certificate):
+            byAddress.setdefault(address, item.context)
+    return ServedContexts(served[0].context, byName, byAddress)
 
 
 class Renewal:

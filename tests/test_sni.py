@@ -291,3 +291,33 @@ def test_the_session_name_is_read_from_its_der_form() -> None:
     assert hostnameOf(long) == name
     assert isinstance(hostnameOf(bytes([0x30, len(body) + 5]) + body), Unreadable)  # cut short
     assert isinstance(hostnameOf(b"\x04\x00"), Unreadable)  # not a SEQUENCE
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_certificate_for_an_ip_address_is_served_to_clients_of_that_address(kit: StoreKit) -> None:
+    """
+    RFC 6066 clients send no SNI for an address (Python's ssl, curl): they get
+    the certificate whose IP subjectAltName is the address they connected
+    to, not the first one, and verify it; a client that sends the address
+    as SNI anyway (openssl s_client -servername) gets it too, also with
+    sniStrict=yes.  Names still choose by name.
+    """
+    kit.add("a.pem", ["a.example"], commonName="A")
+    kit.add("ip.pem", ["127.0.0.1"], commonName="IP")
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate=a,ip:sniStrict=yes:store={kit.root}")
+    number = port.getHost().port
+    try:
+        assert await subject(number, kit, "127.0.0.1") == "CN=IP"  # verified by Python: the IP SAN matched
+        assert await subject(number, kit, "a.example") == "CN=A"
+        output = await sClient(number, kit, "-servername", "127.0.0.1")
+        assert "CN = IP" in output and "alert" not in output, output
+    finally:
+        await port.stopListening()
+
+
+def test_addresses_are_keyed_as_clients_reach_them() -> None:
+    from securesock._creators import _address
+
+    assert _address("::ffff:127.0.0.1") == "127.0.0.1"  # a dual-stack listener's IPv4 client
+    assert _address("0:0::1") == "::1" and _address("fe80::1%eth0") == "fe80::1"
+    assert _address("a.example") is None
