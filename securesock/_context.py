@@ -10,6 +10,9 @@ compression, no renegotiation, the server's cipher order.
 
 from __future__ import annotations
 
+import base64
+import binascii
+import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from typing import Any
@@ -19,12 +22,13 @@ from OpenSSL import SSL, crypto
 from twisted.internet.interfaces import IProtocolNegotiationFactory
 from twisted.logger import Logger
 
+from ._der import DERError, element
 from ._errors import CertificateError, DescriptionError, opensslReasons
 from ._material import Identity, fingerprint, loadCertificates
 from ._options import ClientOptions, ClientVerification, ServerOptions, TLSPolicy
 from ._protocols import versionSettings
-from ._rehearsal import rehearseClient, rehearseServer
-from ._versions import formatProtocols
+from ._rehearsal import keyText, rehearseClient, rehearseServer
+from ._versions import TLSVersion, formatProtocols
 
 __all__ = [
     "INTERMEDIATE_CIPHERS",
@@ -94,6 +98,41 @@ def _limitGroups(context: SSL.Context, *, finiteField: bool = False) -> None:
         _lib.ERR_clear_error()  # pragma: no cover - OpenSSL without the hybrid
 
 
+# TLS 1.3's suite names: OpenSSL's set_cipher_list knows none of them (they are
+# chosen with SSL_CTX_set_ciphersuites, which securesock leaves at OpenSSL's three).
+_TLS13_SUITE = re.compile(r"TLS_(AES|CHACHA20|SM4)_\w+", re.IGNORECASE)
+
+
+def _checkTLS13Ciphers(policy: TLSPolicy) -> None:
+    """
+    ciphers= chooses the suites of TLS 1.2 and below: refuse it where it
+    would silently choose nothing (only TLS 1.3 enabled) and TLS 1.3 suite
+    names in it, which OpenSSL would call unknown or silently skip.
+    """
+    assert policy.ciphers is not None
+    names = [n for n in re.split(r"[:, ]+", policy.ciphers) if _TLS13_SUITE.fullmatch(n)]
+    why = (
+        "ciphers= chooses the cipher suites of TLS 1.2 and below; TLS 1.3's suites are OpenSSL's "
+        "(TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256, TLS_AES_128_GCM_SHA256) and not configurable"
+    )
+    if names:
+        raise DescriptionError(
+            f"ciphers={policy.ciphers!r}: {', '.join(names)} {'is a TLS 1.3 suite' if len(names) == 1 else 'are TLS 1.3 suites'}; "
+            f"{why}; remove {'it' if len(names) == 1 else 'them'} (accepted: an OpenSSL cipher string "
+            "such as ECDHE+AESGCM,ECDHE+CHACHA20, see 'openssl ciphers -v')",
+            option="ciphers",
+            value=policy.ciphers,
+        )
+    if all(v >= TLSVersion.TLS1_3 for v in policy.protocols):
+        versions = formatProtocols(policy.protocols)
+        raise DescriptionError(
+            f"ciphers={policy.ciphers!r} has no effect with {policy.protocolsOption}={versions} (only "
+            f"TLS 1.3): {why}; remove ciphers=, or add TLS1_2 to {policy.protocolsOption}=",
+            option="ciphers",
+            value=policy.ciphers,
+        )
+
+
 def _baseContext(policy: TLSPolicy, *, server: bool, rehearsal: bool = False) -> SSL.Context:
     settings = versionSettings(policy.protocols, policy.protocolsOption, client=not server)
     context = SSL.Context(SSL.TLS_METHOD)
@@ -126,6 +165,8 @@ def _baseContext(policy: TLSPolicy, *, server: bool, rehearsal: bool = False) ->
             "enabled only because they were asked for; security level lowered to 0",
             protocols=formatProtocols(policy.protocols),
         )
+    if policy.ciphers is not None:
+        _checkTLS13Ciphers(policy)
     try:
         context.set_cipher_list(ciphers.encode("ascii"))
     except (SSL.Error, UnicodeEncodeError):
@@ -141,7 +182,22 @@ def _baseContext(policy: TLSPolicy, *, server: bool, rehearsal: bool = False) ->
     return context
 
 
-def _useIdentity(context: SSL.Context, identity: Identity) -> None:
+_DEFAULT_LEVEL = (
+    2  # OpenSSL's default security level on current builds (distributions set it in openssl.cnf too)
+)
+# What each security level asks of keys (SSL_CTX_set_security_level(3)):
+# (RSA and finite-field DH bits, EC bits).
+_LEVEL_MINIMUM = {0: (0, 0), 1: (1024, 160), 2: (2048, 224), 3: (3072, 256), 4: (7680, 384), 5: (15360, 512)}
+_SECLEVEL = re.compile(r"@SECLEVEL=(\d+)", re.IGNORECASE)
+
+
+def _chosenLevel(ciphers: str | None) -> int | None:
+    """The security level a ciphers= string sets (OpenSSL keeps the last @SECLEVEL), if it sets one."""
+    levels = _SECLEVEL.findall(ciphers or "")
+    return min(int(levels[-1]), 5) if levels else None
+
+
+def _useIdentity(context: SSL.Context, identity: Identity, ciphers: str | None = None) -> None:
     try:
         context.use_certificate(identity.certificate)
         context.use_privatekey(identity.key)  # type: ignore[arg-type]
@@ -150,6 +206,20 @@ def _useIdentity(context: SSL.Context, identity: Identity) -> None:
     except SSL.Error as e:
         # OpenSSL's own policy, e.g. "ee key too small" for RSA-1024 at the default security level.
         reasons = "; ".join(opensslReasons(e)) or "refused"
+        level = _chosenLevel(ciphers)
+        if level is not None and level > _DEFAULT_LEVEL:
+            # ciphers= raised the bar: the certificate may well be fine at the default level.
+            rsaBits, ecBits = _LEVEL_MINIMUM[level]
+            raise CertificateError(
+                f"OpenSSL refuses the certificate from {identity.source} ({reasons}; it has an "
+                f"{keyText(identity.certificate)} key) at security level {level}, which ciphers={ciphers!r} "
+                f"sets with @SECLEVEL={level}: level {level} requires at least a {rsaBits}-bit RSA or a "
+                f"{ecBits}-bit EC key, signed with SHA-256 or better; use such a certificate, or remove "
+                f"@SECLEVEL={level} from ciphers= (OpenSSL's default level {_DEFAULT_LEVEL} takes a "
+                "2048-bit RSA or a 256-bit EC key)",
+                option="ciphers",
+                value=ciphers,
+            ) from None
         raise CertificateError(
             f"OpenSSL refuses the certificate from {identity.source} ({reasons}); use a certificate "
             "with at least a 2048-bit RSA or a 256-bit EC key, signed with SHA-256 or better",
@@ -271,6 +341,69 @@ def _installPublicServerNameCallback(  # pragma: no cover - other pyOpenSSL vers
     context.set_tlsext_servername_callback(callback)
 
 
+_DH_PEM = re.compile(rb"-----BEGIN (?:X9\.42 )?DH PARAMETERS-----(.+?)-----END", re.DOTALL)
+
+
+def _dhBits(path: str) -> int | None:
+    """The size of the prime of the PEM DH parameters in C{path}; None if it holds none."""
+    try:
+        with open(path, "rb") as file:
+            data = file.read(1 << 20)
+    except OSError:
+        return None
+    found = _DH_PEM.search(data)
+    if found is None:
+        return None
+    try:
+        der = base64.b64decode(b"".join(found.group(1).split()), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    # PKCS #3 DHParameter (and X9.42's DomainParameters) ::= SEQUENCE { p INTEGER, ... }
+    try:
+        _, sequence, _ = element(der, 0, 0x30)
+        _, start, end = element(der, sequence, 0x02)
+    except DERError:
+        return None
+    return int.from_bytes(der[start:end], "big").bit_length()
+
+
+def _dhError(path: str, ciphers: str | None, reasons: list[str]) -> CertificateError:
+    """Why OpenSSL refused the file of dhParameters=: none in it, or too small for the security level."""
+    bits = _dhBits(path)
+    if bits is None:
+        return CertificateError(
+            f"dhParameters={path!r} holds no PEM DH parameters "
+            "(make some with 'openssl dhparam -out dh.pem 2048')",
+            option="dhParameters",
+            value=path,
+        )
+    if not any("too small" in r for r in reasons):
+        return CertificateError(
+            f"dhParameters={path!r}: OpenSSL refuses its {bits}-bit DH parameters "
+            f"({'; '.join(reasons) or 'refused'}); make new ones with 'openssl dhparam -out dh.pem 2048'",
+            option="dhParameters",
+            value=path,
+        )
+    chosen = _chosenLevel(ciphers)
+    if chosen is None:  # a system policy (openssl.cnf) may set more than the default
+        level = max(
+            _DEFAULT_LEVEL, min((n for n, (dhBits, _) in _LEVEL_MINIMUM.items() if dhBits > bits), default=5)
+        )
+    else:
+        level = chosen
+    needed = max(_LEVEL_MINIMUM[level][0], 2048)
+    setBy = "OpenSSL's default" if chosen is None else f"set by ciphers={ciphers!r}"
+    accepting = max(n for n, (dhBits, _) in _LEVEL_MINIMUM.items() if dhBits <= bits)
+    return CertificateError(
+        f"dhParameters={path!r} holds {bits}-bit DH parameters, too small: the security level "
+        f"({level}, {setBy}) needs at least {_LEVEL_MINIMUM[level][0]} bits; make new ones with "
+        f"'openssl dhparam -out dh.pem {needed}', or, if that is really wanted, lower the level with "
+        f"ciphers=...,@SECLEVEL={accepting}",
+        option="dhParameters",
+        value=path,
+    )
+
+
 def serverContext(
     options: ServerOptions,
     identity: Identity,
@@ -296,7 +429,7 @@ def serverContext(
             options.dhParameters,
         )
     context = _baseContext(options.policy, server=True, rehearsal=rehearsal)
-    _useIdentity(context, identity)
+    _useIdentity(context, identity, options.policy.ciphers)
     context.set_session_id(sessionID or sessionContextID(identity))
     context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
     if options.dhParameters is not None:
@@ -311,13 +444,8 @@ def serverContext(
                 option="dhParameters",
                 value=options.dhParameters,
             ) from None
-        except SSL.Error:
-            raise CertificateError(
-                f"dhParameters={options.dhParameters!r} holds no PEM DH parameters "
-                "(make some with 'openssl dhparam -out dh.pem 2048')",
-                option="dhParameters",
-                value=options.dhParameters,
-            ) from None
+        except SSL.Error as e:
+            raise _dhError(options.dhParameters, options.policy.ciphers, opensslReasons(e)) from None
     if options.verifyClient is not ClientVerification.NONE:
         if authorities is None:
             assert options.caCerts is not None
@@ -343,7 +471,7 @@ def clientContext(
     """
     context = _baseContext(options.policy, server=False)
     if identity is not None:
-        _useIdentity(context, identity)
+        _useIdentity(context, identity, options.policy.ciphers)
     if options.verify:
         if trust is not None:
             _addTrust(context, trust)

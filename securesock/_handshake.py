@@ -525,6 +525,11 @@ def _reasons(error: SSL.Error) -> list[str]:
     return opensslReasons(error) or [str(error)]
 
 
+def _serverHelloIn(received: bytes) -> bool:
+    """Whether a server's first bytes start with a ServerHello (a handshake record, message type 2)."""
+    return len(received) > 5 and received[0] == 0x16 and received[5] == 0x02
+
+
 def handshakeError(
     reason: Failure, peer: str, protocols: str, received: bytes | None = None
 ) -> TLSHandshakeError:
@@ -545,8 +550,18 @@ def handshakeError(
         if any("version" in r or "unsupported protocol" in r for r in reasons):
             hint = f" (we offered {protocols}; the peer accepts none of them)"
         elif any("handshake failure" in r or "no shared cipher" in r for r in reasons):
-            # OpenSSL servers also send handshake_failure for a missing client certificate (TLS 1.2)
-            hint = " (no cipher suite or key type in common, or the server requires a client certificate and got none)"
+            # A server that picks a version below ours finds none of our suites usable at it
+            # (TLS 1.2's AEAD suites under TLS 1.0) and sends handshake_failure, not
+            # protocol_version, before any ServerHello.  OpenSSL servers also send
+            # handshake_failure for a missing client certificate (TLS 1.2), after the ServerHello.
+            versions = f"the peer accepts none of the versions we offered ({protocols})"
+            certificate = "the server requires a client certificate and got none"
+            if received is None:  # not known whether the ServerHello came
+                hint = f" (no cipher suite or key type in common, {versions}, or {certificate})"
+            elif _serverHelloIn(received):
+                hint = f" (no cipher suite or key type in common, or {certificate})"
+            else:
+                hint = f" (no cipher suite or key type in common, or {versions})"
         else:
             hint = ""
         return TLSHandshakeError(f"TLS handshake with {peer} failed: {text}{hint}")

@@ -29,7 +29,7 @@ from ._errors import DescriptionError, opensslReasons
 from ._options import TLSPolicy
 from ._versions import TLSVersion, formatProtocols
 
-__all__ = ["rehearseServer", "rehearseClient", "usableSuites", "moveAll"]
+__all__ = ["rehearseServer", "rehearseClient", "usableSuites", "moveAll", "keyText"]
 
 _ROUNDS = 8  # a TLS 1.2 handshake takes two round trips, 1.3 one: ample
 _CACHE_LIMIT = 256
@@ -101,7 +101,8 @@ def _handshake(server: SSL.Context, version: TLSVersion, suites: bytes = _EVERY_
     return "the handshake did not complete"
 
 
-def _keyText(certificate: x509.Certificate) -> str:
+def keyText(certificate: x509.Certificate) -> str:
+    """A certificate's key in a few words for messages: C{RSA-2048}, C{ECDSA secp256r1}, C{Ed25519}."""
     key = certificate.public_key()
     if isinstance(key, rsa.RSAPublicKey):
         return f"RSA-{key.key_size}"
@@ -150,7 +151,7 @@ def rehearseServer(
         policy.protocols,
         policy.ciphers,
         dhParameters,
-        _keyText(certificate),
+        keyText(certificate),
         certificate.signature_algorithm_oid.dotted_string,
     )
     if key in _rehearsed:
@@ -166,7 +167,7 @@ def rehearseServer(
         _remember(key, failed)
     if failed is not None:
         version, reason = failed
-        what = f"with the {_keyText(certificate)} certificate"
+        what = f"with the {keyText(certificate)} certificate"
         if dhParameters is None and re.search(r"(?<!EC)(DHE|EDH)", policy.ciphers or "", re.IGNORECASE):
             what += " (DHE suites also need dhParameters=FILE)"
         raise _failure(policy, version, reason, what)

@@ -17,6 +17,7 @@ from __future__ import annotations
 from OpenSSL import SSL
 
 from ._clienthello import Unreadable
+from ._der import DERError, element
 
 __all__ = ["resumedSessionName"]
 
@@ -54,35 +55,15 @@ def resumedSessionName(connection: SSL.Connection) -> bytes | None | Unreadable:
 def hostnameOf(der: bytes) -> bytes | None | Unreadable:
     """Field [6] (tlsext_hostname) of a DER-encoded SSL_SESSION."""
     try:
-        tag, start, end = _element(der, 0)
-        if tag != _SEQUENCE or end != len(der):
+        _, position, end = element(der, 0, _SEQUENCE)
+        if end != len(der):
             return _UNREADABLE
-        position = start
         while position < end:
-            tag, contentStart, contentEnd = _element(der, position)
+            tag, contentStart, contentEnd = element(der, position)
             if tag == _HOSTNAME_TAG:
-                inner, nameStart, nameEnd = _element(der, contentStart)
-                if inner != _OCTET_STRING or nameEnd != contentEnd:
-                    return _UNREADABLE
-                return der[nameStart:nameEnd]
+                _, nameStart, nameEnd = element(der, contentStart, _OCTET_STRING)
+                return der[nameStart:nameEnd] if nameEnd == contentEnd else _UNREADABLE
             position = contentEnd
-    except IndexError:
+    except DERError:
         return _UNREADABLE
     return None
-
-
-def _element(der: bytes, position: int) -> tuple[int, int, int]:
-    """The tag at C{position}, and where its content starts and ends (single-byte tags: all SSL_SESSION uses)."""
-    tag = der[position]
-    length = der[position + 1]
-    start = position + 2
-    if length & 0x80:
-        count = length & 0x7F
-        if not 1 <= count <= 4:
-            raise IndexError("unsupported DER length")
-        length = int.from_bytes(der[start : start + count], "big")
-        start += count
-    end = start + length
-    if end > len(der):
-        raise IndexError("DER element past the end")
-    return tag, start, end

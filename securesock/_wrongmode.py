@@ -121,8 +121,43 @@ def _shown(data: bytes) -> str:
     return commandOf(data) if first.isalnum() or first == b"<" else quoted(data[:8])  # a header, no more
 
 
+# The version an SSL 2.0-format CLIENT-HELLO offers: SSL 2.0 itself, or (the
+# "SSLv2-compatible" hello of old clients and some scanners) SSL 3.0 to TLS 1.2.
+_SSL2_HELLO_VERSIONS = {
+    b"\x00\x02": "SSL 2.0",
+    b"\x03\x00": "SSL 3.0",
+    b"\x03\x01": "TLS 1.0",
+    b"\x03\x02": "TLS 1.1",
+    b"\x03\x03": "TLS 1.2",
+}
+
+
+def _sslv2Hello(data: bytes) -> str | None:
+    """
+    The version an SSL 2.0-format ClientHello offers (a 2-byte record header
+    with its top bit set, then MSG-CLIENT-HELLO, 1), or None if C{data} is
+    not one.  Its first byte (0x80 or more) is no TLS content type.
+    """
+    if len(data) < 5 or not data[0] & 0x80 or data[2] != 0x01:
+        return None
+    return _SSL2_HELLO_VERSIONS.get(data[3:5])
+
+
 def plaintextFromClient(data: bytes, peer: str) -> str:
     """What a server logs when a client's first bytes are not a TLS ClientHello."""
+    offered = _sslv2Hello(data)
+    if offered == "SSL 2.0":
+        return (
+            f"{peer} sent an SSL 2.0 ClientHello, not a TLS ClientHello: a very old client; SSL 2.0 is "
+            "broken and no OpenSSL since 1.1.0 speaks it; the client must offer TLS with a TLS ClientHello; closed"
+        )
+    if offered is not None:
+        return (
+            f"{peer} sent an SSL 2.0-format (SSLv2-compatible) ClientHello offering up to {offered}, not a "
+            "TLS ClientHello: a very old client (or a scanner); this server accepts only TLS ClientHellos "
+            "(the old format carries no extensions: no SNI, no TLS 1.3); the client must offer TLS with a "
+            "TLS ClientHello (Java: drop SSLv2Hello from its protocols); closed"
+        )
     if isHTTPRequest(data):
         return (
             f"{peer} sent a plain HTTP request ({quoted(_requestLine(data))}) to this TLS port; "

@@ -562,3 +562,124 @@ async def test_the_handshake_deadline_is_cancelled_once_connected(pki: PKI) -> N
         protocol.transport.loseConnection()  # type: ignore[union-attr]
     finally:
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_tls_1_2_client_meeting_a_tls_1_0_server_hears_about_versions(pki: PKI) -> None:
+    """
+    The server picks TLS 1.0, finds none of the client's TLS 1.2 suites usable there and
+    answers handshake_failure before any ServerHello: the versions may be at fault, not a
+    client certificate.
+    """
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}:protocols=TLS1")
+    try:
+        with pytest.raises(TLSHandshakeError) as raised:
+            await clientReply(f"tls:localhost:{port.getHost().port}:trustRoots={pki.ca_pem}:protocols=TLS1_2")
+    finally:
+        await port.stopListening()
+    message = str(raised.value)
+    assert "handshake failure" in message, message
+    assert message.endswith(
+        "(no cipher suite or key type in common, or the peer accepts none of the versions we offered (TLS1_2))"
+    )
+    assert "client certificate" not in message
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_missing_client_certificate_under_tls_1_2_is_still_named(pki: PKI) -> None:
+    """handshake_failure after the ServerHello: the server wanted a client certificate."""
+    port = await listen(
+        f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}:verifyClient=require:caCerts={pki.ca_pem}"
+    )
+    try:
+        with pytest.raises(TLSHandshakeError) as raised:
+            await clientReply(f"tls:localhost:{port.getHost().port}:trustRoots={pki.ca_pem}:protocols=TLS1_2")
+    finally:
+        await port.stopListening()
+    message = str(raised.value)
+    assert message.endswith(
+        "(no cipher suite or key type in common, or the server requires a client certificate and got none)"
+    ), message
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_sslv2_format_client_hello_is_named_in_the_log(pki: PKI, logLines: object) -> None:
+    """A very old client's SSL 2.0-format hello (offering TLS 1.0) is not called plaintext."""
+    import time
+
+    from twisted.internet.task import deferLater
+
+    from . import rawclients
+    from .logcapture import LogLines
+    from .test_wrongmode import sslv2FormatHello
+
+    assert isinstance(logLines, LogLines)
+    port = await listen(
+        f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}:protocols=TLS1+TLS1_2+TLS1_3"
+    )
+
+    def send() -> tuple[int, bytes]:
+        with rawclients.connect("127.0.0.1", port.getHost().port, sslv2FormatHello(b"\x03\x01")) as raw:
+            raw.settimeout(5)
+            return raw.getsockname()[1], raw.recv(100)
+
+    try:
+        local, answer = await deferToThread(send)
+        deadline = time.monotonic() + 5
+        while not logLines.about(local) and time.monotonic() < deadline:
+            await deferLater(reactor, 0.02, lambda: None)
+    finally:
+        await port.stopListening()
+    assert answer == b""  # closed, nothing sent
+    lines = logLines.about(local)
+    assert len(lines) == 1, lines
+    assert "sent an SSL 2.0-format (SSLv2-compatible) ClientHello offering up to TLS 1.0" in lines[0]
+    assert "plain TCP" not in lines[0]
+
+
+def test_handshake_failure_when_the_server_hello_is_not_known(pki: PKI) -> None:
+    """
+    STARTTLS upgrades keep no server bytes: a real TLS 1.2 client's failure
+    against a TLS 1.0-only server (in memory) names every possible cause.
+    """
+    from OpenSSL import SSL
+
+    from securesock._context import INTERMEDIATE_CIPHERS
+    from securesock._handshake import handshakeError
+    from securesock._rehearsal import moveAll
+
+    def context(version: int, ciphers: bytes) -> SSL.Context:
+        made = SSL.Context(SSL.TLS_METHOD)
+        made.set_min_proto_version(version)
+        made.set_max_proto_version(version)
+        made.set_cipher_list(ciphers)
+        return made
+
+    serving = context(SSL.TLS1_VERSION, b"ALL:@SECLEVEL=0")
+    serving.use_certificate_chain_file(pki.server_pem)
+    serving.use_privatekey_file(pki.server_pem)
+    server = SSL.Connection(serving, None)
+    server.set_accept_state()
+    client = SSL.Connection(context(SSL.TLS1_2_VERSION, INTERMEDIATE_CIPHERS.encode()), None)
+    client.set_connect_state()
+    failure = None
+    for _ in range(4):
+        for connection in (client, server):
+            try:
+                connection.do_handshake()
+            except SSL.WantReadError:
+                pass
+            except SSL.Error as e:
+                if connection is client:
+                    failure = Failure(e)
+        if failure is not None:
+            break
+        moveAll(client, server)
+        moveAll(server, client)
+    assert failure is not None
+    message = str(handshakeError(failure, "mail.example:25", "TLS1_2"))
+    assert message == (
+        "TLS handshake with mail.example:25 failed: tls alert handshake failure (no cipher suite or key type "
+        "in common, the peer accepts none of the versions we offered (TLS1_2), or the server requires a "
+        "client certificate and got none)"
+    )

@@ -130,3 +130,35 @@ def test_a_real_client_hello_is_tls() -> None:
 def test_a_plaintext_clients_credentials_are_not_logged(first: bytes) -> None:
     message = plaintextFromClient(first, PEER)
     assert "s3cr3t" not in message and "alice" not in message
+
+
+def sslv2FormatHello(version: bytes) -> bytes:
+    """An SSL 2.0-format CLIENT-HELLO (2-byte record header) offering C{version}, as very old clients send."""
+    specs = bytes.fromhex("00002f0100800700c0")  # TLS_RSA_WITH_AES_128_CBC_SHA, two SSL 2.0 kinds
+    body = b"\x01" + version + len(specs).to_bytes(2, "big") + b"\x00\x00\x00\x10" + specs + b"\x11" * 16
+    return bytes([0x80 | (len(body) >> 8), len(body) & 0xFF]) + body
+
+
+@pytest.mark.parametrize(
+    ("version", "offered"), [(b"\x03\x01", "TLS 1.0"), (b"\x03\x03", "TLS 1.2"), (b"\x03\x00", "SSL 3.0")]
+)
+def test_an_sslv2_compatible_hello_is_named(version: bytes, offered: str) -> None:
+    message = plaintextFromClient(sslv2FormatHello(version), PEER)
+    assert message.startswith(
+        f"{PEER} sent an SSL 2.0-format (SSLv2-compatible) ClientHello offering up to {offered}, "
+        "not a TLS ClientHello: a very old client"
+    )
+    assert "the client must offer TLS with a TLS ClientHello" in message
+    assert "plain TCP" not in message and "STARTTLS" not in message
+    assert not isTLSRecord(sslv2FormatHello(version))
+
+
+def test_an_ssl_2_0_hello_is_named() -> None:
+    message = plaintextFromClient(sslv2FormatHello(b"\x00\x02"), PEER)
+    assert message.startswith(f"{PEER} sent an SSL 2.0 ClientHello, not a TLS ClientHello: a very old client")
+    assert "no OpenSSL since 1.1.0 speaks it" in message and "plain TCP" not in message
+
+
+def test_bytes_that_only_start_like_an_sslv2_header_are_plaintext() -> None:
+    message = plaintextFromClient(b"\x80\x2e\x05\x03\x01garbage", PEER)
+    assert "SSL 2.0" not in message and "it may expect plain TCP" in message
