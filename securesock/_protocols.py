@@ -93,10 +93,17 @@ def versionSettings(
     if missing:
         names = ", ".join(f"{v.name} ({v.displayName})" for v in missing)
         available = formatProtocols(speakable()) or "none"
+        # SSL 2.0 left OpenSSL in 1.1.0: no build speaks it; SSL 3.0 needs a build made with enable-ssl3.
+        remedy = (
+            "no OpenSSL since 1.1.0 speaks SSL 2.0"
+            if missing == [TLSVersion.SSL2]
+            else "or run with an OpenSSL built with that version enabled"
+            + (" (no OpenSSL since 1.1.0 speaks SSL 2.0)" if TLSVersion.SSL2 in missing else "")
+        )
         raise ProtocolUnavailableError(
             f"{option}: {names} cannot be spoken by the linked {opensslBuild()}; "
             f"this build speaks {available}.  Remove {'it' if len(missing) == 1 else 'them'} "
-            "from the description, or run with an OpenSSL built with that version enabled",
+            f"from the description{';' if missing == [TLSVersion.SSL2] else ','} {remedy}",
             option=option,
             value=formatProtocols(versions),
         )

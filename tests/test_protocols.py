@@ -21,6 +21,19 @@ def test_availability_is_detected_at_run_time() -> None:
     assert speakable() == frozenset(v for v in V if canSpeak(v))
 
 
+def test_ssl2_is_not_promised_from_any_build() -> None:
+    """No OpenSSL since 1.1.0 speaks SSL 2.0: the message does not send the user looking for one."""
+    with pytest.raises(ProtocolUnavailableError) as caught:
+        versionSettings(frozenset({V.SSL2}))
+    message = caught.value.message
+    assert "no OpenSSL since 1.1.0 speaks SSL 2.0" in message and "built with that version" not in message
+    if not canSpeak(V.SSL3):
+        with pytest.raises(
+            ProtocolUnavailableError, match="run with an OpenSSL built with that version enabled"
+        ):
+            versionSettings(frozenset({V.SSL3}))
+
+
 def test_hole_kept_with_op_no() -> None:
     settings = versionSettings(frozenset({V.TLS1, V.TLS1_2}))
     assert (settings.minimum, settings.maximum) == (SSL.TLS1_VERSION, SSL.TLS1_2_VERSION)
