@@ -31,8 +31,15 @@ __all__ = [
 # description with repr()), and pieces after an unescaped ':' that hold no
 # '=' are taken as more of it (Twisted's syntax cut the passphrase there; they
 # are not options).  (env\:NAME is the escaped spelling error messages suggest.)
-_FIRST_PIECE = r"(?:\\+.|[^&:'\"\s\\])(?:\\+.|[^&:'\"\n\\])*"
-_MORE_PIECE = r"(?:\\+.|[^&:'\"\s\\=])(?:\\+.|[^&:'\"\n\\=])*"
+# A quote after an even run of backslashes ends the quoted description (the
+# value ended in a backslash: 'passphrase=x\\' in repr), after an odd run it is
+# part of the value.
+_ESCAPE = r"(?:(?:\\\\)*\\['\"]|\\+[^'\"\n])"
+# A quote ends the value only where a quoted description ends in a message (at the
+# end, before a space, ',', ';', ')', ']' or ': '): one inside a passphrase is part of it.
+_QUOTE = r"['\"](?!$|[\s,;)\]]|:\s)"
+_FIRST_PIECE = rf"(?:{_ESCAPE}|{_QUOTE}|[^&:'\"\s\\])(?:{_ESCAPE}|{_QUOTE}|[^&:'\"\n\\])*"
+_MORE_PIECE = rf"(?:{_ESCAPE}|{_QUOTE}|[^&:'\"\s\\=])(?:{_ESCAPE}|{_QUOTE}|[^&:'\"\n\\=])*"
 _LITERAL_PASSPHRASE = re.compile(
     rf"(passphrase=)(?!(?:env|file)\\*:)({_FIRST_PIECE}(?::{_MORE_PIECE}(?=[:&'\"\n]|$))*)", re.IGNORECASE
 )

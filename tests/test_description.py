@@ -138,6 +138,13 @@ def test_a_passphrase_in_a_url_split_by_twisted_is_not_shown_in_part() -> None:
         ("passphrase=a=b:c", "passphrase=(not shown)"),
         ("tls:1:passphrase=env:KEYPASS:backlog=5", "tls:1:passphrase=env:KEYPASS:backlog=5"),
         ("tls:1:passphrase=file:/run/pass", "tls:1:passphrase=file:/run/pass"),
+        # a value ending in a backslash: the message goes on after the quote
+        (
+            "description 'tls:1:passphrase=hunter2\\\\' ends with a lone backslash; write \\\\",
+            "description 'tls:1:passphrase=(not shown)' ends with a lone backslash; write \\\\",
+        ),
+        # a quote inside the passphrase is part of it
+        ('"tls:1:passphrase=hun\'ter2:certificate=x"', '"tls:1:passphrase=(not shown):certificate=x"'),
     ],
 )
 def test_quoted_descriptions_hide_typed_passphrases(text: str, shown: str) -> None:
