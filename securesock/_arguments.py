@@ -71,7 +71,8 @@ def fromArguments(prefix: str, args: Sequence[str], kwargs: Mapping[str, str], s
     The L{Description} of a string Twisted split into C{prefix}, C{args}
     and C{kwargs}.
     """
-    first = args[0] if args else next(iter(kwargs), "")  # securesock://HOST?a=b, no port: one name=value piece
+    # securesock://HOST?a=b, without a port, is one name=value piece
+    first = args[0] if args else next(iter(kwargs), "")
     if first.startswith("//"):
         url, cutInQuery = _rejoinURL(prefix, args, kwargs)
         query = url.partition("?")[2]

@@ -38,7 +38,9 @@ _ESCAPE = r"(?:(?:\\\\)*\\['\"]|\\+[^'\"\n])"
 # A quote ends the value only where a quoted description ends in a message (at the
 # end, before a space, ',', ';', ')', ']' or ': '): one inside a passphrase is part of it.
 _QUOTE = r"['\"](?!$|[\s,;)\]]|:\s)"
-_FIRST_PIECE = rf"(?:{_ESCAPE}|{_QUOTE}|[^&:'\"\s\\])(?:{_ESCAPE}|{_QUOTE}|[^&:'\"\n\\])*"
+# (A quote right after passphrase= opens a quoted value, passphrase='/run/pass' in a
+# message about a file: not a typed passphrase.)
+_FIRST_PIECE = rf"(?:{_ESCAPE}|[^&:'\"\s\\])(?:{_ESCAPE}|{_QUOTE}|[^&:'\"\n\\])*"
 _MORE_PIECE = rf"(?:{_ESCAPE}|{_QUOTE}|[^&:'\"\s\\=])(?:{_ESCAPE}|{_QUOTE}|[^&:'\"\n\\=])*"
 _LITERAL_PASSPHRASE = re.compile(
     rf"(passphrase=)(?!(?:env|file)\\*:)({_FIRST_PIECE}(?::{_MORE_PIECE}(?=[:&'\"\n]|$))*)", re.IGNORECASE

@@ -34,6 +34,9 @@ __all__ = [
     "readPassphrase",
     "describeCertificate",
     "fingerprint",
+    "checkReadableFile",
+    "looksLikePKCS12",
+    "MAX_FILE_SIZE",
 ]
 
 log = Logger()
@@ -69,35 +72,95 @@ def describeCertificate(certificate: x509.Certificate) -> str:
     return f"{certificate.subject.rfc4514_string() or '(empty subject)'} [sha1 {fingerprint(certificate, 'sha1').hex()}]"
 
 
-def _read(path: str, option: str, what: str, shown: str | None = None) -> bytes:
-    """The file's bytes; C{shown}: how messages name it, if not by C{path}."""
+MAX_FILE_SIZE = 10 * 1024 * 1024  # a certificate, key or CA bundle is KBs; a few MB at most
+
+
+def _refusal(prefix: str, path: str, option: str, shown: str | None, message: str) -> CertificateError:
+    return CertificateError(f"{prefix}{message}", option=option, value=path if shown is None else None)
+
+
+def _read(
+    path: str,
+    option: str,
+    what: str,
+    shown: str | None = None,
+    *,
+    prefix: str | None = None,
+) -> bytes:
+    """
+    The file's bytes; C{shown}: how messages name it, if not by C{path};
+    C{prefix}: how messages start (C{option=NAMED}, or C{--passphrase ...} for
+    the command line).  Only a regular file is read, and at most
+    L{MAX_FILE_SIZE} bytes of it: a FIFO would block for ever and
+    C{/dev/zero} fill the memory.  (A pipe would not do for a passphrase
+    either: it is read again for each file and each renewal.)
+    """
     named = repr(path) if shown is None else shown
+    start = f"{option}={named}" if prefix is None else prefix
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        # O_NONBLOCK: opening a FIFO nobody writes to returns at once, so fstat can refuse it.
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
     except IsADirectoryError:
-        raise CertificateError(
-            f"{option}={named} is a directory; {what} must be a file",
-            option=option,
-            value=path if shown is None else None,
-        ) from None
+        raise _refusal(start, path, option, shown, f" is a directory; {what} must be a file") from None
     except FileNotFoundError:
-        raise CertificateError(
-            f"{option}={named}: no such file (looked in {os.getcwd()!r} for relative paths); "
-            f"give the path of {what}",
-            option=option,
-            value=path if shown is None else None,
+        raise _refusal(
+            start,
+            path,
+            option,
+            shown,
+            f": no such file (looked in {os.getcwd()!r} for relative paths); give the path of {what}",
         ) from None
     except OSError as e:
-        raise CertificateError(
-            f"{option}={named} cannot be read: {e.strerror}",
-            option=option,
-            value=path if shown is None else None,
-        ) from None
+        raise _refusal(start, path, option, shown, f" cannot be read: {e.strerror}") from None
+    try:
+        mode = os.fstat(descriptor).st_mode
+    except OSError as e:
+        os.close(descriptor)
+        raise _refusal(start, path, option, shown, f" cannot be read: {e.strerror}") from None
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        if stat.S_ISDIR(mode):
+            raise _refusal(start, path, option, shown, f" is a directory; {what} must be a file")
+        kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise _refusal(start, path, option, shown, f" is {kind}, not a regular file; give the path of {what}")
+    with os.fdopen(descriptor, "rb") as f:
+        try:
+            data = f.read(MAX_FILE_SIZE + 1)
+        except OSError as e:
+            raise _refusal(start, path, option, shown, f" cannot be read: {e.strerror}") from None
+    if len(data) > MAX_FILE_SIZE:
+        raise _refusal(
+            start,
+            path,
+            option,
+            shown,
+            f" is larger than {MAX_FILE_SIZE // (1024 * 1024)} MiB, too large for {what} "
+            "(certificate and key files are a few KB): is it the right file?",
+        )
+    return data
 
 
-def readPassphrase(passphrase: Passphrase | None) -> bytes | None:
-    """Fetch a passphrase from the environment or a file."""
+_FILE_KINDS = {
+    stat.S_IFIFO: "a FIFO (named pipe)",
+    stat.S_IFCHR: "a character device",
+    stat.S_IFBLK: "a block device",
+    stat.S_IFSOCK: "a socket",
+}  # (a FIFO may also be a pipe: /dev/fd/N, the shell's <(...))
+
+
+def checkReadableFile(path: str, option: str, what: str) -> None:
+    """
+    Refuse, as L{_read} would, a path that is not a regular file of a sane
+    size, before a library (OpenSSL's C{load_tmp_dh}) reads it unbounded.
+    """
+    _read(path, option, what)
+
+
+def readPassphrase(passphrase: Passphrase | None, *, spelled: str = "passphrase=") -> bytes | None:
+    """
+    Fetch a passphrase from the environment or a file.  C{spelled}: how
+    messages write the option (C{"--passphrase "} on the command line).
+    """
     if passphrase is None:
         return None
     if passphrase.source == "env":
@@ -111,7 +174,7 @@ def readPassphrase(passphrase: Passphrase | None) -> bytes | None:
                 "be the passphrase itself; put that in a variable and give the variable's name)"
             )
             raise CertificateError(
-                f"passphrase={passphrase}: the environment variable {name} is not set{hidden}",
+                f"{spelled}{passphrase}: the environment variable {name} is not set{hidden}",
                 option="passphrase",
             )
         # The bytes as set: a byte that is not UTF-8 (kept as a surrogate) would make
@@ -122,7 +185,14 @@ def readPassphrase(passphrase: Passphrase | None) -> bytes | None:
         if passphrase.shownReference == passphrase.reference
         else "file:(not shown: it holds no '/' or '.', so it may be the passphrase itself)"
     )
-    content = _read(passphrase.reference, "passphrase", "a file holding the passphrase", shown)
+    content = _read(
+        passphrase.reference,
+        "passphrase",
+        "a file holding the passphrase",
+        shown,
+        # file:PATH: a quoted path after passphrase= would be hidden as if typed literally
+        prefix=f"{spelled}{passphrase if shown is None else shown}",
+    )
     lines = content.splitlines()
     return lines[0] if lines else b""  # an empty one opens PKCS#12 files made without a password
 
@@ -215,7 +285,38 @@ def _derIsNotCertificate(data: bytes) -> bool:
     return False
 
 
+def looksLikePKCS12(data: bytes) -> bool:
+    """
+    Whether C{data} starts as a PKCS#12 file does (a DER or BER SEQUENCE
+    whose first element is the version, INTEGER 3): known without a
+    passphrase, so a damaged file or another format is not taken for an
+    encrypted PKCS#12 file.
+    """
+    if len(data) < 5 or data[0] != 0x30:
+        return False
+    first = data[1]
+    if first < 0x80:
+        offset, length = 2, first
+    elif first == 0x80:  # BER indefinite length (some Windows and Java tools)
+        offset, length = 2, None
+    else:
+        size = first & 0x7F
+        if size > 4 or len(data) < 2 + size:
+            return False
+        offset, length = 2 + size, int.from_bytes(data[2 : 2 + size], "big")
+    if length is not None and offset + length > len(data):
+        return False  # cut short
+    return data[offset : offset + 3] == b"\x02\x01\x03"
+
+
 def _loadPKCS12(data: bytes, path: str, option: str, passphrase: Passphrase | None) -> Identity:
+    if not looksLikePKCS12(data):
+        raise CertificateError(
+            f"{option}={path!r} is not a PKCS#12 file (damaged, cut short, or another format; a PEM "
+            "file is named .pem, .crt or .cer)",
+            option=option,
+            value=path,
+        )
     secret = readPassphrase(passphrase)
     try:
         bundle = pkcs12.load_pkcs12(data, secret)

@@ -11,8 +11,10 @@ and L{securesock._material.loadIdentity} loads and checks it when an
 endpoint is built.
 
 Names of an entry: the PKCS#12 friendlyName, the file stem, the subject CN
-(all matched exactly) and the DNS subjectAltNames (matched without regard to
-case).  The stem and friendlyName name a file's main certificate (the one
+and the DNS subjectAltNames, every kind matched without regard to case
+(casefolded: C{Site}, C{site} and C{SITE} are one name, so two entries whose
+names differ only in case are both candidates, an ambiguity, never a silent
+pick).  The stem and friendlyName name a file's main certificate (the one
 with the key, else the first); the other certificates of a file (a chain)
 are found by CN or thumbprint.
 """
@@ -36,6 +38,7 @@ from cryptography.hazmat.primitives.serialization import pkcs12
 from cryptography.x509.oid import NameOID
 
 from ._hashes import CertificateHash, spaced
+from ._material import MAX_FILE_SIZE, looksLikePKCS12
 
 __all__ = [
     "Entry",
@@ -45,6 +48,7 @@ __all__ = [
     "describeEntry",
     "CERTIFICATE_SUFFIXES",
     "PKCS12_SUFFIXES",
+    "KEY_SUFFIXES",
 ]
 
 CERTIFICATE_SUFFIXES = (".pem", ".crt", ".cer", ".der")
@@ -244,6 +248,8 @@ def _parsePKCS12(path: str, data: bytes, signature: tuple[int, int, int], secret
         except ValueError:
             continue
     if bundle is None:
+        if not looksLikePKCS12(data):
+            return _Parsed(signature, problem="not a PKCS#12 file (damaged, cut short, or another format)")
         return _Parsed(signature, locked=True)
     entries: list[Entry] = []
     if bundle.cert is not None:
@@ -266,10 +272,14 @@ def _parsePKCS12(path: str, data: bytes, signature: tuple[int, int, int], secret
 
 def _parseFile(path: str, signature: tuple[int, int, int], secret: bytes | None = None) -> _Parsed:
     try:
-        with open(path, "rb") as f:
-            data = f.read()
+        with open(path, "rb") as f:  # _scan saw a regular file
+            data = f.read(MAX_FILE_SIZE + 1)
     except OSError as e:
         return _Parsed(signature, problem=f"cannot be read: {e.strerror}")
+    if len(data) > MAX_FILE_SIZE:
+        return _Parsed(
+            signature, problem=f"larger than {MAX_FILE_SIZE // (1024 * 1024)} MiB (not a certificate file)"
+        )
     if path.lower().endswith(PKCS12_SUFFIXES):
         return _parsePKCS12(path, data, signature, secret)
     return _parsePEMorDER(path, data, signature)
@@ -280,8 +290,8 @@ class _Index:
     """The lookup tables, rebuilt whenever a file changed."""
 
     entries: tuple[Entry, ...] = ()
-    exact: dict[str, list[Entry]] = field(default_factory=dict)
-    dns: dict[str, list[Entry]] = field(default_factory=dict)
+    byName: dict[str, list[Entry]] = field(default_factory=dict)  # casefolded names: every kind
+    spellings: dict[str, str] = field(default_factory=dict)  # casefolded -> as first written
     sha1: dict[bytes, list[Entry]] = field(default_factory=dict)
     sha256: dict[bytes, list[Entry]] = field(default_factory=dict)
     bySubject: dict[x509.Name, list[Entry]] = field(default_factory=dict)
@@ -311,14 +321,12 @@ def _buildIndex(files: dict[str, _Parsed]) -> _Index:
     entries = sorted(_pairKeys(files), key=lambda e: (e.file, e.position))
     index.entries = tuple(entries)
     for entry in entries:
-        if entry.main:
-            for name in (entry.friendlyName, entry.stem):
-                if name:
-                    index.exact.setdefault(name, []).append(entry)
-        if entry.commonName:
-            index.exact.setdefault(entry.commonName, []).append(entry)
-        for dns in entry.dnsNames:
-            index.dns.setdefault(dns.lower(), []).append(entry)
+        for name in entry.names:
+            key = name.casefold()
+            found = index.byName.setdefault(key, [])
+            if not found or found[-1] is not entry:  # 'web' as stem and as CN: listed once
+                found.append(entry)
+            index.spellings.setdefault(key, name)
         index.sha1.setdefault(entry.sha1, []).append(entry)
         index.sha256.setdefault(entry.sha256, []).append(entry)
         if entry.isCA:
@@ -326,16 +334,6 @@ def _buildIndex(files: dict[str, _Parsed]) -> _Index:
     index.locked = tuple(sorted(p for p, parsed in files.items() if parsed.locked))
     index.skipped = tuple(sorted((p, parsed.problem) for p, parsed in files.items() if parsed.problem))
     return index
-
-
-def _unique(entries: Iterable[Entry]) -> list[Entry]:
-    seen: set[int] = set()
-    result = []
-    for entry in entries:
-        if id(entry) not in seen:
-            seen.add(id(entry))
-            result.append(entry)
-    return result
 
 
 def _authorityKeyID(certificate: x509.Certificate) -> bytes | None:
@@ -446,29 +444,33 @@ class Store:
         return self._index.skipped
 
     def byName(self, name: str) -> list[Entry]:
-        """Entries whose friendlyName, stem or CN is C{name}, or a DNS name equal to it in any case."""
-        index = self._index
-        exact = index.exact.get(name, [])
-        dns = index.dns.get(name.lower(), [])
-        if not dns:
-            return list(exact)
-        return _unique([*exact, *dns])
+        """Entries whose friendlyName, stem, CN or a DNS name is C{name}, in any case."""
+        return list(self._index.byName.get(name.casefold(), []))
+
+    def lockedByStem(self, name: str) -> list[str]:
+        """
+        The encrypted PKCS#12 files not opened yet whose stem is C{name} (in
+        any case): the name is theirs, though nothing else about them is known.
+        """
+        wanted = name.casefold()
+        return [path for path in self._index.locked if Path(path).stem.casefold() == wanted]
 
     def byHash(self, thumbprint: CertificateHash) -> list[Entry]:
         table = self._index.sha1 if thumbprint.algorithm == "sha1" else self._index.sha256
         return list(table.get(thumbprint.digest, []))
 
     def names(self) -> list[str]:
-        return sorted({*self._index.exact, *self._index.dns})
+        """Every name, once in any case, as first written."""
+        return sorted(self._index.spellings.values())
 
     def nearestNames(self, name: str, count: int = 5) -> list[str]:
         """Names that look like C{name}, for 'did you mean' messages."""
-        names = self.names()
-        lowered = {n.lower(): n for n in names}
-        found = [lowered[name.lower()]] if name.lower() in lowered else []
-        for close in difflib.get_close_matches(name.lower(), list(lowered), n=count, cutoff=0.6):
-            if lowered[close] not in found:
-                found.append(lowered[close])
+        spellings = self._index.spellings
+        wanted = name.casefold()
+        found = [spellings[wanted]] if wanted in spellings else []
+        for close in difflib.get_close_matches(wanted, sorted(spellings), n=count, cutoff=0.6):
+            if spellings[close] not in found:
+                found.append(spellings[close])
         return found[:count]
 
     def nearestHashes(self, thumbprint: CertificateHash, count: int = 3) -> list[Entry]:

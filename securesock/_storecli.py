@@ -31,11 +31,22 @@ from ._material import (
     _loadCertificatesFromData,
     _publicKeyBytes,
     loadIdentity,
+    looksLikePKCS12,
     readPassphrase,
 )
+from ._material import _read as _readFile
 from ._options import IdentitySpec, Passphrase
 from ._optiontable import SERVER, optionsFor
-from ._store import PKCS12_SUFFIXES, Entry, Store, defaultStorePath, describeEntry, openStore
+from ._store import (
+    CERTIFICATE_SUFFIXES,
+    KEY_SUFFIXES,
+    PKCS12_SUFFIXES,
+    Entry,
+    Store,
+    defaultStorePath,
+    describeEntry,
+    openStore,
+)
 
 __all__ = ["addStoreCommands"]
 
@@ -85,7 +96,7 @@ def _passphraseGiven(args: argparse.Namespace) -> bool:
 
 
 def _secret(args: argparse.Namespace) -> bytes | None:
-    return readPassphrase(_passphrase(args))
+    return readPassphrase(_passphrase(args), spelled="--passphrase ")
 
 
 def _find(store: Store, ident: str, *, passphraseGiven: bool) -> Entry:
@@ -103,6 +114,16 @@ def _find(store: Store, ident: str, *, passphraseGiven: bool) -> Entry:
         if entry.sha256 not in distinct or (entry.hasKey and not distinct[entry.sha256].hasKey):
             distinct[entry.sha256] = entry
     if not distinct:
+        owners = store.lockedByStem(ident)
+        if owners:
+            raise CommandError(
+                f"the name {ident!r} belongs to the encrypted PKCS#12 file {owners[0]} (its stem): "
+                + (
+                    "the --passphrase given does not open it (a wrong passphrase?)"
+                    if passphraseGiven
+                    else "give --passphrase env:VARIABLE or --passphrase file:PATH to open it"
+                )
+            )
         nearest = store.nearestNames(ident) if not looksLikeHash(ident) else []
         hint = f"; nearest names: {', '.join(nearest)}" if nearest else ""
         locked = ""
@@ -155,8 +176,13 @@ def _list(args: argparse.Namespace) -> int:
                 entry.file,
             )
         )
+    closed = (
+        "(encrypted PKCS#12: the --passphrase given does not open it)"
+        if _passphraseGiven(args)
+        else "(encrypted PKCS#12: give --passphrase)"
+    )
     for locked in store.locked:
-        rows.append((Path(locked).stem, "(encrypted PKCS#12: give --passphrase)", "?", "?", "?", "?", locked))
+        rows.append((Path(locked).stem, closed, "?", "?", "?", "?", locked))
     if len(rows) == 1:
         _out(f"no certificates in {store.path}")
     else:
@@ -240,79 +266,137 @@ def _show(args: argparse.Namespace) -> int:
 # --- import / remove / export ---------------------------------------------------
 
 
+_FILE_SUFFIXES = (*CERTIFICATE_SUFFIXES, *KEY_SUFFIXES, *PKCS12_SUFFIXES)
+
+
 def _checkName(name: str, label: str = "--name") -> str:
+    accepted = (
+        "a store name is a file name without its extension: letters, digits and . _ @ + -, "
+        "not starting with a dot or dash, at most 128 characters"
+    )
     if not _NAME.fullmatch(name):
+        raise CommandError(f"{label} {name!r}: {accepted}")
+    if name.lower().endswith(_FILE_SUFFIXES):
+        stem = name[: name.rindex(".")]
         raise CommandError(
-            f"{label} {name!r}: a store name is a file name: letters, digits and . _ @ + -, "
-            "not starting with a dot or dash, at most 128 characters"
+            f"{label} {name!r}: {accepted}; one ending in {name[len(stem) :]} would be taken for a "
+            f"file's path by certificate= (the store adds the extension itself)"
+            + (
+                f": give {stem!r}"
+                if _NAME.fullmatch(stem) and not stem.lower().endswith(_FILE_SUFFIXES)
+                else ""
+            )
         )
     return name
 
 
-def _newFile(store: str, filename: str) -> Path:
-    """A new file of the store; refused when its name already names an entry (another suffix)."""
+def _newFile(
+    store: str, filename: str, label: str, secret: bytes | None = None, passphraseGiven: bool = False
+) -> Path:
+    """
+    A new file of the store; refused when its name already names an entry
+    (another suffix, another case, an encrypted PKCS#12 file's stem).
+    """
     target = Path(store) / filename
     if target.exists():
-        raise CommandError(f"{target} already exists; remove it first or choose another --name")
+        raise CommandError(f"{target} already exists; remove it first or choose another {label}")
     if os.path.isdir(store):
         name = target.stem
-        taken = [e for e in openStore(store).byName(name) if e.main and name in (e.stem, e.friendlyName)]
+        existing = openStore(store)
+        if secret is not None and existing.locked:
+            existing.unlock(secret)
+        wanted = name.casefold()
+        taken = [
+            e
+            for e in existing.byName(name)
+            if e.main and wanted in (e.stem.casefold(), (e.friendlyName or "").casefold())
+        ]
         if taken:
             raise CommandError(
                 f"the name {name!r} is already used in the store by {describeEntry(taken[0])}; "
-                "remove it first or choose another --name"
+                f"remove it first or choose another {label}"
+            )
+        owners = existing.lockedByStem(name)
+        if owners:
+            raise CommandError(
+                f"the name {name!r} is already used in the store by the encrypted PKCS#12 file "
+                f"{owners[0]} (its stem); remove it first or choose another {label}"
+            )
+        if existing.locked:
+            why = (
+                "the --passphrase given does not open them"
+                if passphraseGiven
+                else "give --passphrase to check them"
+                if label == "--name"
+                else "check with 'securesock store list --passphrase SOURCE'"
+            )
+            sys.stderr.write(
+                f"securesock: warning: not checked whether the friendlyName inside "
+                f"{len(existing.locked)} encrypted PKCS#12 file(s) is {name!r} (it is encrypted too; "
+                f"{why}): {', '.join(existing.locked)}\n"
             )
     os.makedirs(store, mode=0o700, exist_ok=True)
     return target
 
 
-def _read(path: str, what: str) -> bytes:
+def _read(path: str, label: str, what: str) -> bytes:
+    """A regular file of a sane size (not a FIFO, not /dev/zero), or a message naming C{label}."""
     try:
-        with open(path, "rb") as f:
-            return f.read()
+        os.stat(path)
     except OSError as e:
-        raise CommandError(f"{what} {path}: {e.strerror}") from None
+        raise CommandError(f"{label} {path}: {e.strerror}") from None
+    try:
+        return _readFile(path, label, what, prefix=f"{label} {path}")
+    except CertificateError as e:
+        raise CommandError(e.message) from None
 
 
 def _import(args: argparse.Namespace) -> int:
     store = _storeDir(args)
-    data = _read(args.file, "cannot read")
-    name = _checkName(args.name or Path(args.file).stem)
+    data = _read(args.file, "FILE", "a PEM, DER or PKCS#12 file")
+    name = (
+        _checkName(args.name, "--name")
+        if args.name
+        else _checkName(Path(args.file).stem, "FILE's stem (give --name NAME)")
+    )
     secret = _secret(args)  # read once, and before anything is written
     if _isPKCS12(args.file, data):
         if args.key:
             raise CommandError("--key: a PKCS#12 file carries its own key")
+        if not looksLikePKCS12(data):
+            raise CommandError(
+                f"FILE {args.file}: not a PKCS#12 file (damaged, cut short, or another format; a PEM "
+                "file is named .pem, .crt or .cer)"
+            )
         try:
             bundle = pkcs12.load_pkcs12(data, secret)
         except ValueError:
             raise CommandError(
-                f"{args.file}: the PKCS#12 file cannot be opened "
-                + (
-                    "with this passphrase"
-                    if secret is not None
-                    else "without a passphrase: give --passphrase env:VAR"
-                )
-                + " (or it is damaged)"
+                f"--passphrase {_passphrase(args)} does not open the PKCS#12 file {args.file} (or it is damaged)"
+                if secret is not None
+                else f"FILE {args.file}: the PKCS#12 file cannot be opened without a passphrase: "
+                "give --passphrase env:VARIABLE or --passphrase file:PATH (or it is damaged)"
             ) from None
         if bundle.cert is None:
             raise CommandError(f"{args.file}: the PKCS#12 file holds no certificate")
         suffix = (
             Path(args.file).suffix.lower() if Path(args.file).suffix.lower() in PKCS12_SUFFIXES else ".p12"
         )
-        target = _newFile(store, name + suffix)
+        target = _newFile(store, name + suffix, "--name", secret, _passphraseGiven(args))
         writeNew(target, data, 0o600)
         certificate = bundle.cert.certificate
         hasKey = bundle.key is not None
     else:
         certificates = _certificatesOf(data, args.file)
-        keyData = _read(args.key, "cannot read") if args.key else data
+        keyData = _read(args.key, "--key", "a PEM private key") if args.key else data
         keys = [m.group(0) for m in _PEM_KEY.finditer(keyData)]
         if args.key and not keys:
             raise CommandError(f"--key {args.key}: holds no PEM private key")
-        certificate = _leafFor(certificates, keys, secret)
+        keyWhere = f"--key {args.key}" if args.key else f"FILE {args.file}"
+        certificate = _leafFor(certificates, keys, secret, keyWhere, args.file, _passphrase(args))
         hasKey = bool(keys)
         ordered = [certificate, *(c for c in certificates if c != certificate)]
-        target = _newFile(store, name + ".pem")
+        target = _newFile(store, name + ".pem", "--name", secret, _passphraseGiven(args))
         writeNew(
             target, certificatePEM(*ordered) + (keys[0] + b"\n" if keys else b""), 0o600 if hasKey else 0o644
         )
@@ -338,26 +422,53 @@ def _certificatesOf(data: bytes, path: str) -> list[x509.Certificate]:
 
 
 def _leafFor(
-    certificates: list[x509.Certificate], keys: list[bytes], secret: bytes | None
+    certificates: list[x509.Certificate],
+    keys: list[bytes],
+    secret: bytes | None,
+    keyWhere: str,
+    certificateFile: str,
+    passphrase: Passphrase | None,
 ) -> x509.Certificate:
-    """The certificate the key belongs to (checked when the key can be opened)."""
+    """
+    The certificate the key belongs to (checked when the key can be opened).
+    C{keyWhere}: the option and file the key came from, for messages.
+    """
     if not keys:
         return certificates[0]
     encrypted = b"ENCRYPTED" in keys[0]
     if encrypted and secret is None:
-        sys.stderr.write("securesock: warning: the key is encrypted; give --passphrase to check it fits\n")
+        sys.stderr.write(
+            f"securesock: warning: the private key in {keyWhere} is encrypted; give --passphrase to "
+            "check it fits\n"
+        )
         return certificates[0]
     try:
         key = serialization.load_pem_private_key(keys[0], secret if encrypted else None)
     except (ValueError, TypeError):
         raise CommandError(
-            "the private key cannot be opened" + (" with this passphrase" if encrypted else " (damaged?)")
+            f"--passphrase {passphrase} does not open the private key in {keyWhere} (a wrong passphrase?)"
+            if encrypted
+            else f"{keyWhere}: the private key in it cannot be read (damaged, or of an unsupported type)"
         ) from None
     wanted = _publicKeyBytes(key.public_key())
     for certificate in certificates:
         if _publicKeyBytes(certificate.public_key()) == wanted:
             return certificate
-    raise CommandError("the private key does not belong to any certificate in the file")
+    subject = certificates[0].subject.rfc4514_string() or "(empty subject)"
+    raise CommandError(
+        f"{keyWhere}: the private key does not belong to any certificate in FILE {certificateFile}"
+        + (
+            f" ({subject})"
+            if len(certificates) == 1
+            else f" ({len(certificates)} certificates, the first {subject})"
+        )
+        + "; "
+        + (
+            "give --key the key of one of them"
+            if keyWhere.startswith("--key")
+            else "put the key of one of them in it"
+        )
+    )
 
 
 def _remove(args: argparse.Namespace) -> int:
@@ -413,6 +524,11 @@ def _export(args: argparse.Namespace) -> int:
                     f"--key: the private key of {describeEntry(entry)} is encrypted: give "
                     "--passphrase env:VARIABLE or --passphrase file:PATH"
                 ) from None
+            if e.option == "passphrase":
+                raise CommandError(
+                    f"--passphrase {passphrase} does not open the private key of {describeEntry(entry)} "
+                    f"(in {entry.keyFile}; a wrong passphrase?)"
+                ) from None
             if "expired" in e.message or "not valid yet" in e.message:
                 raise CommandError(f"--key: {e.message}") from None
             raise
@@ -420,9 +536,22 @@ def _export(args: argparse.Namespace) -> int:
         data += keyPEM(identity.key, readPassphrase(passphrase))  # type: ignore[arg-type]
     if args.out:
         target = Path(args.out)
-        if target.exists():
-            raise CommandError(f"--out {target} already exists")
-        writeNew(target, data, 0o600 if args.key else 0o644)
+        if target.exists() or target.is_symlink():
+            raise CommandError(f"--out {target} already exists; remove it first or give another --out FILE")
+        parent = target.parent
+        if not parent.is_dir():
+            raise CommandError(
+                f"--out {target}: the directory {parent} does not exist"
+                + ("" if not parent.exists() else " (it is not a directory)")
+                + f"; create it first (mkdir -p {parent}) or give --out a file in an existing directory"
+            )
+        try:
+            writeNew(target, data, 0o600 if args.key else 0o644)
+        except OSError as e:
+            raise CommandError(
+                f"--out {target} cannot be written: {e.strerror}; give --out a new file in a directory "
+                "you can write to, or leave --out out to print to stdout"
+            ) from None
         _out(f"wrote {target}")
     else:
         sys.stdout.write(data.decode("ascii"))
@@ -465,7 +594,7 @@ def _new(args: argparse.Namespace) -> int:
     if not 1 <= args.days <= 3650:
         raise CommandError(f"--days {args.days}: accepted: 1..3650")
     sans = _subjectAltNames(name, args.san)
-    target = _newFile(store, name + ".pem")
+    target = _newFile(store, name + ".pem", "NAME")
     authority, caFile, made = storeAuthority(store)
     leaf = issue(authority, sans, commonName=name, days=args.days, keyType=args.key_type)
     writeNew(target, certificatePEM(leaf.certificate) + keyPEM(leaf.key), 0o600)

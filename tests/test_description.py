@@ -145,6 +145,8 @@ def test_a_passphrase_in_a_url_split_by_twisted_is_not_shown_in_part() -> None:
         ),
         # a quote inside the passphrase is part of it
         ('"tls:1:passphrase=hun\'ter2:certificate=x"', '"tls:1:passphrase=(not shown):certificate=x"'),
+        # a quoted path in a message about the file is not a typed passphrase
+        ("passphrase='/run/pass': no such file", "passphrase='/run/pass': no such file"),
     ],
 )
 def test_quoted_descriptions_hide_typed_passphrases(text: str, shown: str) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -230,3 +232,95 @@ def test_a_store_name_with_a_private_key_is_explained(
     text = message(f"tls:0:certificate=web:privateKey={pki.server_key}")
     assert "certificate='web': no such file" in text
     assert "a name in the certificate store brings its own key, so remove privateKey=" in text
+
+
+def _buildInChild(description: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    """
+    Build a server endpoint in a child process with 1 GiB of address space:
+    reading a FIFO would block it and /dev/zero fill it, never this process.
+    """
+    code = (
+        "import sys\n"
+        "from twisted.internet import reactor\n"
+        "import securesock\n"
+        "try:\n"
+        "    securesock.serverFromString(reactor, sys.argv[1])\n"
+        "except securesock.DescriptionError as e:\n"
+        "    print(e)\n"
+    )
+
+    def limit() -> None:
+        import resource
+
+        resource.setrlimit(resource.RLIMIT_AS, (2**30, 2**30))
+
+    return subprocess.run(
+        [sys.executable, "-c", code, description],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        preexec_fn=limit,
+    )
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs and /dev/zero are POSIX")
+@pytest.mark.parametrize(
+    "option, kind",
+    [
+        ("certificate", "fifo"),
+        ("privateKey", "fifo"),
+        ("extraCertChain", "fifo"),
+        ("caCerts", "fifo"),
+        ("certificate", "zero"),
+        ("privateKey", "zero"),
+    ],
+)
+def test_only_regular_files_are_read(pki: PKI, tmp_path: Path, option: str, kind: str) -> None:
+    """A FIFO blocked for ever, /dev/zero grew until MemoryError: both are refused, naming the option."""
+    if kind == "fifo":
+        path = str(tmp_path / "pipe.pem")
+        os.mkfifo(path)
+        what = "is a FIFO (named pipe), not a regular file"
+    else:
+        path, what = "/dev/zero", "is a character device, not a regular file"
+    options = {"certificate": pki.server_crt, "privateKey": pki.server_key, option: path}
+    if option == "caCerts":
+        options.update(certificate=pki.server_pem, verifyClient="require")
+        del options["privateKey"]
+    description = "tls:0:interface=127.0.0.1:" + ":".join(f"{k}={v}" for k, v in options.items())
+    done = _buildInChild(description)
+    assert f"{option}={path!r} {what}; give the path of" in done.stdout, (done.stdout, done.stderr)
+
+
+def test_a_file_too_large_for_certificate_material(pki: PKI, tmp_path: Path) -> None:
+    huge = tmp_path / "huge.pem"
+    with open(huge, "wb") as f:  # sparse: nothing is written
+        f.truncate(10 * 1024 * 1024 + 1)
+    text = message(f"tls:0:certificate={huge}")
+    assert f"certificate={str(huge)!r} is larger than 10 MiB, too large for a certificate" in text
+
+
+@pytest.mark.skipif(os.name == "nt", reason="/dev/fd is POSIX")
+def test_a_passphrase_file_that_is_a_pipe_is_refused(pki: PKI) -> None:
+    """file:/dev/fd/N (the shell's <(...)) is read again for each file and renewal: a pipe gives it once."""
+    read, write = os.pipe()
+    try:
+        os.write(write, PASSPHRASE + b"\n")
+        os.close(write)
+        text = message(
+            f"tls:0:certificate={pki.server_crt}:privateKey={pki.encrypted_key}:passphrase=file:/dev/fd/{read}"
+        )
+    finally:
+        os.close(read)
+    assert (
+        f"passphrase=file:/dev/fd/{read} is a FIFO (named pipe), not a regular file; give the path of a file holding the passphrase"
+        in text
+    )
+
+
+def test_a_p12_file_that_is_not_pkcs12(tmp_path: Path) -> None:
+    junk = tmp_path / "junk.p12"
+    junk.write_bytes(b"junk\n")
+    text = message(f"tls:0:certificate={junk}")
+    assert f"certificate={str(junk)!r} is not a PKCS#12 file (damaged, cut short, or another format" in text
+    assert "passphrase" not in text

@@ -37,8 +37,62 @@ def test_names_of_each_kind(kit: StoreKit) -> None:
         assert [e.certificate for e in store.byName(name)] == [web.certificate], name
     for name in ("friendly web", "bundle", "p12.example.com"):
         assert [e.certificate for e in store.byName(name)] == [p12.certificate], name
-    assert store.byName("example site") == []  # CN, stem and friendlyName match exactly
     assert store.byName("www.example") == []
+
+
+def test_every_kind_of_name_ignores_case(kit: StoreKit) -> None:
+    """Stem, CN and friendlyName as well as DNS names: docs/store.md promises no regard to case."""
+    site = kit.add("Site.pem", ["site.example"], commonName="Web Server")
+    p12 = kit.addP12("Bundle.p12", b"My Friendly API", None, ["api.example"])
+    store = fresh(kit)
+    for name in ("Site", "site", "SITE", "Web Server", "web server", "WEB SERVER", "SITE.EXAMPLE"):
+        assert [e.certificate for e in store.byName(name)] == [site.certificate], name
+    for name in ("My Friendly API", "my friendly api", "bundle", "BUNDLE"):
+        assert [e.certificate for e in store.byName(name)] == [p12.certificate], name
+    assert store.nearestNames("sitte") == ["Site"]  # the hint keeps the name as written
+    assert store.nearestNames("my friendly ap") == ["My Friendly API"]
+
+
+def test_names_that_differ_only_in_case_are_both_candidates(kit: StoreKit) -> None:
+    upper = kit.add("Web.pem", ["upper.example"])
+    lower = kit.add("web.pem", ["lower.example"], commonName="WEB")
+    store = fresh(kit)
+    found = store.byName("wEb")
+    assert {e.certificate for e in found} == {upper.certificate, lower.certificate}
+    assert len(found) == 2  # lower.pem answers as stem and as CN: listed once
+    assert len([n for n in store.names() if n.casefold() == "web"]) == 1  # one spelling of a name
+
+
+def test_an_encrypted_pkcs12_answers_to_its_stem_before_it_is_opened(kit: StoreKit) -> None:
+    kit.addP12("Secret.p12", b"hidden", b"pass phrase", ["hidden.example"])
+    store = fresh(kit)
+    assert store.byName("secret") == []
+    assert store.lockedByStem("SECRET") == [str(kit.root / "Secret.p12")]
+    assert store.lockedByStem("hidden") == []
+    assert store.unlock(b"pass phrase") and store.lockedByStem("secret") == []
+
+
+def test_a_p12_file_that_is_not_pkcs12_is_skipped_not_locked(kit: StoreKit) -> None:
+    (kit.root / "junk.p12").write_bytes(b"junk\n")
+    kit.addP12("real.p12", None, b"pass phrase", ["real.example"])
+    store = fresh(kit)
+    assert store.locked == (str(kit.root / "real.p12"),)
+    assert [(Path(p).name, why) for p, why in store.skipped] == [
+        ("junk.p12", "not a PKCS#12 file (damaged, cut short, or another format)")
+    ]
+    assert not store.unlock(b"junk")  # no passphrase makes it one
+    assert [Path(p).name for p, _ in store.skipped] == ["junk.p12"]
+
+
+def test_a_file_too_large_for_a_certificate_is_skipped(kit: StoreKit) -> None:
+    kit.add("small.pem", ["small.example"])
+    with open(kit.root / "huge.pem", "wb") as huge:  # sparse: no 10 MiB written
+        huge.truncate(_store.MAX_FILE_SIZE + 1)
+    store = fresh(kit)
+    assert store.byName("small")
+    assert [(Path(p).name, why) for p, why in store.skipped] == [
+        ("huge.pem", "larger than 10 MiB (not a certificate file)")
+    ]
 
 
 def test_names_listed_most_specific_first(kit: StoreKit) -> None:

@@ -19,6 +19,7 @@ import pytest_twisted
 from cryptography import x509
 
 from securesock._cli import main
+from securesock._devca import certificatePEM, keyPEM
 
 from .conftest import REQUIRE_INTEROP, requireTool
 from .peers import listen, run
@@ -281,6 +282,10 @@ def test_export_of_an_encrypted_key(
     store = ("--store", str(kit.root))
     err = failing(capsys, *store, "store", "export", "locked", "--key")
     assert "--key: the private key of sha1" in err and "give --passphrase env:VARIABLE" in err
+    monkeypatch.setenv("EXPORT_PASS", "closed sesame")
+    err = failing(capsys, *store, "store", "export", "locked", "--key", "--passphrase", "env:EXPORT_PASS")
+    assert "--passphrase env:EXPORT_PASS does not open the private key of sha1" in err
+    assert f"(in {kit.root / 'locked.pem'}; a wrong passphrase?)" in err and "closed sesame" not in err
     monkeypatch.setenv("EXPORT_PASS", "open sesame")
     status, out, _ = cli(
         capsys, *store, "store", "export", "locked", "--key", "--passphrase", "env:EXPORT_PASS"
@@ -341,3 +346,162 @@ def test_removing_without_the_passphrase_names_the_encrypted_files_not_searched(
     status, out, err = removeWith("p12 secret")
     assert status == 0 and "not searched" not in err
     assert sorted(out.splitlines()) == sorted(f"removed {kit.root / n}" for n in ("copies.p12", "copies.pem"))
+
+
+def test_names_are_found_in_any_case(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kit = StoreKit(tmp_path / "store")
+    kit.add("Site.pem", ["site.example"], commonName="Web Server")
+    kit.addP12("fn.p12", b"My Friendly WWW", None, ["www.example"])
+    store = ("--store", str(kit.root), "store")
+    for name, expected in (("site", "CN=Web Server"), ("web server", "CN=Web Server")):
+        status, out, _ = cli(capsys, *store, "show", name)
+        assert status == 0 and f"Subject:      {expected}" in out, name
+    status, out, _ = cli(capsys, *store, "show", "my friendly www")
+    assert status == 0 and "www.example" in out
+    err = failing(capsys, *store, "new", "SITE")  # the name Site.pem answers to, in another case
+    assert "the name 'SITE' is already used in the store by sha1" in err and "Site.pem" in err
+    kit.add("site2.pem", ["other.example"], commonName="SITE")
+    err = failing(capsys, *store, "show", "Site")
+    assert "2 certificates in the store" in err and "have the name 'Site'; give the SHA-1 of one" in err
+
+
+def test_the_stem_of_an_encrypted_pkcs12_is_a_taken_name(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """web.p12 answers to 'web' once opened: another file may not take the name, and commands say why nothing is found."""
+    kit = StoreKit(tmp_path / "store")
+    kit.addP12("web.p12", b"friendly", b"p12 secret", ["web.example"])
+    other = tmp_path / "api.pem"
+    issued = kit.leaf(["api.example"])
+    other.write_bytes(certificatePEM(issued.certificate) + keyPEM(issued.key))
+    store = ("--store", str(kit.root), "store")
+    err = failing(capsys, *store, "import", str(other), "--name", "WEB")
+    assert (
+        f"the name 'WEB' is already used in the store by the encrypted PKCS#12 file {kit.root / 'web.p12'}"
+        in err
+    )
+    assert "choose another --name" in err and not (kit.root / "WEB.pem").exists()
+    for command in ("show", "export", "remove"):
+        err = failing(capsys, *store, command, "web")
+        assert (
+            f"the name 'web' belongs to the encrypted PKCS#12 file {kit.root / 'web.p12'} (its stem): give --passphrase"
+            in err
+        ), command
+    monkeypatch.setenv("STEM_PASS", "not it")
+    err = failing(capsys, *store, "show", "web", "--passphrase", "env:STEM_PASS")
+    assert "(its stem): the --passphrase given does not open it" in err
+    # the friendlyName inside is unknown without the passphrase: a warning, not silence
+    status, out, err = cli(capsys, *store, "import", str(other), "--name", "friendly")
+    assert status == 0 and "imported" in out
+    assert (
+        "warning: not checked whether the friendlyName inside 1 encrypted PKCS#12 file(s) is 'friendly'"
+        in err
+    )
+    assert "give --passphrase to check them" in err and str(kit.root / "web.p12") in err
+    (kit.root / "friendly.pem").unlink()
+    monkeypatch.setenv("STEM_PASS", "p12 secret")
+    err = failing(capsys, *store, "import", str(other), "--name", "friendly", "--passphrase", "env:STEM_PASS")
+    assert "the name 'friendly' is already used in the store by sha1" in err and "web.p12" in err
+
+
+@pytest.mark.parametrize("name", ["web.pem", "web.PFX", "web.key", "site.crt"])
+def test_a_name_ending_in_a_file_extension_is_refused(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], name: str
+) -> None:
+    """certificate=web.pem is a path: a store entry called web.pem could never be reached."""
+    kit = StoreKit(tmp_path / "store")
+    source = tmp_path / "in.pem"
+    issued = kit.leaf(["web.example"])
+    source.write_bytes(certificatePEM(issued.certificate) + keyPEM(issued.key))
+    stem = name.rsplit(".", 1)[0]
+    err = failing(capsys, "--store", str(kit.root), "store", "import", str(source), "--name", name)
+    assert f"--name {name!r}: a store name is a file name without its extension" in err
+    assert "would be taken for a file's path by certificate=" in err and f"give {stem!r}" in err
+    err = failing(capsys, "--store", str(kit.root), "store", "new", name)
+    assert f"NAME {name!r}: a store name is a file name without its extension" in err
+    assert list(kit.root.iterdir()) == []
+    double = tmp_path / f"{name}.pem"  # its stem is the name refused
+    double.write_bytes(source.read_bytes())
+    err = failing(capsys, "--store", str(kit.root), "store", "import", str(double))
+    assert f"FILE's stem (give --name NAME) {name!r}" in err
+
+
+def test_import_messages_name_the_option_and_the_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kit = StoreKit(tmp_path / "store")
+    www, api = kit.leaf(["www.example"], commonName="www"), kit.leaf(["api.example"])
+    (tmp_path / "www.crt").write_bytes(certificatePEM(www.certificate))
+    (tmp_path / "api.key").write_bytes(keyPEM(api.key))
+    (tmp_path / "www-enc.key").write_bytes(keyPEM(www.key, b"right one"))
+    store = ("--store", str(kit.root), "store", "import", str(tmp_path / "www.crt"))
+    err = failing(capsys, *store, "--key", str(tmp_path / "api.key"))
+    assert (
+        f"--key {tmp_path / 'api.key'}: the private key does not belong to any certificate in "
+        f"FILE {tmp_path / 'www.crt'} (CN=www); give --key the key of one of them"
+    ) in err
+    monkeypatch.setenv("IMPORT_WRONG", "wrong one")
+    err = failing(capsys, *store, "--key", str(tmp_path / "www-enc.key"), "--passphrase", "env:IMPORT_WRONG")
+    assert (
+        f"--passphrase env:IMPORT_WRONG does not open the private key in --key {tmp_path / 'www-enc.key'}"
+    ) in err
+    assert "wrong one" not in err
+    monkeypatch.delenv("IMPORT_NOPE", raising=False)
+    err = failing(capsys, *store, "--passphrase", "env:IMPORT_NOPE")
+    assert "--passphrase env:IMPORT_NOPE: the environment variable IMPORT_NOPE is not set" in err
+    assert "passphrase=" not in err
+    assert list(kit.root.iterdir()) == []  # nothing written
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="FIFOs are POSIX")
+def test_import_refuses_a_fifo(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    fifo = tmp_path / "in.pem"
+    os.mkfifo(fifo)
+    err = failing(capsys, "--store", str(tmp_path / "store"), "store", "import", str(fifo))
+    assert f"FILE {fifo} is a FIFO (named pipe), not a regular file" in err
+
+
+def test_export_out_in_a_missing_directory(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    kit = StoreKit(tmp_path / "store")
+    kit.add("web.pem", ["web.example"])
+    target = tmp_path / "missing" / "dir" / "x.pem"
+    err = failing(capsys, "--store", str(kit.root), "store", "export", "web", "--out", str(target))
+    assert f"--out {target}: the directory {target.parent} does not exist; create it first" in err
+    assert f"mkdir -p {target.parent}" in err
+
+
+def test_new_on_a_taken_name_asks_for_another_name_argument(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """store new takes NAME positionally: there is no --name to choose."""
+    store = ("--store", str(tmp_path / "store"), "store")
+    status, _, _ = cli(capsys, *store, "new", "web")
+    assert status == 0
+    err = failing(capsys, *store, "new", "web")
+    assert "choose another NAME" in err and "--name" not in err
+    (tmp_path / "store" / "web.pem").rename(tmp_path / "store" / "web.crt")
+    err = failing(capsys, *store, "new", "web")
+    assert "already used in the store" in err and "choose another NAME" in err and "--name" not in err
+
+
+def test_list_with_a_passphrase_that_opens_nothing_and_a_p12_that_is_not_pkcs12(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    kit = StoreKit(tmp_path / "store")
+    kit.addP12("enc.p12", b"friendly", b"right one", ["enc.example"])
+    (kit.root / "junk.p12").write_bytes(b"junk\n")
+    store = ("--store", str(kit.root), "store", "list")
+    status, out, err = cli(capsys, *store)
+    assert status == 0
+    (row,) = [line for line in out.splitlines() if line.startswith("enc ")]
+    assert "(encrypted PKCS#12: give --passphrase)" in row
+    assert "junk" not in out
+    assert (
+        err
+        == f"securesock: warning: skipped {kit.root / 'junk.p12'}: not a PKCS#12 file (damaged, cut short, or another format)\n"
+    )
+    monkeypatch.setenv("LIST_PASS", "wrong one")
+    status, out, err = cli(capsys, *store, "--passphrase", "env:LIST_PASS")
+    (row,) = [line for line in out.splitlines() if line.startswith("enc ")]
+    assert "(encrypted PKCS#12: the --passphrase given does not open it)" in row
+    assert "junk" not in out and "skipped" in err and "wrong one" not in out + err
