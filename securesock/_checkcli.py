@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import socket
 import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -20,17 +21,23 @@ from typing import Any, cast
 
 from cryptography import x509
 from OpenSSL import SSL
+from twisted.internet.abstract import isIPAddress, isIPv6Address
+from twisted.internet.protocol import Protocol, connectionDone
+from twisted.python.failure import Failure
 
 from ._cli import CommandError
 from ._context import serverContext
+from ._creators import ServedContexts
 from ._description import Description, parseClient, parseServer, splitDescription
-from ._errors import DescriptionError, TLSHandshakeError
+from ._errors import DescriptionError, TLSHandshakeError, opensslReasons
 from ._hashes import spaced
+from ._identity import selectClientIdentity
 from ._material import fingerprint
 from ._options import ClientOptions, ClientVerification, ServerOptions
 from ._optiontable import seconds
 from ._protocols import opensslBuild
 from ._rehearsal import usableSuites
+from ._reload import Served, _sniKey
 from ._sessioninfo import TLSDetails, sslConnection
 from ._storecli import _sans, _table
 from ._versions import TLSVersion, formatProtocols
@@ -40,6 +47,10 @@ __all__ = ["addCheckCommands"]
 
 def _out(text: str = "") -> None:
     sys.stdout.write(text + "\n")
+
+
+def _isIP(name: str) -> bool:
+    return bool(isIPAddress(name) or isIPv6Address(name))
 
 
 def _names(certificate: x509.Certificate) -> str:
@@ -112,7 +123,63 @@ def _side(description: str, forced: str | None) -> tuple[str, ServerOptions | Cl
     raise DescriptionError(f"{'; '.join(errors)} (--server or --client says which it is)")
 
 
-def _checkServer(reactor: Any, options: ServerOptions) -> None:
+def _servedBy(served: Sequence[Served], table: ServedContexts | None) -> list[dict[str, Served]]:
+    """
+    For each certificate, which certificate a client asking for each of its
+    names gets: itself, or another one that took the name first (the
+    servername callback's own table, so that check says what the server does).
+    """
+    contexts = {id(item.context): item for item in served}
+    result: list[dict[str, Served]] = []
+    for item in served:
+        names: dict[str, Served] = {}
+        for name in item.selected.sniNames:
+            key = _sniKey(name)
+            found = table.byName.get(key) if table is not None and key is not None else item.context
+            if found is not None:
+                names[name] = contexts.get(id(found), item)
+        result.append(names)
+    return result
+
+
+def _shadowWarning(item: Served, names: dict[str, Served], everyEntry: bool) -> str:
+    """Why a certificate of a server is never presented, and what would be."""
+    identity = item.selected.identity
+    winners = list(dict.fromkeys(f"{w.selected.identity.source}" for w in names.values()))
+    rule = (
+        "a store serves, for each name, the certificate valid longest"
+        if everyEntry
+        else "securesock serves, for each name, the first certificate listed in certificate= "
+        "(an RSA and an ECDSA certificate for one name, chosen by what the client supports, is not supported)"
+    )
+    return (
+        f"certificate {identity.certificate.subject.rfc4514_string()} from {identity.source} is never served: "
+        f"every name it has ({', '.join(names)}) is served by {' and '.join(winners)}; {rule}; "
+        "remove it, or give it a name of its own"
+    )
+
+
+def _listenAddresses(options: ServerOptions) -> str:
+    """
+    Where the server listens; a host name is resolved as a start resolves it,
+    so that a name that does not resolve fails here as it would there.
+    """
+    interface = options.interface
+    if interface is None:
+        return "all interfaces (IPv6 and IPv4)"
+    if _isIP(interface):
+        return interface
+    try:
+        found = socket.getaddrinfo(interface, options.port, 0, socket.SOCK_STREAM)
+    except socket.gaierror as e:
+        raise CommandError(
+            f"interface={interface} does not resolve ({e}); give an address of this host or a name for one"
+        ) from None
+    return f"{interface} ({', '.join(dict.fromkeys(str(info[4][0]) for info in found))})"
+
+
+def _checkServer(reactor: Any, options: ServerOptions) -> list[str]:
+    """Print what a server would serve; returns the warnings a start would not log."""
     from . import serverFromString
     from ._endpoints import buildServer
     from ._starttls import StartTLSServerEndpoint
@@ -121,11 +188,11 @@ def _checkServer(reactor: Any, options: ServerOptions) -> None:
     tls = buildServer(reactor, options, serverFromString)
     if options.prefix == "starttls":
         StartTLSServerEndpoint(tls, options, reactor)
+    where = _listenAddresses(options) if options.endpoint is None else ""
     _out(f"server: {options.prefix}: (OK, nothing listened)")
     if options.endpoint is not None:
         _out(f"  listens with: {options.endpoint}")
     else:
-        where = options.interface or "all interfaces (IPv6 and IPv4)"
         extras = "".join(
             f", {name}"
             for name, on in (("reusePort", options.reusePort), ("exclusive", options.exclusive))
@@ -136,6 +203,19 @@ def _checkServer(reactor: Any, options: ServerOptions) -> None:
         _out(f"  STARTTLS dialect: {options.dialect}")
     _out(f"  protocols: {formatProtocols(options.policy.protocols)} ({opensslBuild()})")
     served = tls.renewal.served if tls.renewal is not None else []
+    chooser = tls.creator.chooser
+    servedBy = _servedBy(served, chooser.served if chooser is not None else None)
+    # A certificate all of whose names another one takes is never presented (the first is the default).
+    presented = [
+        index == 0 or not names or any(w is item for w in names.values())
+        for index, (item, names) in enumerate(zip(served, servedBy, strict=True))
+    ]
+    ciphers = [
+        _ciphers(item.context, options.policy.protocols, _rehearsalContext(options, item)) if shown else ""
+        for item, shown in zip(served, presented, strict=True)
+    ]
+    several = len({c for c in ciphers if c}) > 1  # the suites depend on the certificate (its key type)
+    warnings: list[str] = []
     for index, item in enumerate(served):
         identity = item.selected.identity
         role = "certificate" if index == 0 else "certificate (SNI)"
@@ -143,15 +223,24 @@ def _checkServer(reactor: Any, options: ServerOptions) -> None:
         _out(f"    SHA-1: {spaced(fingerprint(identity.certificate, 'sha1'))}")
         _out(f"    SHA-256: {fingerprint(identity.certificate).hex()}")
         _out(f"    valid until: {identity.certificate.not_valid_after_utc:%Y-%m-%d %H:%M} UTC")
-        if item.selected.sniNames:
-            _out(f"    served for SNI: {', '.join(item.selected.sniNames)}")
+        own = [name for name, winner in servedBy[index].items() if winner is item]
+        taken = {name: winner for name, winner in servedBy[index].items() if winner is not item}
+        if own:
+            _out(f"    served for SNI: {', '.join(own)}")
+        elif not presented[index]:
+            _out("    served for SNI: none, never served (see the warning below)")
+            warnings.append(_shadowWarning(item, taken, options.policy.identity.everyEntry))
+        for name, winner in taken.items():
+            if presented[index]:
+                _out(f"    not served for SNI: {name} (served with {winner.selected.identity.source})")
         for extra in identity.chain:
             _out(f"    chain: {extra.subject.rfc4514_string()} [sha1 {spaced(fingerprint(extra, 'sha1'))}]")
-    if served:
-        probe = serverContext(
-            replace(options, verifyClient=ClientVerification.NONE, caCerts=None), served[0].selected.identity
-        )
-        _out(f"  ciphers: {_ciphers(served[0].context, options.policy.protocols, probe)}")
+        if several and ciphers[index]:
+            _out(f"    ciphers: {ciphers[index]}")
+    if several:
+        _out("  ciphers: depend on the certificate's key (listed with each certificate above)")
+    elif served:
+        _out(f"  ciphers: {ciphers[0]}")
     _out(f"  TCP_NODELAY: {'on' if options.policy.noDelay else 'off (noDelay=no)'}")
     _out(f"  ALPN: {','.join(p.decode() for p in options.policy.alpn) or '(the application decides)'}")
     client = options.verifyClient.value
@@ -160,6 +249,14 @@ def _checkServer(reactor: Any, options: ServerOptions) -> None:
         _out("  unknown SNI names: refused (sniStrict=yes)")
     _out(
         f"  handshake timeout: {options.handshakeTimeout:g} s, at most {options.maxHandshakes} handshakes at once"
+    )
+    return warnings
+
+
+def _rehearsalContext(options: ServerOptions, item: Served) -> SSL.Context:
+    """A context of C{item}'s certificate asking no client certificate: the suites a client completes."""
+    return serverContext(
+        replace(options, verifyClient=ClientVerification.NONE, caCerts=None), item.selected.identity
     )
 
 
@@ -177,22 +274,28 @@ def _checkClient(reactor: Any, description: str, options: ClientOptions) -> None
     _out(f"  protocols: {formatProtocols(options.policy.protocols)} ({opensslBuild()})")
     if options.verify:
         roots = options.trustRoots or "the platform's trust store"
-        _out(f"  verification: chain against {roots}; name {options.serverName!r} checked and sent as SNI")
+        sni = "; an IP address is never sent as SNI" if _isIP(options.serverName) else " and sent as SNI"
+        _out(f"  verification: chain against {roots}; name {options.serverName!r} checked{sni}")
     else:
         _out("  verification: OFF (verify=no)" + ("; pins still checked" if options.pins else ""))
     for pin in options.pins:
         _out(f"  pin: {pin}")
-    if options.policy.identity.given:
-        _out(
-            f"  client certificate: from {options.policy.identity.certificate or options.policy.identity.privateKey}"
-        )
-    else:
-        _out("  client certificate: none")
+    _out(f"  client certificate: {_clientCertificate(options)}")
     context = getattr(getattr(endpoint, "creator", None), "_context", None)
     if isinstance(context, SSL.Context):
         _out(f"  ciphers: {_ciphers(context, options.policy.protocols)}")
     _out(f"  ALPN offered: {','.join(p.decode() for p in options.policy.alpn) or '(none)'}")
     _out(f"  TCP_NODELAY: {'on' if options.policy.noDelay else 'off (noDelay=no)'}")
+
+
+def _clientCertificate(options: ClientOptions) -> str:
+    """The certificate a client presents and the file it is read from (a store entry's, for certificateHash=)."""
+    selected = selectClientIdentity(options.policy.identity, options.policy.store)
+    if selected is None:
+        return "none"
+    certificate = selected.identity.certificate
+    how = f" (certificateHash={selected.label})" if options.policy.identity.certificateHash else ""
+    return f"{certificate.subject.rfc4514_string() or '-'} from {selected.identity.source}{how}"
 
 
 def _check(args: argparse.Namespace) -> int:
@@ -207,7 +310,7 @@ def _check(args: argparse.Namespace) -> int:
     with _warnings() as warned:
         if side == "server":
             assert isinstance(options, ServerOptions)
-            _checkServer(reactor, options)
+            warned.extend(_checkServer(reactor, options))
         else:
             assert isinstance(options, ClientOptions)
             _checkClient(reactor, args.description, options)
@@ -237,10 +340,130 @@ def _warnings() -> Iterator[list[str]]:
         globalLogPublisher.removeObserver(observer)
 
 
+# Seconds a probe that completed a TLS 1.3 handshake waits for the server's verdict on it.
+SETTLE = 1.0
+
+
+class _ProbeRun:
+    """One probe's state: what was found, until when it may run, and how it ends (the reactor stops)."""
+
+    def __init__(self, clock: Any, timeout: float) -> None:
+        self.clock = clock
+        self.until = clock.seconds() + timeout
+        self.result: dict[str, Any] = {}
+        self.probes: list[_Probe] = []
+        self._ended = False
+
+    def end(self) -> None:
+        if not self._ended:
+            self._ended = True
+            self.clock.callLater(0, self.clock.stop)
+
+    def failed(self, failure: Failure) -> None:
+        """The connection or its handshake failed (the probe protocol never started)."""
+        self.result.setdefault("error", failure.value)
+        self.end()
+
+
+class _Probe(Protocol):
+    """
+    Records what was negotiated, then closes.  Under TLS 1.3 the client's
+    handshake completes before the server has read the client's certificate
+    (or its absence): the server's verdict comes after it, an alert or its
+    first records (session tickets, data).  So the probe waits for that, at
+    most L{SETTLE} seconds (within --timeout), before it says the connection
+    succeeded.
+    """
+
+    def __init__(self, run: _ProbeRun) -> None:
+        self._run = run
+        self._timer: Any = None
+        self._done = False
+        self._lost = False
+
+    def connectionMade(self) -> None:
+        run = self._run
+        connection = sslConnection(self.transport)
+        if connection is not None:
+            run.result["details"] = TLSDetails.fromConnection(connection)
+            run.result["chain"] = connection.get_peer_cert_chain(as_cryptography=True) or []
+            run.result["sni"] = connection.get_servername()
+            settle = min(SETTLE, run.until - run.clock.seconds())
+            if connection.get_protocol_version_name() == "TLSv1.3" and settle > 0:
+                run.probes.append(self)
+                self._timer = run.clock.callLater(settle, self.settled)
+                return
+        self.settled()
+
+    def dataReceived(self, data: bytes) -> None:
+        self.settled()  # the server read our last flight and went on
+
+    def settled(self) -> None:
+        """The server's verdict is in (or the wait is over): close, and end the probe."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        if self._done:
+            return
+        self._done = True
+        if not self._lost:
+            assert self.transport is not None
+            self.transport.loseConnection()
+        self._run.end()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        self._lost = True
+        if not self._done and isinstance(reason.value, SSL.Error):
+            self._run.result["refused"] = reason.value  # an alert after our handshake completed
+        self.settled()
+
+
+def _afterHandshake(options: ClientOptions, error: SSL.Error) -> str:
+    """A TLS 1.3 server's refusal, after our side of the handshake completed, in the words of TLS 1.2's."""
+    reasons = "; ".join(opensslReasons(error) or [str(error)])
+    hint = (
+        "the server refused our client certificate"
+        if options.policy.identity.given
+        else "the server requires a client certificate and got none"
+    )
+    return (
+        f"TLS handshake with {options.host}:{options.port} failed: {reasons} ({hint}; under TLS 1.3 "
+        "the server says so just after the handshake completed on our side)"
+    )
+
+
+def _settleWith(endpoint: Any, run: _ProbeRun) -> None:
+    """
+    End the wait of C{run}'s probes as soon as the server's session ticket
+    arrives: the client's connection creator is told of each resumable
+    session (the first ticket, under TLS 1.3), sent once the server has
+    accepted the client.
+    """
+    creator: Any = getattr(endpoint, "creator", None)
+    remember = getattr(creator, "rememberSession", None)
+    if remember is None:
+        return
+
+    def rememberAndSettle(connection: SSL.Connection) -> None:
+        remember(connection)
+        for probe in run.probes:
+            probe.settled()
+
+    creator.rememberSession = rememberAndSettle  # this probe's own endpoint only
+
+
+def _sniSent(options: ClientOptions, sent: bytes | None) -> str:
+    """The server name the ClientHello carried (none for an IP address: RFC 6066 forbids it)."""
+    if sent:
+        return sent.decode("ascii", "replace")
+    if _isIP(options.serverName):
+        return "none (an IP address is never sent as SNI)"
+    return "none"
+
+
 def _probe(args: argparse.Namespace) -> int:
     from twisted.internet import reactor
     from twisted.internet.defer import CancelledError
-    from twisted.internet.protocol import Factory, Protocol
+    from twisted.internet.protocol import Factory
 
     from . import clientFromString
 
@@ -250,22 +473,13 @@ def _probe(args: argparse.Namespace) -> int:
             f"{args.description!r}: probe needs a securesock client description (tls:HOST:PORT ...)"
         )
     endpoint = clientFromString(reactor, args.description)
-    result: dict[str, Any] = {}
-
-    class Probe(Protocol):
-        def connectionMade(self) -> None:
-            connection = sslConnection(self.transport)
-            if connection is not None:
-                result["details"] = TLSDetails.fromConnection(connection)
-                result["chain"] = connection.get_peer_cert_chain(as_cryptography=True) or []
-            assert self.transport is not None
-            self.transport.loseConnection()
-
-    connecting = endpoint.connect(Factory.forProtocol(Probe))
-    deadline = reactor.callLater(args.timeout, connecting.cancel)  # type: ignore[attr-defined]
-    connecting.addErrback(lambda failure: result.setdefault("error", failure.value))
-    connecting.addBoth(lambda _: reactor.callLater(0, reactor.stop))  # type: ignore[attr-defined]
-    reactor.run()  # type: ignore[attr-defined]
+    run = _ProbeRun(reactor, args.timeout)
+    _settleWith(endpoint, run)
+    connecting = endpoint.connect(Factory.forProtocol(lambda: _Probe(run)))
+    deadline = run.clock.callLater(args.timeout, connecting.cancel)
+    connecting.addErrback(run.failed)  # on success the probe ends the run, once the server had its say
+    run.clock.run()
+    result = run.result
     if deadline.active():
         deadline.cancel()
     error = result.get("error")
@@ -274,6 +488,8 @@ def _probe(args: argparse.Namespace) -> int:
     if error is not None:
         what = "timed out" if isinstance(error, CancelledError) else f"{type(error).__name__}: {error}"
         raise CommandError(f"could not probe {options.host}:{options.port}: {what}")
+    if "refused" in result:
+        raise CommandError(_afterHandshake(options, result["refused"]))
     if "details" not in result:
         raise CommandError(
             f"{options.host}:{options.port}: the connection is not TLS (dialect=none leaves the upgrade "
@@ -287,7 +503,7 @@ def _probe(args: argparse.Namespace) -> int:
     _out(f"  Protocol version: {details.version}")
     _out(f"  Cipher: {details.cipher}")
     _out(f"  ALPN: {details.alpn.decode('ascii', 'replace') if details.alpn else '(none)'}")
-    _out(f"  SNI sent: {options.serverName}")
+    _out(f"  SNI sent: {_sniSent(options, result.get('sni'))}")
     _out("peer chain:")
     for line in certificateRows(result["chain"]):
         _out("  " + line)

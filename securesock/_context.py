@@ -24,7 +24,7 @@ from twisted.logger import Logger
 
 from ._der import DERError, element
 from ._errors import CertificateError, DescriptionError, opensslReasons
-from ._material import Identity, fingerprint, loadCertificates
+from ._material import Identity, checkReadableFile, fingerprint, loadCertificates
 from ._options import ClientOptions, ClientVerification, ServerOptions, TLSPolicy
 from ._protocols import versionSettings
 from ._rehearsal import keyText, rehearseClient, rehearseServer
@@ -433,9 +433,9 @@ def serverContext(
     context.set_session_id(sessionID or sessionContextID(identity))
     context.set_session_cache_mode(SSL.SESS_CACHE_SERVER)
     if options.dhParameters is not None:
+        # A regular file of a sane size: OpenSSL would read a FIFO or /dev/zero without end.
+        checkReadableFile(options.dhParameters, "dhParameters", "a PEM file of DH parameters")
         try:
-            with open(options.dhParameters, "rb"):
-                pass
             context.load_tmp_dh(options.dhParameters.encode())
             _limitGroups(context, finiteField=True)
         except OSError as e:

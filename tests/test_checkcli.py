@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography import x509
 
 from .conftest import PKI, requireTool
 from .peers import Background, freePort
@@ -360,3 +361,176 @@ def test_probe_with_dialect_none_says_the_connection_is_not_tls() -> None:
         result = securesock("probe", f"starttls:127.0.0.1:{port}:dialect=none:verify=no")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr and "is not TLS" in result.stderr, result.stderr
+
+
+def _sServerAt(openssl: str, tmp_path: Path, port: int, *args: str) -> Background:
+    """openssl s_server -www on a fixed loopback port."""
+    server = Background(
+        [openssl, "s_server", "-accept", f"127.0.0.1:{port}", "-www", *args],
+        str(tmp_path / f"s_server-{port}.log"),
+    )
+    server.waitFor(r"^ACCEPT")
+    return server
+
+
+def test_probe_says_no_sni_is_sent_for_an_ip_address(pki: PKI, tmp_path: Path) -> None:
+    """The SNI line says what the ClientHello carried, as s_server -trace saw it."""
+    openssl = requireTool("openssl")
+    server = _sServerAt(openssl, tmp_path, 28101, "-cert", pki.server_crt, "-key", pki.server_key, "-trace")
+    try:
+        byAddress = securesock("probe", f"tls:127.0.0.1:28101:trustRoots={pki.ca_pem}")
+        assert byAddress.returncode == 0, byAddress.stderr
+        assert "  SNI sent: none (an IP address is never sent as SNI)" in byAddress.stdout
+        assert "server_name" not in server.text()
+        byName = securesock("probe", f"tls:localhost:28101:trustRoots={pki.ca_pem}")
+        assert byName.returncode == 0, byName.stderr
+        assert "  SNI sent: localhost" in byName.stdout
+    finally:
+        server.stop()
+    assert "server_name" in server.text()
+    check = securesock("check", f"tls:127.0.0.1:443:trustRoots={pki.ca_pem}")
+    assert "name '127.0.0.1' checked; an IP address is never sent as SNI" in check.stdout
+
+
+@pytest.mark.parametrize("protocol, port", [("-tls1_3", 28102), ("-tls1_2", 28103)])
+def test_probe_fails_when_the_server_requires_a_client_certificate(
+    pki: PKI, tmp_path: Path, protocol: str, port: int
+) -> None:
+    """Under TLS 1.3 the server's refusal (certificate_required) comes after our handshake completed."""
+    openssl = requireTool("openssl")
+    server = _sServerAt(
+        openssl, tmp_path, port, "-cert", pki.server_crt, "-key", pki.server_key, "-Verify", "1",
+        "-CAfile", pki.ca_pem, protocol,
+    )  # fmt: skip
+    try:
+        refused = securesock("probe", f"tls:localhost:{port}:trustRoots={pki.ca_pem}")
+        accepted = securesock(
+            "probe", f"tls:localhost:{port}:trustRoots={pki.ca_pem}:certificate={pki.client_pem}"
+        )
+    finally:
+        server.stop()
+    assert refused.returncode == 1 and refused.stdout == "", refused.stdout
+    assert refused.stderr.count("\n") == 1, refused.stderr
+    assert f"TLS handshake with localhost:{port} failed: " in refused.stderr
+    assert "the server requires a client certificate and got none" in refused.stderr
+    if protocol == "-tls1_3":
+        assert "certificate required" in refused.stderr
+    assert accepted.returncode == 0, accepted.stderr
+    assert f"connected to localhost:{port} (verified)" in accepted.stdout
+
+
+def test_check_names_the_client_certificate_a_hash_selects(pki: PKI, tmp_path: Path) -> None:
+    from cryptography.hazmat.primitives import hashes
+
+    store = tmp_path / "store"
+    assert securesock("--store", str(store), "store", "import", pki.client_pem).returncode == 0
+    certificate = x509.load_pem_x509_certificate(Path(pki.client_pem).read_bytes())
+    thumbprint = certificate.fingerprint(hashes.SHA1()).hex()
+    result = securesock("check", f"tls:localhost:443:store={store}:certificateHash={thumbprint.upper()}")
+    assert result.returncode == 0, result.stderr
+    (line,) = [row for row in result.stdout.splitlines() if row.startswith("  client certificate: ")]
+    spacedHash = " ".join(thumbprint[i : i + 2] for i in range(0, len(thumbprint), 2))
+    assert (
+        line
+        == f"  client certificate: CN=test client from {store / 'client.pem'} (certificateHash={spacedHash})"
+    )
+    byFile = securesock("check", f"tls:localhost:443:certificate={pki.client_pem}")
+    assert f"  client certificate: CN=test client from {pki.client_pem}\n" in byFile.stdout
+
+
+def _rsaFor(tmp_path: Path, name: str) -> str:
+    """An RSA certificate and key for C{name}, in one PEM file."""
+    from securesock._devca import certificatePEM, issue, keyPEM, makeAuthority
+
+    leaf = issue(makeAuthority("check test CA"), [name], keyType="rsa")
+    path = tmp_path / f"{name}.pem"
+    path.write_bytes(certificatePEM(leaf.certificate) + keyPEM(leaf.key))
+    path.chmod(0o600)
+    return str(path)
+
+
+def _tls12Cipher(port: int, serverName: str, cipher: str) -> str | None:
+    """The suite a TLS 1.2 handshake offering only C{cipher} gets, None if refused."""
+    import ssl
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname = False
+    context.verify_mode = ssl.CERT_NONE
+    context.maximum_version = ssl.TLSVersion.TLSv1_2
+    context.set_ciphers(cipher)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        try:
+            with context.wrap_socket(raw, server_hostname=serverName) as tls:
+                negotiated = tls.cipher()
+                return negotiated[0] if negotiated else None
+        except ssl.SSLError:
+            return None
+
+
+def test_check_lists_the_suites_of_each_certificate(pki: PKI, tmp_path: Path) -> None:
+    """An ECDSA and an RSA certificate: each gets its own suites, and the server negotiates them."""
+    from .test_tap import twistd
+
+    rsa = _rsaFor(tmp_path, "b.example")
+    description = f"tls:28104:interface=127.0.0.1:certificate={pki.server_pem},{rsa}:protocols=TLS1_2+TLS1_3"
+    result = securesock("check", description)
+    assert result.returncode == 0, result.stderr
+    blocks = result.stdout.split("  certificate (SNI): ")
+    assert len(blocks) == 2
+    ecdsa = re.search(r"^    ciphers: (.*)$", blocks[0], re.MULTILINE)
+    rsaSuites = re.search(r"^    ciphers: (.*)$", blocks[1], re.MULTILINE)
+    assert ecdsa is not None and rsaSuites is not None, result.stdout
+    assert "ECDHE-ECDSA-AES128-GCM-SHA256" in ecdsa.group(1) and "-RSA-" not in ecdsa.group(1)
+    assert "ECDHE-RSA-AES128-GCM-SHA256" in rsaSuites.group(1) and "ECDSA" not in rsaSuites.group(1)
+    assert "  ciphers: depend on the certificate's key (listed with each certificate above)" in result.stdout
+    assert "served for SNI: b.example" in blocks[1] and "warning:" not in result.stdout
+    with twistd(tmp_path, "--listen", description):
+        assert (
+            _tls12Cipher(28104, "b.example", "ECDHE-RSA-AES128-GCM-SHA256") == "ECDHE-RSA-AES128-GCM-SHA256"
+        )
+        assert (
+            _tls12Cipher(28104, "localhost", "ECDHE-ECDSA-AES128-GCM-SHA256")
+            == "ECDHE-ECDSA-AES128-GCM-SHA256"
+        )
+        assert _tls12Cipher(28104, "localhost", "ECDHE-RSA-AES128-GCM-SHA256") is None
+
+
+def test_check_warns_of_a_certificate_an_earlier_one_hides(pki: PKI, tmp_path: Path) -> None:
+    """An RSA certificate for the names of an ECDSA one listed first is never served: check says so."""
+    from .test_tap import twistd
+
+    description = f"tls:28105:interface=127.0.0.1:certificate={pki.server_pem},{pki.rsa_pem}:protocols=TLS1_2"
+    result = securesock("check", description)
+    assert result.returncode == 0, result.stderr
+    hidden = result.stdout.split("  certificate (SNI): ")[1].split("\n  ciphers")[0]
+    assert "    served for SNI: none, never served (see the warning below)" in hidden
+    assert "localhost" not in hidden.split("served for SNI")[1]
+    warnings = [line for line in result.stdout.splitlines() if line.startswith("warning: ")]
+    assert len(warnings) == 1, result.stdout
+    assert f"from {pki.rsa_pem} is never served: every name it has (localhost)" in warnings[0]
+    assert f"is served by {pki.server_pem}" in warnings[0]
+    assert "the first certificate listed in certificate=" in warnings[0]
+    ciphers = re.search(r"^  ciphers: (.*)$", result.stdout, re.MULTILINE)
+    assert ciphers is not None and "RSA" not in ciphers.group(1)  # the RSA certificate's are never usable
+    with twistd(tmp_path, "--listen", description):  # what check says is what the server does
+        assert _tls12Cipher(28105, "localhost", "ECDHE-RSA-AES128-GCM-SHA256") is None
+        assert (
+            _tls12Cipher(28105, "localhost", "ECDHE-ECDSA-AES128-GCM-SHA256")
+            == "ECDHE-ECDSA-AES128-GCM-SHA256"
+        )
+
+
+def test_check_resolves_the_interface_as_a_start_does(pki: PKI, tmp_path: Path) -> None:
+    from .test_tap import twistd
+
+    description = f"tls:28106:interface=999.1.1.1:certificate={pki.server_pem}"
+    result = securesock("check", description)
+    assert result.returncode == 1 and result.stdout == ""
+    assert "interface=999.1.1.1 does not resolve (" in result.stderr
+    assert "give an address of this host or a name for one" in result.stderr
+    with twistd(tmp_path, "--listen", description, expectRunning=False) as start:
+        start.process.wait(30)
+    assert "interface=999.1.1.1 does not resolve (" in start.log  # the same words as a start
+    named = securesock("check", f"tls:28106:interface=localhost:certificate={pki.server_pem}")
+    assert named.returncode == 0, named.stderr
+    assert "listens on: port 28106, localhost (127.0.0.1" in named.stdout

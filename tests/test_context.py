@@ -104,6 +104,21 @@ def test_dh_parameters_under_a_level_raised_by_ciphers(tmp_path: Path, dhFiles: 
     )
 
 
+@pytest.mark.parametrize("kind", ["fifo", "device"])
+def test_dh_parameters_are_read_only_from_a_regular_file(pki: PKI, tmp_path: Path, kind: str) -> None:
+    """OpenSSL would wait on a FIFO for ever and read /dev/zero without end: refused before it reads."""
+    import os
+
+    path = tmp_path / "dh.fifo"
+    if kind == "fifo":
+        os.mkfifo(path)
+    shown = str(path) if kind == "fifo" else "/dev/zero"
+    with pytest.raises(CertificateError) as caught:
+        securesock.serverFromString(reactor, f"tls:0:certificate={pki.server_pem}:dhParameters={shown}")
+    assert caught.value.option == "dhParameters"
+    assert "not a regular file; give the path of a PEM file of DH parameters" in caught.value.message
+
+
 def test_a_file_without_dh_parameters_holds_none(pki: PKI) -> None:
     for path in (pki.empty_pem, pki.server_key):
         error = refused(f"tls:0:certificate={pki.rsa_pem}:dhParameters={path}")
