@@ -27,7 +27,6 @@ from twisted.python.failure import Failure
 
 from ._cli import CommandError
 from ._context import serverContext
-from ._creators import ServedContexts
 from ._description import Description, parseClient, parseServer, splitDescription
 from ._errors import DescriptionError, TLSHandshakeError, opensslReasons
 from ._hashes import spaced
@@ -37,7 +36,7 @@ from ._options import ClientOptions, ClientVerification, ServerOptions
 from ._optiontable import seconds
 from ._protocols import opensslBuild
 from ._rehearsal import usableSuites
-from ._reload import Served, _sniKey
+from ._reload import Served, hiddenWarning, servedByName
 from ._sessioninfo import TLSDetails, sslConnection
 from ._storecli import _sans, _table
 from ._versions import TLSVersion, formatProtocols
@@ -123,42 +122,6 @@ def _side(description: str, forced: str | None) -> tuple[str, ServerOptions | Cl
     raise DescriptionError(f"{'; '.join(errors)} (--server or --client says which it is)")
 
 
-def _servedBy(served: Sequence[Served], table: ServedContexts | None) -> list[dict[str, Served]]:
-    """
-    For each certificate, which certificate a client asking for each of its
-    names gets: itself, or another one that took the name first (the
-    servername callback's own table, so that check says what the server does).
-    """
-    contexts = {id(item.context): item for item in served}
-    result: list[dict[str, Served]] = []
-    for item in served:
-        names: dict[str, Served] = {}
-        for name in item.selected.sniNames:
-            key = _sniKey(name)
-            found = table.byName.get(key) if table is not None and key is not None else item.context
-            if found is not None:
-                names[name] = contexts.get(id(found), item)
-        result.append(names)
-    return result
-
-
-def _shadowWarning(item: Served, names: dict[str, Served], everyEntry: bool) -> str:
-    """Why a certificate of a server is never presented, and what would be."""
-    identity = item.selected.identity
-    winners = list(dict.fromkeys(f"{w.selected.identity.source}" for w in names.values()))
-    rule = (
-        "a store serves, for each name, the certificate valid longest"
-        if everyEntry
-        else "securesock serves, for each name, the first certificate listed in certificate= "
-        "(an RSA and an ECDSA certificate for one name, chosen by what the client supports, is not supported)"
-    )
-    return (
-        f"certificate {identity.certificate.subject.rfc4514_string()} from {identity.source} is never served: "
-        f"every name it has ({', '.join(names)}) is served by {' and '.join(winners)}; {rule}; "
-        "remove it, or give it a name of its own"
-    )
-
-
 def _listenAddresses(options: ServerOptions) -> str:
     """
     Where the server listens; a host name is resolved as a start resolves it,
@@ -204,7 +167,7 @@ def _checkServer(reactor: Any, options: ServerOptions) -> list[str]:
     _out(f"  protocols: {formatProtocols(options.policy.protocols)} ({opensslBuild()})")
     served = tls.renewal.served if tls.renewal is not None else []
     chooser = tls.creator.chooser
-    servedBy = _servedBy(served, chooser.served if chooser is not None else None)
+    servedBy = servedByName(served, chooser.served if chooser is not None else None)
     # A certificate all of whose names another one takes is never presented (the first is the default).
     presented = [
         index == 0 or not names or any(w is item for w in names.values())
@@ -229,7 +192,7 @@ def _checkServer(reactor: Any, options: ServerOptions) -> list[str]:
             _out(f"    served for SNI: {', '.join(own)}")
         elif not presented[index]:
             _out("    served for SNI: none, never served (see the warning below)")
-            warnings.append(_shadowWarning(item, taken, options.policy.identity.everyEntry))
+            warnings.append(hiddenWarning(item, taken, options.policy.identity.everyEntry))
         for name, winner in taken.items():
             if presented[index]:
                 _out(f"    not served for SNI: {name} (served with {winner.selected.identity.source})")

@@ -105,6 +105,60 @@ def _table(served: Sequence[Served], preferNewest: bool) -> ServedContexts:
     return ServedContexts(served[0].context, byName, byAddress)
 
 
+def servedByName(served: Sequence[Served], table: ServedContexts | None) -> list[dict[str, Served]]:
+    """
+    For each certificate, which certificate a client asking for each of its
+    names gets: itself, or another one that took the name first (the
+    servername callback's own table, so that securesock check says what the server does).
+    """
+    contexts = {id(item.context): item for item in served}
+    result: list[dict[str, Served]] = []
+    for item in served:
+        names: dict[str, Served] = {}
+        for name in item.selected.sniNames:
+            key = _sniKey(name)
+            found = table.byName.get(key) if table is not None and key is not None else item.context
+            if found is not None:
+                names[name] = contexts.get(id(found), item)
+        result.append(names)
+    return result
+
+
+def hiddenWarning(item: Served, names: dict[str, Served], everyEntry: bool) -> str:
+    """Why a certificate of a server is never presented, and what would be."""
+    identity = item.selected.identity
+    winners = list(dict.fromkeys(f"{w.selected.identity.source}" for w in names.values()))
+    rule = (
+        "a store serves, for each name, the certificate valid longest"
+        if everyEntry
+        else "securesock serves, for each name, the first certificate listed in certificate= "
+        "(an RSA and an ECDSA certificate for one name, chosen by what the client supports, is not supported)"
+    )
+    return (
+        f"certificate {identity.certificate.subject.rfc4514_string()} from {identity.source} is never served: "
+        f"every name it has ({', '.join(names)}) is served by {' and '.join(winners)}; {rule}; "
+        "remove it, or give it a name of its own"
+    )
+
+
+def hiddenWarnings(served: Sequence[Served], table: ServedContexts, everyEntry: bool) -> list[str]:
+    """Warnings for the certificates (after the first, the default) that no client is ever given."""
+    addressed = {id(context) for context in table.byAddress.values()}
+    return [
+        hiddenWarning(item, names, everyEntry)
+        for index, (item, names) in enumerate(zip(served, servedByName(served, table), strict=True))
+        if index > 0
+        and names
+        and not any(winner is item for winner in names.values())
+        and id(item.context) not in addressed
+    ]
+
+
+def _warnHidden(served: Sequence[Served], table: ServedContexts, everyEntry: bool) -> None:
+    for warning in hiddenWarnings(served, table, everyEntry):
+        log.warn("{warning}", warning=warning)
+
+
 class Renewal:
     """Re-reads a server's certificates when the files behind them change."""
 
@@ -127,6 +181,7 @@ class Renewal:
         self.clock = clock
         self._next = clock() + self.interval
         chooser.served = _table(served, store is not None)
+        _warnHidden(served, chooser.served, store is not None)
 
     def maybeCheck(self) -> None:
         """Check, unless the last check was less than L{interval} ago."""
@@ -159,6 +214,7 @@ class Renewal:
         if changed and result:
             self.served = result
             self._chooser.served = _table(result, self._store is not None)
+            _warnHidden(result, self._chooser.served, self._store is not None)
         return changed
 
     def _reload(self, source: IdentitySpec, label: str, old: Served | None) -> Served | None:

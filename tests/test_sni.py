@@ -321,3 +321,17 @@ def test_addresses_are_keyed_as_clients_reach_them() -> None:
     assert _address("::ffff:127.0.0.1") == "127.0.0.1"  # a dual-stack listener's IPv4 client
     assert _address("0:0::1") == "::1" and _address("fe80::1%eth0") == "fe80::1"
     assert _address("a.example") is None
+
+
+def test_a_certificate_an_earlier_one_hides_is_warned_of_at_start(pki: Any, logLines: Any) -> None:
+    """Two certificates for the same names (ECDSA then RSA): the second is never served; the start says so."""
+    from twisted.internet import reactor
+
+    import securesock
+
+    securesock.serverFromString(reactor, f"tls:0:certificate={pki.server_pem},{pki.rsa_pem}")
+    [warning] = logLines.matching("is never served")
+    assert f"from {pki.rsa_pem} is never served: every name it has" in warning
+    assert f"is served by {pki.server_pem}" in warning and "first certificate listed" in warning
+    securesock.serverFromString(reactor, f"tls:0:certificate={pki.server_pem}")
+    assert len(logLines.matching("is never served")) == 1
