@@ -36,9 +36,10 @@ from twisted.logger import Logger
 
 from ._context import installServerNameCallback, serverContext, sessionContextID
 from ._creators import ServedContexts, ServerCreator, ServerNameChooser
-from ._errors import CertificateError
+from ._errors import CertificateError, DescriptionError
+from ._hashes import parseCertificateHash, spaced
 from ._identity import Selected, addressesOf, everyEntrySources, loadSelected
-from ._material import describeCertificate
+from ._material import describeCertificate, fingerprint
 from ._options import IdentitySpec, ServerOptions
 from ._store import Store, openStore
 
@@ -250,7 +251,33 @@ class Renewal:
             label=label,
             certificate=describeCertificate(selected.identity.certificate),
         )
+        if old is not None:
+            _warnIfThumbprintLeft(label, old.selected.identity.certificate, selected.identity.certificate)
         return Served(selected, context, signatureOf(selected.files))
+
+
+def _warnIfThumbprintLeft(label: str, before: x509.Certificate, after: x509.Certificate) -> None:
+    """
+    A store entry chosen by certificateHash= (its label is the thumbprint) was
+    renewed: the new certificate is served, as it must be before the old one
+    expires, but the description names the old one and will not start again.
+    """
+    try:
+        pinned = parseCertificateHash(label)
+    except DescriptionError:
+        return  # chosen by name or file: renewals are what it asks for
+    if pinned.digest != fingerprint(before, pinned.algorithm) or pinned.digest == fingerprint(
+        after, pinned.algorithm
+    ):
+        return
+    log.warn(
+        "certificateHash={label}: the store entry was renewed and now holds {certificate}; it is served, "
+        "but the description's thumbprint no longer matches it, so the same description will not start "
+        "again: change it to certificateHash={new}, or name the entry (certificate=NAME), which follows renewals",
+        label=label,
+        certificate=describeCertificate(after),
+        new=spaced(fingerprint(after, pinned.algorithm)),
+    )
 
 
 def serverCreator(

@@ -25,6 +25,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 import securesock
 from securesock._reload import Renewal
 
+from .logcapture import LogLines
 from .peers import listen
 from .storekit import StoreKit, peerCertificate, sha1
 
@@ -345,5 +346,30 @@ async def test_renewal_by_atomic_rename_and_by_symlink(kit: StoreKit, immediate:
         (releases / "three.tmp").write_bytes(certificatePEM(third.certificate) + keyPEM(third.key))
         os.replace(releases / "three.tmp", releases / "two.pem")  # rename over the target
         assert (await served(number, kit))[0] == sha1(third.certificate)
+    finally:
+        await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_renewed_entry_chosen_by_thumbprint_is_served_and_the_stale_thumbprint_warned(
+    kit: StoreKit, immediate: None, logLines: LogLines
+) -> None:
+    """certificateHash= names one certificate: after its entry is renewed the new one is served (the old
+    would expire), with a warning that the description must name the new thumbprint to start again."""
+    from securesock._hashes import spaced
+    from securesock._material import fingerprint
+
+    old = kit.add("site.pem", ["localhost"])
+    thumbprint = spaced(fingerprint(old.certificate, "sha1"))
+    port = await listen(f"tls:0:interface=127.0.0.1:certificateHash={thumbprint}:store={kit.root}")
+    number = port.getHost().port
+    try:
+        assert (await served(number, kit))[0] == sha1(old.certificate)
+        assert not logLines.matching("no longer matches")
+        new = kit.add("site.pem", ["localhost"])
+        assert (await served(number, kit))[0] == sha1(new.certificate)
+        [warning] = logLines.matching("no longer matches")
+        assert f"certificateHash={thumbprint}: the store entry was renewed" in warning
+        assert f"change it to certificateHash={spaced(fingerprint(new.certificate, 'sha1'))}" in warning
     finally:
         await port.stopListening()
