@@ -276,6 +276,18 @@ def _entryForName(store: Store, name: str, secret: bytes | None) -> Entry:
     entries = store.byName(name)
     if entries:
         return _withKey(entries, "certificate", name, store, secret is not None)
+    owners = store.lockedByStem(name)
+    if owners:  # the name is that file's, though nothing in it can be read without its passphrase
+        opened = (
+            "add passphrase=env:NAME or passphrase=file:PATH to open it"
+            if secret is None
+            else "the passphrase= given does not open it (a wrong passphrase?)"
+        )
+        raise CertificateError(
+            f"certificate={name!r} is the name of the encrypted PKCS#12 file {owners[0]} (its stem): {opened}",
+            option="certificate",
+            value=name,
+        )
     nearest = store.nearestNames(name)
     if nearest:
         hint = "nearest names: " + ", ".join(nearest)

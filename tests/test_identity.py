@@ -174,6 +174,24 @@ def test_pkcs12_friendly_name_and_passphrase(
     assert "cannot be opened without a passphrase" in text
 
 
+def test_the_stem_of_an_encrypted_pkcs12_names_it(
+    kit: StoreKit, pki: PKI, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """certificate=server names server.p12 even while it is closed: the message says to open it."""
+    shutil.copy(pki.server_p12, kit.root / "server.p12")
+    text = failure(f"tls:0:certificate=SERVER:store={kit.root}")
+    assert (
+        f"certificate='SERVER' is the name of the encrypted PKCS#12 file {kit.root / 'server.p12'} (its stem)"
+        in text
+    )
+    assert "add passphrase=env:NAME or passphrase=file:PATH to open it" in text
+    monkeypatch.setenv("NOT_IT", "not the passphrase")
+    text = failure(f"tls:0:certificate=server:passphrase=env:NOT_IT:store={kit.root}")
+    assert "the passphrase= given does not open it (a wrong passphrase?)" in text
+    monkeypatch.setenv("P12PASS", PASSPHRASE.decode())
+    assert served(f"tls:0:certificate=server:passphrase=env:P12PASS:store={kit.root}") is not None
+
+
 def test_encrypted_pem_key_needs_the_passphrase(kit: StoreKit, monkeypatch: pytest.MonkeyPatch) -> None:
     kit.add("locked.pem", ["locked.example"], passphrase=b"open sesame")
     text = failure(f"tls:0:certificate=locked:store={kit.root}")
