@@ -520,5 +520,11 @@ def loadCertificates(path: str, option: str) -> list[x509.Certificate]:
     data = _read(path, option, "a PEM file or a directory of CA certificates")
     certificates = _loadCertificatesFromData(data, path, option)
     if not certificates:
-        raise CertificateError(f"{option}={path!r} holds no certificate", option=option, value=path)
+        raise CertificateError(
+            f"{option}={path!r} holds no certificate; accepted: a PEM file of CA certificates "
+            "('-----BEGIN CERTIFICATE-----'), a directory of them (*.pem, *.crt, *.cer), "
+            "or store for the certificate store's CAs",
+            option=option,
+            value=path,
+        )
     return certificates

@@ -42,6 +42,28 @@ def test_not_a_certificate(pki: PKI) -> None:
     assert "holds no certificate" in message(f"tls:0:certificate={pki.empty_pem}")
 
 
+@pytest.mark.parametrize("option, side", [("caCerts", "server"), ("trustRoots", "client")])
+def test_a_trust_file_without_certificates_says_what_is_accepted(pki: PKI, option: str, side: str) -> None:
+    from twisted.internet import reactor
+
+    import securesock
+    from securesock import CertificateError
+
+    description = (
+        f"tls:0:certificate={pki.server_pem}:verifyClient=require:caCerts={pki.server_key}"
+        if side == "server"
+        else f"tls:localhost:443:trustRoots={pki.server_key}"
+    )
+    build = securesock.serverFromString if side == "server" else securesock.clientFromString
+    with pytest.raises(CertificateError) as caught:
+        build(reactor, description)
+    assert (
+        f"{option}={pki.server_key!r} holds no certificate; accepted: a PEM file of CA certificates"
+        in str(caught.value)
+    )
+    assert "or store for the certificate store's CAs" in str(caught.value)
+
+
 def test_certificate_without_key(pki: PKI) -> None:
     assert "has a certificate but no private key" in message(f"tls:0:certificate={pki.server_crt}")
 
@@ -162,7 +184,9 @@ def test_bad_dh_parameters(pki: PKI) -> None:
     assert "holds no PEM DH parameters" in message(
         f"tls:0:certificate={pki.server_pem}:dhParameters={pki.empty_pem}"
     )
-    assert "cannot be read" in message(f"tls:0:certificate={pki.server_pem}:dhParameters=/nonexistent")
+    assert "dhParameters='/nonexistent': no such file" in message(
+        f"tls:0:certificate={pki.server_pem}:dhParameters=/nonexistent"
+    )
 
 
 def test_client_trust_roots_missing(pki: PKI) -> None:
