@@ -81,7 +81,7 @@ class HandshakeWatch:
         if self._timer.active():
             self._timer.cancel()
         self._timer = None
-        self._guard.inProgress -= 1
+        self._guard.released()
         return True
 
     def completed(self) -> None:
@@ -128,14 +128,6 @@ class HandshakeGuard:
         again: a flood is two log lines, not one per connection.
         """
         if self.inProgress < self.maxHandshakes:
-            if self.refused:
-                log.warn(
-                    "maxHandshakes={limit}: below the cap again; {refused} connection(s) were "
-                    "closed while {limit} handshakes were in progress",
-                    limit=self.maxHandshakes,
-                    refused=self.refused,
-                )
-                self.refused = 0
             return True
         if not self.refused:
             log.warn(
@@ -146,6 +138,22 @@ class HandshakeGuard:
             )
         self.refused += 1
         return False
+
+    def released(self) -> None:
+        """
+        A handshake ended (completed, failed, timed out): the place it held is
+        free.  Leaving the cap is logged then, when it happens, not when the
+        next client arrives.
+        """
+        self.inProgress -= 1
+        if self.refused and self.inProgress < self.maxHandshakes:
+            log.warn(
+                "maxHandshakes={limit}: below the cap again; {refused} connection(s) were "
+                "closed while {limit} handshakes were in progress",
+                limit=self.maxHandshakes,
+                refused=self.refused,
+            )
+            self.refused = 0
 
     def watch(self, protocol: Any) -> HandshakeWatch:
         """Start the deadline of an admitted connection's handshake."""

@@ -265,7 +265,7 @@ class TLSUpgrade:
             if timer is not None and timer.active():
                 timer.cancel()
             if guard is not None:
-                guard.inProgress -= 1
+                guard.released()
             return result
 
         return done.addBoth(finished)
@@ -451,7 +451,7 @@ class _Upgrading(Protocol):
         """Give back this connection's place under maxHandshakes (once)."""
         if self._counted and self.factory.guard is not None:
             self._counted = False
-            self.factory.guard.inProgress -= 1
+            self.factory.guard.released()
 
     def _stopTimer(self) -> None:
         if self._timer is not None and self._timer.active():

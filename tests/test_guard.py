@@ -216,6 +216,8 @@ async def test_connections_beyond_the_cap_are_closed_at_once(pki: PKI, logLines:
         finally:
             rawclients.closeAll(held)
         await until(lambda: guard.inProgress == 0)
+        # Leaving the cap is logged when it happens, not when the next client comes.
+        assert logLines.matching("maxHandshakes=5: below the cap again; 4 connection(s) were closed")
         seconds, reply = await deferToThread(rawclients.normalClient, number, pki.ca_pem)
         assert reply == b"HELLO alpn=none\n"
         # A flood is two lines: reaching the cap, and leaving it with the count.
