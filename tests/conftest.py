@@ -9,6 +9,7 @@ import datetime
 import os
 import shutil
 import socket
+import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -79,6 +80,27 @@ def writeSelfSigned(path: Path, key: Any, algorithm: Any) -> str:
         .sign(key, algorithm)
     )
     _write(path, certificatePEM(certificate) + keyPEM(key))
+    return str(path)
+
+
+def writeDHParameters(openssl: str, path: Path, group: str = "ffdhe2048") -> str:
+    """PEM DH parameters of one of OpenSSL's named groups (instant, unlike generating new ones)."""
+    subprocess.run(
+        [
+            openssl,
+            "genpkey",
+            "-genparam",
+            "-algorithm",
+            "DH",
+            "-pkeyopt",
+            f"group:{group}",
+            "-out",
+            str(path),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
     return str(path)
 
 

@@ -20,7 +20,7 @@ from twisted.internet.threads import deferToThread
 import securesock
 from securesock import CertificateError, DescriptionError
 
-from .conftest import PKI, requireTool, writeSelfSigned
+from .conftest import PKI, requireTool, writeDHParameters, writeSelfSigned
 from .peers import listen
 
 
@@ -41,22 +41,7 @@ def dhFiles(tmp_path_factory: pytest.TempPathFactory) -> dict[int, str]:
     files = {}
     for bits, group in ((1024, "dh_1024_160"), (1536, "modp_1536"), (2048, "ffdhe2048"), (3072, "ffdhe3072")):
         path = directory / f"dh{bits}.pem"
-        subprocess.run(
-            [
-                openssl,
-                "genpkey",
-                "-genparam",
-                "-algorithm",
-                "DH",
-                "-pkeyopt",
-                f"group:{group}",
-                "-out",
-                str(path),
-            ],
-            check=True,
-            capture_output=True,
-            timeout=30,
-        )
+        writeDHParameters(openssl, path, group)
         assert path.read_bytes().startswith(b"-----BEGIN DH PARAMETERS-----")
         files[bits] = str(path)
     return files

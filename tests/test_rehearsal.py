@@ -20,7 +20,7 @@ from twisted.internet.threads import deferToThread
 import securesock
 from securesock import DescriptionError, _rehearsal
 
-from .conftest import PKI, requireTool, writeSelfSigned
+from .conftest import PKI, requireTool, writeDHParameters, writeSelfSigned
 from .peers import listen
 
 
@@ -131,27 +131,6 @@ async def test_what_is_refused_no_real_client_can_use(pki: PKI, monkeypatch: pyt
     assert "handshake failure" in output and "Cipher is (NONE)" in output
 
 
-def _dhParameters(openssl: str, directory: Path) -> str:
-    path = directory / "dh.pem"
-    subprocess.run(
-        [
-            openssl,
-            "genpkey",
-            "-genparam",
-            "-algorithm",
-            "DH",
-            "-pkeyopt",
-            "group:ffdhe2048",
-            "-out",
-            str(path),
-        ],
-        check=True,
-        capture_output=True,
-        timeout=60,
-    )
-    return str(path)
-
-
 def _dheHandshake(port: int) -> str:
     """A client of the OpenSSL pyOpenSSL links (4.x: names finite-field groups), offering DHE alone."""
     context = SSL.Context(SSL.TLS_METHOD)
@@ -173,7 +152,9 @@ async def test_dhe_needs_dh_parameters_and_then_serves_clients_naming_ffdhe_grou
     description = f"tls:0:interface=127.0.0.1:certificate={pki.rsa_pem}:ciphers=DHE-RSA-AES128-GCM-SHA256"
     error = refused(description + ":protocols=TLS1_2")
     assert "(DHE suites also need dhParameters=FILE)" in error.message
-    port = await listen(f"{description}:protocols=TLS1_2:dhParameters={_dhParameters(openssl, tmp_path)}")
+    port = await listen(
+        f"{description}:protocols=TLS1_2:dhParameters={writeDHParameters(openssl, tmp_path / 'dh.pem')}"
+    )
     try:
         assert await deferToThread(_dheHandshake, port.getHost().port) == "DHE-RSA-AES128-GCM-SHA256"
     finally:

@@ -20,7 +20,7 @@ from twisted.internet import reactor
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.task import deferLater
 from twisted.internet.threads import deferToThread
-from twisted.logger import formatEvent, globalLogPublisher
+from twisted.logger import LogLevel, formatEvent, globalLogPublisher
 
 import securesock
 from securesock._reload import Renewal
@@ -188,27 +188,21 @@ async def test_unusable_renewal_keeps_the_old_certificate(kit: StoreKit, immedia
 
 
 @pytest_twisted.ensureDeferred
-async def test_a_file_that_cannot_be_read_is_not_called_changed(kit: StoreKit, immediate: None) -> None:
+async def test_a_file_that_cannot_be_read_is_not_called_changed(
+    kit: StoreKit, immediate: None, logLines: LogLines
+) -> None:
     """A key file gone (or out of reach of the --uid user) has not changed: the warning says it cannot be read."""
     old = kit.add("site.pem", ["localhost"], split=True)
-    warnings: list[str] = []
-
-    def observe(event: dict[str, Any]) -> None:
-        if event.get("log_level") is not None and event["log_level"].name == "warn":
-            warnings.append(formatEvent(event))
-
-    globalLogPublisher.addObserver(observe)
     key = kit.root / "site.key"
     port = await listen(f"tls:0:interface=127.0.0.1:certificate={kit.root / 'site.crt'}:privateKey={key}")
     number = port.getHost().port
     try:
         key.rename(kit.root / "site.key.moved")
         assert (await served(number, kit))[0] == sha1(old.certificate)
-        [warning] = warnings
+        [warning] = logLines.matching("still serving the previous certificate", level=LogLevel.warn)
         assert "its files cannot be read now" in warning and "changed" not in warning, warning
         assert "still serving the previous certificate" in warning
     finally:
-        globalLogPublisher.removeObserver(observe)
         await port.stopListening()
 
 
