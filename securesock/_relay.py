@@ -143,19 +143,12 @@ class RelayServer(LoggedProtocol):
     lastActive = 0.0  # when a byte last went either way (the clock's seconds)
     _idleTimer: IDelayedCall | None = None
 
-    def __init__(
-        self,
-        backend: IStreamClientEndpoint,
-        description: str,
-        greeting: bytes | None = None,
-        idleTimeout: float = 0.0,
-        clock: IReactorTime | None = None,
-    ) -> None:
-        self._backend = backend
-        self._description = description
-        self._greeting = greeting
-        self.idleTimeout = idleTimeout
-        self.clock: IReactorTime = clock if clock is not None else _reactor()
+    def __init__(self, relay: RelayFactory) -> None:
+        self._backend = relay.backend
+        self._description = relay.description
+        self._greeting = relay.greeting
+        self.idleTimeout = relay.idleTimeout
+        self.clock = relay.clock
         self._client: _RelayClient | None = None
         self._closing = False
         self._backendGone = False
@@ -299,11 +292,11 @@ class RelayFactory(Factory):
         idleTimeout: float = 0.0,
         clock: IReactorTime | None = None,
     ) -> None:
-        self._backend = backend
-        self._description = description
-        self._greeting = greeting
-        self._idleTimeout = idleTimeout  # seconds without a byte either way before closing; 0: never
-        self._clock = clock
+        self.backend = backend
+        self.description = description  # the --connect description, for messages
+        self.greeting = greeting  # what a starttls: backend's relay says to the client first
+        self.idleTimeout = idleTimeout  # seconds without a byte either way before closing; 0: never
+        self.clock: IReactorTime = clock if clock is not None else _reactor()
 
     def buildProtocol(self, addr: Any) -> RelayServer:
-        return RelayServer(self._backend, self._description, self._greeting, self._idleTimeout, self._clock)
+        return RelayServer(self)
