@@ -119,7 +119,7 @@ class ServerNameChooser:
             if (
                 not isinstance(asked, Unreadable)
                 and not isinstance(made, Unreadable)
-                and not self._sameContext(served, asked, made)
+                and not self._sameContext(served, asked, made, connection)
             ):
                 # Resumed, the connection would go on authenticated by the other certificate.
                 return _refused(
@@ -128,9 +128,7 @@ class ServerNameChooser:
                     f"{_named(made)}, which another certificate serves; refused ({rule}): it "
                     "must connect again without that session",
                 )
-        target = _contextFor(served, name)
-        if served.byAddress and (not name or target is None):
-            target = _contextForAddress(served, name, connection) or target
+        target = _chosen(served, name, connection)
         if target is None:
             if self.strict:
                 return _refused(
@@ -142,9 +140,30 @@ class ServerNameChooser:
             connection.set_context(target)
         return True
 
-    def _sameContext(self, served: ServedContexts, asked: bytes | None, name: bytes | None) -> bool:
+    def _sameContext(
+        self, served: ServedContexts, asked: bytes | None, made: bytes | None, connection: SSL.Connection
+    ) -> bool:
+        """
+        Whether the certificate a client gets for C{asked} is the one it got
+        for C{made}.  Without a name the address it connected to decides for
+        both (a session cache keeps sessions per host and port).
+        """
         unknown = None if self.strict else served.default  # an unknown name: refused, or the default
-        return (_contextFor(served, asked) or unknown) is (_contextFor(served, name) or unknown)
+        return (_chosen(served, asked, connection) or unknown) is (
+            _chosen(served, made, connection) or unknown
+        )
+
+
+def _chosen(served: ServedContexts, name: bytes | None, connection: SSL.Connection) -> SSL.Context | None:
+    """
+    The context for C{name}: by name; by address for a name that is an
+    address, or for no name (the local address the client connected to);
+    the default for no name otherwise; None for a name no certificate has.
+    """
+    target = _contextFor(served, name)
+    if served.byAddress and (not name or target is None):
+        target = _contextForAddress(served, name, connection) or target
+    return target
 
 
 def _named(name: bytes | None) -> str:

@@ -49,7 +49,7 @@ from ._options import ClientOptions, ServerOptions
 from ._sessioninfo import TLSDetails
 from ._versions import formatProtocols
 from ._wrongmode import isTLSRecord
-from .dialects import Dialect, Outcome, Reader, ServerDialect, commandOf, dialectClasses
+from .dialects import Dialect, Outcome, Reader, ServerDialect, commandOf, dialectClasses, noGreeting
 
 __all__ = [
     "TLSDetails",
@@ -342,9 +342,10 @@ def _connectWithoutGreeting(application: IProtocol, transport: Any, dialect: Ser
     before TLS, and RFC 3207, 3501, 2595 and 4217 all say the server does not
     greet again after the upgrade.
     """
-    if hasattr(application, "greetingAlreadySent"):
+    if hasattr(application, "greetingAlreadySent") and dialect.withoutGreeting is not noGreeting:
         # An application that greets later (a relay waiting for its backend)
-        # drops the greeting itself.
+        # drops the greeting itself.  Where the server does not greet (xmpp,
+        # ldap, postgres: the client speaks first) there is none to wait for.
         application.greetingAlreadySent(dialect.withoutGreeting)
     tls = transport.protocol  # what the TCP transport hands writes to
     captured: list[bytes] = []

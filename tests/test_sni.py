@@ -335,3 +335,52 @@ def test_a_certificate_an_earlier_one_hides_is_warned_of_at_start(pki: Any, logL
     assert f"is served by {pki.server_pem}" in warning and "first certificate listed" in warning
     securesock.serverFromString(reactor, f"tls:0:certificate={pki.server_pem}")
     assert len(logLines.matching("is never served")) == 1
+
+
+@pytest_twisted.ensureDeferred
+@pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
+async def test_sessions_follow_the_certificate_an_address_chose(
+    kit: StoreKit, tmp_path: Path, version: str
+) -> None:
+    """
+    Without SNI the address decides (the IP certificate): a session made so
+    resumes for a name of that certificate and is refused for a name of
+    another; one made for that other name is refused without SNI.
+    """
+    kit.add("a.pem", ["a.example"], commonName="A")
+    kit.add("ip.pem", ["127.0.0.1", "localhost"], commonName="IP")
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate=a,ip:store={kit.root}")
+    number = port.getHost().port
+
+    async def client(*args: str) -> str:
+        requireTool("openssl")
+        result = await run(
+            [
+                "openssl",
+                "s_client",
+                "-connect",
+                f"127.0.0.1:{number}",
+                "-CAfile",
+                kit.caFile,
+                version,
+                "-ign_eof",
+                *args,
+            ],
+            input=b"hello\n",
+            timeout=20,
+        )
+        return (result.stdout + result.stderr).decode(errors="replace")
+
+    try:
+        byAddress = tmp_path / "address.session"
+        assert "CN = IP" in await client("-noservername", "-sess_out", str(byAddress))
+        assert "Reused" in await client("-noservername", "-sess_in", str(byAddress))
+        assert "Reused" in await client("-servername", "localhost", "-sess_in", str(byAddress))
+        refused = await client("-servername", "a.example", "-sess_in", str(byAddress))
+        assert "Reused" not in refused and "unrecognized name" in refused, refused
+        byName = tmp_path / "a.session"
+        assert "CN = A" in await client("-servername", "a.example", "-sess_out", str(byName))
+        refused = await client("-noservername", "-sess_in", str(byName))
+        assert "Reused" not in refused and "unrecognized name" in refused, refused
+    finally:
+        await port.stopListening()

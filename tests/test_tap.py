@@ -17,6 +17,7 @@ import signal
 import socket
 import socketserver
 import ssl
+import struct
 import subprocess
 import sys
 import threading
@@ -1354,6 +1355,33 @@ def test_starttls_listener_waits_for_the_backends_greeting(pki: PKI, tmp_path: P
                 assert client.login("user", "secret") == "230 Logged in"
                 client.quit()
     assert pregreet == []
+
+
+def _postgresThroughTLS(port: int, cafile: str, payload: bytes) -> bytes:
+    """A PostgreSQL client's SSLRequest, then TLS, then C{payload}; what comes back (the client speaks first)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
+        raw.sendall(struct.pack(">II", 8, 80877103))  # SSLRequest
+        assert raw.recv(1) == b"S"
+        context = ssl.create_default_context(cafile=cafile)
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(payload)
+            received = b""
+            while len(received) < len(payload):
+                chunk = tls.recv(4096)
+                if not chunk:
+                    break
+                received += chunk
+            return received
+
+
+def test_a_client_first_dialects_data_reaches_a_silent_backend(pki: PKI, tmp_path: Path) -> None:
+    """postgres (as xmpp and ldap): the server never greets, so the relay waits for no greeting."""
+    with serving(_ThreadingTCP(("127.0.0.1", 0), _Echo)) as echo:
+        port = freePort()
+        listen = f"starttls:{port}:interface=127.0.0.1:certificate={pki.server_pem}:dialect=postgres"
+        with twistd(tmp_path, "--listen", listen, "--connect", f"tcp:127.0.0.1:{echo}"):
+            startup = struct.pack(">II", 17, 196608) + b"user\x00bob\x00\x00"  # StartupMessage
+            assert _postgresThroughTLS(port, pki.ca_pem, startup) == startup
 
 
 # --- the command line, parsed in-process ---------------------------------------------
