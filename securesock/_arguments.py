@@ -62,6 +62,8 @@ def _rejoinURL(prefix: str, args: Sequence[str], kwargs: Mapping[str, str]) -> t
     the query (or, with no '=' in it, the port as one more positional piece).
     """
     url = prefix + ":" + ":".join([*args, *(f"{name}={value}" for name, value in kwargs.items())])
+    if "@" in url.partition("//")[2].partition("?")[0].partition("/")[0]:
+        return url, False  # user information (user:password@): its ':' cut it; the URL parser refuses it
     expected = (_authorityPieces(args) if args else 0) + (0 if kwargs else 1)
     return url, len(kwargs) > 1 or len(args) > expected
 

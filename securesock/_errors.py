@@ -47,13 +47,18 @@ _LITERAL_PASSPHRASE = re.compile(
 )
 
 
+# The password of a URL's user information (scheme://user:PASSWORD@host), which an
+# endpoint URL has no use for but a pasted one may carry.
+_URL_PASSWORD = re.compile(r"(://[^/?#@\s:'\"]*:)[^/?#@\s'\"]*@")
+
+
 def redactSecrets(text: str) -> str:
     """
     Hide literal passphrases in a text that quotes a description (errors
     echo what was written), keeping env:/file: references, which are not
-    secret and say what to fix.
+    secret and say what to fix, and the password of a URL's user information.
     """
-    return _LITERAL_PASSPHRASE.sub(r"\1(not shown)", text)
+    return _URL_PASSWORD.sub(r"\1(not shown)@", _LITERAL_PASSPHRASE.sub(r"\1(not shown)", text))
 
 
 def opensslReasons(error: SSL.Error) -> list[str]:

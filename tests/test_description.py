@@ -145,6 +145,9 @@ def test_a_passphrase_in_a_url_split_by_twisted_is_not_shown_in_part() -> None:
         ),
         # a quote inside the passphrase is part of it
         ('"tls:1:passphrase=hun\'ter2:certificate=x"', '"tls:1:passphrase=(not shown):certificate=x"'),
+        # a URL's user information may carry a password
+        ("'tls://u:hunter2@127.0.0.1:1?a=b'", "'tls://u:(not shown)@127.0.0.1:1?a=b'"),
+        ("'tls://[::1]:8443?certificate=a.pem'", "'tls://[::1]:8443?certificate=a.pem'"),
         # a quoted path in a message about the file is not a typed passphrase
         ("passphrase='/run/pass': no such file", "passphrase='/run/pass': no such file"),
     ],

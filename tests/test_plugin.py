@@ -167,6 +167,17 @@ def test_a_url_without_a_port_says_so_through_twisted(pki: PKI) -> None:
     assert "//127.0.0.1" not in str(caught.value).partition("has no port")[0]
 
 
+def test_a_url_with_user_information_is_refused_for_it_through_twisted(pki: PKI) -> None:
+    """Its ':' is not in the query: the message is about the user information, and hides its password."""
+    with pytest.raises(DescriptionError) as caught:
+        endpoints.serverFromString(
+            reactor, f"securesock://user:hunter2@127.0.0.1:8443?certificate={pki.server_pem}"
+        )
+    message = str(caught.value)
+    assert "user information ('...@') is not meaningful" in message and "inside its query" not in message
+    assert "hunter2" not in message
+
+
 def test_the_passphrase_source_is_read_in_any_case(pki: PKI, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("SECURESOCK_TEST_KEYPASS", PASSPHRASE.decode())
     where = f"securesock:0:interface=127.0.0.1:certificate={pki.server_crt}:privateKey={pki.encrypted_key}"
