@@ -388,6 +388,16 @@ def _policy(description: Description, values: dict[str, object]) -> TLSPolicy:
     protocolsOption = "protocols"
     if method != "unset":
         protocols, protocolsOption = method, "sslmethod"
+    ciphers = values.get("ciphers")
+    if pinned is not None and ciphers is not None and all(v >= TLSVersion.TLS1_3 for v in pinned):
+        # (protocols=TLS1_3 with ciphers= is refused where the context is built, securesock._context.)
+        raise DescriptionError(
+            f"ciphers={ciphers!r} has no effect with the prefix {description.prefix}: (only TLS 1.3): "
+            "ciphers= chooses the cipher suites of TLS 1.2 and below, and TLS 1.3's are OpenSSL's, not "
+            "configurable; remove ciphers=, or write tls: with protocols=TLS1_2+TLS1_3",
+            option="ciphers",
+            value=str(ciphers),
+        )
     if pinned is not None and protocols is not None:
         raise DescriptionError(
             f"the prefix {description.prefix}: already fixes the protocol to "

@@ -146,7 +146,6 @@ def test_a_client_certificate_refused_at_a_raised_level_names_ciphers(pki: PKI) 
 @pytest.mark.parametrize(
     "description",
     [
-        "tlsv1.3:0:certificate={pem}:ciphers=AES128-SHA",
         "tls:0:certificate={pem}:protocols=TLS1_3:ciphers=ECDHE+AESGCM",
         "tls:localhost:443:protocols=TLS1_3:ciphers=ECDHE+AESGCM",
     ],
@@ -160,6 +159,14 @@ def test_ciphers_with_only_tls_1_3_is_refused(pki: PKI, description: str) -> Non
     )
     assert "TLS 1.3's suites are OpenSSL's" in error.message and "not configurable" in error.message
     assert "remove ciphers=, or add TLS1_2 to protocols=" in error.message
+
+
+def test_ciphers_with_the_tls_1_3_prefix_says_to_change_the_prefix(pki: PKI) -> None:
+    """tlsv1.3: allows no protocols=: the advice is the tls: prefix, not an option the prefix refuses."""
+    error = refused(f"tlsv1.3:0:certificate={pki.server_pem}:ciphers=AES128-SHA")
+    assert error.option == "ciphers"
+    assert "has no effect with the prefix tlsv1.3:" in error.message
+    assert "write tls: with protocols=TLS1_2+TLS1_3" in error.message and "add TLS1_2" not in error.message
 
 
 @pytest.mark.parametrize(

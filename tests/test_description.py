@@ -334,6 +334,13 @@ def test_wrapped_endpoint_needs_no_port() -> None:
         ),
         ("tls:8443:certificateHash=sha1:9da484fcf66292909a62d4ca65fb087e0645de24", "server", "drop 'sha1:'"),
         (
+            "tlsv1.3:8443:certificate=a.pem:ciphers=ECDHE+AESGCM",
+            "server",
+            "has no effect with the prefix tlsv1.3: (only TLS 1.3): ciphers= chooses the cipher suites of "
+            "TLS 1.2 and below, and TLS 1.3's are OpenSSL's, not configurable; remove ciphers=, or write tls: "
+            "with protocols=TLS1_2+TLS1_3",
+        ),
+        (
             "tls://127.0.0.1:8443?certificateHash=sha256:ab",
             "server",
             "drop 'sha256:' (the digest name goes in pin=",
