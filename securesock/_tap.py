@@ -31,7 +31,7 @@ import securesock
 from ._connlog import CONNECTION_LOGS, LoggedProtocol
 from ._description import TLS_PREFIXES
 from ._errors import DescriptionError, redactSecrets
-from ._options import Passphrase
+from ._options import DIALECTS, Passphrase
 
 __all__ = ["Options", "makeService", "SecuresockService"]
 
@@ -145,6 +145,7 @@ class Options(usage.Options):
                     f"--listen {_shown(written)}: --workers needs a fixed port (port 0 would give "
                     "each worker a different one)"
                 )
+            _refuseAppDrivenUpgrade(endpoint, f"--listen {_shown(written)}")
             self["endpoints"].append((description, endpoint))
         self["backend"] = None
         if self["connect"] is not None:
@@ -152,6 +153,21 @@ class Options(usage.Options):
                 self["backend"] = securesock.clientFromString(reactor, self["connect"])
             except DescriptionError as e:
                 raise usage.UsageError(f"--connect {_shown(self['connect'])}: {e}") from None
+            _refuseAppDrivenUpgrade(self["backend"], f"--connect {_shown(self['connect'])}")
+
+
+def _refuseAppDrivenUpgrade(endpoint: Any, quoted: str) -> None:
+    """
+    dialect=none leaves the plaintext exchange and the upgrade to the
+    application; the relay and the diagnostic page have none, so such a
+    listener (or backend) would carry plaintext, credentials included.
+    """
+    if getattr(getattr(endpoint, "options", None), "dialect", None) == "none":
+        raise usage.UsageError(
+            f"{quoted}: dialect=none leaves the plaintext exchange and the upgrade to the "
+            "application, and twistd securesock has none to do it (the connection would stay "
+            "plaintext); give the protocol: dialect=" + ", ".join(d for d in DIALECTS if d != "none")
+        )
 
 
 def _idleTimeout(written: str) -> float:

@@ -1465,6 +1465,16 @@ def test_workers_auto_is_the_cpu_count(pki: PKI) -> None:
             "--connect is given twice ('tcp:127.0.0.1:1' and 'tcp:127.0.0.1:2'); a relay has one backend",
         ),
         (["--log-connections", "some"], "--log-connections='some': give one of all, failures, none"),
+        (
+            ["--listen", "starttls:2525:interface=127.0.0.1:certificate={pem}:dialect=none"],
+            "dialect=none leaves the plaintext exchange and the upgrade to the application, and twistd "
+            "securesock has none to do it (the connection would stay plaintext); give the protocol: "
+            "dialect=smtp, imap, pop3, ftp, xmpp, ldap, postgres",
+        ),
+        (
+            ["--connect", "starttls:localhost:25:dialect=none"],
+            "--connect 'starttls:localhost:25:dialect=none': dialect=none",
+        ),
         (["--idle-timeout", "soon"], "--idle-timeout='soon': give a number of seconds, or 0 (never)"),
         (["--idle-timeout", "-1"], "--idle-timeout='-1': give 0 (never) or up to 31536000 seconds (a year)"),
         (["--idle-timeout", "nan"], "--idle-timeout='nan': give 0 (never) or up to 31536000"),
