@@ -520,7 +520,13 @@ class _ServerSide(_Upgrading):
             "the implicit-TLS port, or make it use STARTTLS"
         )
 
+    def _logsConnections(self) -> bool:
+        """False under twistd securesock --log-connections none (its factory says so): no line per connection."""
+        return getattr(self.factory.wrappedFactory, "connectionLog", "all") != "none"
+
     def refused(self, reason: str, injected: bool) -> None:
+        if not self._logsConnections():
+            return
         if injected:
             log.warn("{peer}: {reason}", peer=peerName(self.transport), reason=reason)
         else:
@@ -530,6 +536,8 @@ class _ServerSide(_Upgrading):
         _connectWithoutGreeting(application, self.transport, self.dialect)
 
     def failed(self, reason: Failure) -> None:
+        if not self._logsConnections():
+            return
         if self._upgrading:
             log.info(
                 "{peer}: no TLS after {dialect} {command}: {why}",

@@ -289,14 +289,14 @@ class _TrackingFactory(Factory):
     def __init__(self, wrapped: IProtocolFactory, tracker: _Tracker, connectionLog: str = "all") -> None:
         self.wrappedFactory = wrapped
         self._tracker = tracker
-        self._connectionLog = connectionLog
+        self.connectionLog = connectionLog
 
     def buildProtocol(self, addr: Any) -> Any:
         protocol = self.wrappedFactory.buildProtocol(addr)
         if protocol is None:
             return None
         if isinstance(protocol, LoggedProtocol):
-            protocol.connectionLog = self._connectionLog
+            protocol.connectionLog = self.connectionLog
         tracker = self._tracker
         original = protocol.connectionLost
         tracker.add(protocol)

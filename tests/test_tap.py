@@ -1357,6 +1357,23 @@ def test_starttls_listener_waits_for_the_backends_greeting(pki: PKI, tmp_path: P
     assert pregreet == []
 
 
+@pytest.mark.parametrize("connectionLog", ["all", "none"])
+def test_log_connections_none_covers_starttls_sessions(pki: PKI, tmp_path: Path, connectionLog: str) -> None:
+    """A STARTTLS session that never reaches TLS has its line under all, none under none."""
+    import smtplib
+
+    port = freePort()
+    listen = f"starttls:{port}:interface=127.0.0.1:certificate={pki.server_pem}:dialect=smtp"
+    with twistd(tmp_path, "--listen", listen, "--log-connections", connectionLog) as server:
+        with smtplib.SMTP("127.0.0.1", port, local_hostname="client.test", timeout=20) as smtp:
+            smtp.ehlo()
+        if connectionLog == "all":
+            server.waitFor(r"closed before TLS: the client quit before STARTTLS")
+        else:
+            time.sleep(1.0)  # the session is over (QUIT answered); its line would have come by now
+            assert "closed before TLS" not in server.log, server.log
+
+
 def _postgresThroughTLS(port: int, cafile: str, payload: bytes) -> bytes:
     """A PostgreSQL client's SSLRequest, then TLS, then C{payload}; what comes back (the client speaks first)."""
     with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
