@@ -133,6 +133,16 @@ def test_server_injection_split_at_a_line_boundary_is_caught() -> None:
     assert outcome.injected
 
 
+def test_an_injection_after_a_binary_upgrade_request_names_it() -> None:
+    """postgres' SSLRequest is bytes, not text: the log line names it instead of printing them."""
+    reader = server("postgres")
+    reader.start()
+    outcome = reader.feed(SSL_REQUEST + b"\x00\x00\x00\x08")
+    assert outcome.injected and outcome.close is not None
+    assert "arrived after the postgres SSLRequest exchange and before TLS started" in outcome.close
+    assert "\\x04" not in outcome.close and "\\x00" not in outcome.close
+
+
 @pytest.mark.parametrize("name", sorted(REFUSALS))
 def test_server_refuses_everything_else_before_tls(name: str) -> None:
     command, expected = REFUSALS[name]
@@ -457,6 +467,9 @@ def test_any_bytes_get_an_outcome_never_an_exception(name: str, side: str) -> No
         ),
         (b"\r\n", "an empty line"),
         (b"\x30\x0c\x02\x01\x02\x60\x07\x02\x01\x03\x04\x00\x80\x06secret", "binary data"),
+        # a line that is no command may be the secret itself: an AUTH PLAIN response, a password
+        (b"AGJvYgBTM2NyZXRQVw==\r\n", "a line of 20 bytes that is no command (not shown)"),
+        (b"S3cr3tPassw0rd\r\n", "a line of 14 bytes that is no command (not shown)"),
     ],
 )
 def test_commands_are_shown_without_their_arguments(data: bytes, shown: str) -> None:

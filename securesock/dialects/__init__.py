@@ -20,6 +20,7 @@ Dialects know their protocol and nothing about endpoints or TLS.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from importlib import import_module
 from typing import NamedTuple, Protocol
@@ -120,8 +121,17 @@ def commandOf(data: bytes) -> str:
         return "binary data"
     # An IMAP tag, then its command: "a3 LOGIN".
     keep = 2 if len(words) > 1 and any(c in b"0123456789" for c in words[0]) and words[1].isalpha() else 1
+    if not _COMMAND.fullmatch(words[keep - 1]):
+        # Not a command word: the first word itself may be the secret (an AUTH
+        # response, "AGJvYgBTM2NyZXRQVw==", sent on its own line, or a password).
+        return f"a line of {len(line)} bytes that is no command (not shown)"
     shown = b" ".join(words[:keep])
     return quoted(shown, 40) + (" and more" if len(words) > keep or len(data) > len(line) + 2 else "")
+
+
+# What a command of these protocols looks like: a short word of letters (EHLO,
+# STARTTLS, AUTH, STLS, LOGIN), or an XML element's name (<starttls, <stream:stream).
+_COMMAND = re.compile(rb"[A-Za-z]{1,16}|<[A-Za-z][A-Za-z0-9:_-]{0,40}")
 
 
 def lines(limit: int) -> Framing:
@@ -150,6 +160,13 @@ class Reader:
         self._messages = 0
         self._maxMessages = maxMessages
         self.finished = False
+
+    def _named(self, message: bytes) -> str:
+        """The message that asked for TLS (or allowed it): as sent when it is text, else by name."""
+        text = message.strip()
+        if text and all(0x20 <= c < 0x7F for c in text):
+            return quoted(text)
+        return f"the {self.dialect.name} {self.dialect.upgradeCommand} exchange"
 
     @property
     def pending(self) -> bytes:
@@ -189,7 +206,7 @@ class Reader:
                 return self._finish(
                     out,
                     close=(
-                        f"{len(extra)} bytes (starting {commandOf(extra)}) arrived after {quoted(message.strip())} "
+                        f"{len(extra)} bytes (starting {commandOf(extra)}) arrived after {self._named(message)} "
                         "and before TLS started; closed without processing them (STARTTLS "
                         "injection, CVE-2011-0411 class: nothing sent in plaintext may count "
                         "as sent over TLS)"
