@@ -133,6 +133,21 @@ def test_server_injection_split_at_a_line_boundary_is_caught() -> None:
     assert outcome.injected
 
 
+@pytest.mark.parametrize(
+    ("name", "command", "answer"),
+    [
+        ("pop3", b"STLS x\r\n", b"-ERR STLS takes no arguments\r\n"),
+        ("smtp", b"STARTTLS now\r\n", b"501"),
+        ("imap", b"a3 STARTTLS extra\r\n", b"a3 BAD"),
+    ],
+)
+def test_the_upgrade_command_takes_no_arguments(name: str, command: bytes, answer: bytes) -> None:
+    reader = server(name)
+    reader.start()
+    outcome = reader.feed(command)
+    assert not outcome.upgrade and outcome.send.startswith(answer), outcome.send
+
+
 def test_an_injection_after_a_binary_upgrade_request_names_it() -> None:
     """postgres' SSLRequest is bytes, not text: the log line names it instead of printing them."""
     reader = server("postgres")

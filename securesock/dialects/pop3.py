@@ -25,9 +25,12 @@ class Server:
         return Step(b"+OK %s POP3 ready; STLS required\r\n" % self._name)
 
     def received(self, message: bytes) -> Step:
-        verb = message.strip().split(b" ", 1)[0].upper()
+        words = message.strip().split(b" ", 1)
+        verb = words[0].upper()
         if verb == b"CAPA":
             return Step(b"+OK Capability list follows\r\nSTLS\r\n.\r\n")
+        if verb == b"STLS" and len(words) > 1:  # RFC 2595 4: STLS takes no arguments
+            return Step(b"-ERR STLS takes no arguments\r\n")
         if verb == b"STLS":
             return Step(b"+OK Begin TLS negotiation\r\n", upgrade=True)
         if verb == b"QUIT":
