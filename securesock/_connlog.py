@@ -59,6 +59,9 @@ class LoggedProtocol(Protocol):
     # Why the connection was ended, when this side ended it for a reason of its
     # own (a relay whose backend is unreachable); logged instead of the transport's.
     closeNote: str | None = None
+    # Who ended a connection that ended normally (the relay's backend), said
+    # instead of how the transport saw it: not a failure, unlike closeNote.
+    closedBy: str | None = None
     connectionLog = "all"  # one of CONNECTION_LOGS
 
     def connectionMade(self) -> None:
@@ -106,7 +109,7 @@ class LoggedProtocol(Protocol):
             bytesIn=self.bytesIn,
             bytesOut=self.bytesOut,
             duration=time.monotonic() - self._started,
-            reason=self.closeNote or closeReason(reason),
+            reason=self.closeNote or self.closedBy or closeReason(reason),
         )
 
     def __repr__(self) -> str:

@@ -15,9 +15,10 @@ from typing import Any
 
 from twisted.internet import tcp
 from twisted.internet.defer import Deferred
-from twisted.internet.interfaces import IDelayedCall, IReactorTime, IStreamClientEndpoint
+from twisted.internet.interfaces import IDelayedCall, IPushProducer, IReactorTime, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from ._connlog import LoggedProtocol, closeReason
 from ._sendnow import sendNow
@@ -94,6 +95,29 @@ def _reactor() -> IReactorTime:
     from twisted.internet import reactor
 
     return reactor  # type: ignore[return-value]
+
+
+@implementer(IPushProducer)
+class _Pauses:
+    """
+    The client's side as the backend's producer: paused and resumed by it,
+    never stopped.  A transport whose connection is lost stops its producer,
+    and a TLS transport's stopProducing (Twisted's ProtocolWrapper passes it
+    to TCP) would close the client's TCP connection at once, before the
+    close_notify the relay sends when the backend closes could be answered.
+    """
+
+    def __init__(self, transport: Any) -> None:
+        self._transport = transport
+
+    def pauseProducing(self) -> None:
+        self._transport.pauseProducing()
+
+    def resumeProducing(self) -> None:
+        self._transport.resumeProducing()
+
+    def stopProducing(self) -> None:
+        """The relay closes this side itself (L{RelayServer.backendLost})."""
 
 
 def _close(transport: Any) -> None:
@@ -226,7 +250,7 @@ class RelayServer(LoggedProtocol):
             client.transport.bufferSize = _BACKEND_READ
         # Back-pressure both ways.
         self.transport.registerProducer(client.transport, True)  # type: ignore[attr-defined]
-        client.transport.registerProducer(self.transport, True)  # type: ignore[attr-defined]
+        client.transport.registerProducer(_Pauses(self.transport), True)  # type: ignore[attr-defined]
         if self._greeting is not None:
             self.countOut(self._greeting)
             self.transport.write(self._greeting)
@@ -259,6 +283,7 @@ class RelayServer(LoggedProtocol):
 
     def backendLost(self) -> None:
         self._backendGone = True
+        self.closedBy = "the backend closed the connection"
         if self.transport is not None and not self._closing:
             self._closing = True
             self.transport.unregisterProducer()  # type: ignore[attr-defined]

@@ -5,6 +5,7 @@ with real sockets (tests/test_tap.py runs it under twistd).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import socket
@@ -337,6 +338,95 @@ async def test_no_idle_timeout_keeps_a_quiet_connection(pki: PKI) -> None:
         received, closedAfter = await deferToThread(talk, relay.getHost().port, pki.ca_pem, 1, 0, 2.5)
         assert received == b"line 0\n" and closedAfter is None
         assert not [call for call in reactor.getDelayedCalls() if "_idleCheck" in repr(call.func)]
+    finally:
+        await relay.stopListening()
+        await backend.stopListening()
+
+
+class AnswerAndClose(Protocol):
+    """A backend that answers the first bytes and closes."""
+
+    def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(b"answer\n")
+        self.transport.loseConnection()
+
+
+def waitsForOurCloseNotify(port: int, cafile: str, hold: float) -> tuple[bytes, bool]:
+    """
+    Sends a line, reads the answer and the relay's close_notify, holds our own
+    close_notify back for C{hold} s: whether the relay kept TCP open meanwhile.
+    """
+    context = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = context.wrap_bio(incoming, outgoing, server_hostname="localhost")
+
+        def pump() -> bool:
+            raw.sendall(outgoing.read())
+            chunk = raw.recv(65536)
+            if chunk:
+                incoming.write(chunk)
+            else:
+                incoming.write_eof()
+            return bool(chunk)
+
+        for _ in range(50):
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                pump()
+        raw.sendall(outgoing.read())
+        tls.write(b"question\n")
+        received = b""
+        for _ in range(200):
+            try:
+                chunk = tls.read(65536)
+            except ssl.SSLWantReadError:
+                pump()
+                continue
+            except ssl.SSLZeroReturnError:
+                break  # the relay's close_notify
+            received += chunk
+        raw.setblocking(False)
+        time.sleep(hold)
+        try:
+            stillOpen = raw.recv(1) != b""  # b"": the relay's FIN came while we held back
+        except BlockingIOError:
+            stillOpen = True
+        raw.setblocking(True)
+        with contextlib.suppress(ssl.SSLError):
+            tls.unwrap()
+        raw.sendall(outgoing.read())
+        return received, stillOpen
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_backend_closing_ends_the_client_side_with_a_close_that_waits(
+    pki: PKI, logLines: LogLines
+) -> None:
+    """
+    The backend answers and closes: the client gets the answer and the relay's
+    close_notify, and its TCP connection is kept until it answers (it was
+    closed at once, the backend's transport stopping its producer), as any
+    close of securesock's; the log line says who ended it.
+    """
+    backend = await securesock.serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
+        Factory.forProtocol(AnswerAndClose)
+    )
+    client = securesock.clientFromString(reactor, f"tcp:127.0.0.1:{backend.getHost().port}")
+    relay = await listen(
+        f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}", RelayFactory(client, "the backend")
+    )
+    try:
+        received, stillOpen = await deferToThread(
+            waitsForOurCloseNotify, relay.getHost().port, pki.ca_pem, 1.0
+        )
+        assert received == b"answer\n"
+        assert stillOpen, "the relay closed TCP without waiting for the client's close_notify"
+        await deferLater(reactor, 0.3, lambda: None)
+        assert logLines.matching("closed: the backend closed the connection"), logLines.events
     finally:
         await relay.stopListening()
         await backend.stopListening()
