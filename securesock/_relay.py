@@ -100,24 +100,35 @@ def _reactor() -> IReactorTime:
 @implementer(IPushProducer)
 class _Pauses:
     """
-    The client's side as the backend's producer: paused and resumed by it,
-    never stopped.  A transport whose connection is lost stops its producer,
+    One side as the other side's producer: paused and resumed by it, never
+    stopped, and telling the relay when it is held back.
+
+    Never stopped: a transport whose connection is lost stops its producer,
     and a TLS transport's stopProducing (Twisted's ProtocolWrapper passes it
     to TCP) would close the client's TCP connection at once, before the
-    close_notify the relay sends when the backend closes could be answered.
+    close_notify the relay sends when the backend closes could be answered;
+    the relay closes each side itself.  Held back (C{paused}): the other side
+    reads slowly, so bytes wait for it; --idle-timeout counts that as busy,
+    and each resume as progress.
     """
 
-    def __init__(self, transport: Any) -> None:
+    paused = False
+
+    def __init__(self, transport: Any, relay: RelayServer) -> None:
         self._transport = transport
+        self._relay = relay
 
     def pauseProducing(self) -> None:
+        self.paused = True
         self._transport.pauseProducing()
 
     def resumeProducing(self) -> None:
+        self.paused = False
+        self._relay.lastActive = self._relay.clock.seconds()
         self._transport.resumeProducing()
 
     def stopProducing(self) -> None:
-        """The relay closes this side itself (L{RelayServer.backendLost})."""
+        """The relay closes this side itself (L{RelayServer.backendLost}, C{connectionLost})."""
 
 
 def _close(transport: Any) -> None:
@@ -166,6 +177,7 @@ class RelayServer(LoggedProtocol):
 
     lastActive = 0.0  # when a byte last went either way (the clock's seconds)
     _idleTimer: IDelayedCall | None = None
+    _producers: tuple[_Pauses, ...] = ()  # each side as the other's producer, once the backend is connected
 
     def __init__(self, relay: RelayFactory) -> None:
         self._backend = relay.backend
@@ -214,8 +226,10 @@ class RelayServer(LoggedProtocol):
         if self._closing or self.transport is None:
             return
         quiet = self.clock.seconds() - self.lastActive
-        if quiet < self.idleTimeout:
-            self._idleTimer = self.clock.callLater(self.idleTimeout - quiet, self._idleCheck)
+        if quiet < self.idleTimeout or any(producer.paused for producer in self._producers):
+            # Bytes waiting for a slow reader are not idleness: look again later.
+            delay = self.idleTimeout - quiet if quiet < self.idleTimeout else self.idleTimeout
+            self._idleTimer = self.clock.callLater(delay, self._idleCheck)
             return
         self.closeNote = f"idle for {self.idleTimeout:g} s (--idle-timeout)"
         self._closing = True
@@ -249,8 +263,9 @@ class RelayServer(LoggedProtocol):
         if isinstance(client.transport, tcp.Connection):
             client.transport.bufferSize = _BACKEND_READ
         # Back-pressure both ways.
-        self.transport.registerProducer(client.transport, True)  # type: ignore[attr-defined]
-        client.transport.registerProducer(_Pauses(self.transport), True)  # type: ignore[attr-defined]
+        self._producers = (_Pauses(client.transport, self), _Pauses(self.transport, self))
+        self.transport.registerProducer(self._producers[0], True)  # type: ignore[attr-defined]
+        client.transport.registerProducer(self._producers[1], True)  # type: ignore[attr-defined]
         if self._greeting is not None:
             self.countOut(self._greeting)
             self.transport.write(self._greeting)
@@ -271,11 +286,13 @@ class RelayServer(LoggedProtocol):
 
     def dataReceived(self, data: bytes) -> None:
         self.countIn(data)
+        if self._closing:
+            return  # closing reads on only to find the close_notify: nowhere to take this
         self.lastActive = self.clock.seconds()
         client = self._client
         if client is not None and client.transport is not None and client.greeting is None:
             sendNow(client.transport, data)
-        elif not self._closing:
+        else:
             self._early.append(data)
             self._earlySize += len(data)
             if self._earlySize > _EARLY_LIMIT:  # back-pressure before the backend is there

@@ -430,3 +430,109 @@ async def test_the_backend_closing_ends_the_client_side_with_a_close_that_waits(
     finally:
         await relay.stopListening()
         await backend.stopListening()
+
+
+class Flood(Protocol):
+    """A backend that, asked (it reads the request: closing with it unread would reset), sends C{size} bytes and closes."""
+
+    size = 6 * 2**20
+
+    def dataReceived(self, data: bytes) -> None:
+        assert self.transport is not None
+        self.transport.write(b"x" * self.size)
+        self.transport.loseConnection()
+
+
+def slowDownload(port: int, cafile: str, rate: int, limit: float) -> int:
+    """Reads at about C{rate} bytes a second until the relay ends the stream; how many bytes came."""
+    context = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.sendall(b"go\n")
+            received = 0
+            started = time.monotonic()
+            while time.monotonic() - started < limit:
+                chunk = tls.recv(16384)
+                if not chunk:
+                    break
+                received += len(chunk)
+                ahead = received / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    time.sleep(ahead)
+            return received
+
+
+@pytest_twisted.ensureDeferred
+async def test_a_slow_reader_is_busy_not_idle(pki: PKI, logLines: LogLines) -> None:
+    """
+    A download read at 1 MiB/s through a relay with a 1 s idle timeout:
+    bytes waiting for the reader are not idleness, and every byte arrives
+    (the transfer was cut, with a clean close_notify, when the kernel's
+    buffers kept the relay from reading the backend for longer than that).
+    """
+    backend = await securesock.serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
+        Factory.forProtocol(Flood)
+    )
+    client = securesock.clientFromString(reactor, f"tcp:127.0.0.1:{backend.getHost().port}")
+    relay = await listen(
+        f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}",
+        RelayFactory(client, "the backend", idleTimeout=1.0),
+    )
+    try:
+        received = await deferToThread(slowDownload, relay.getHost().port, pki.ca_pem, 2**20, 30)
+        assert received == Flood.size
+        assert not logLines.matching("--idle-timeout"), logLines.events
+    finally:
+        await relay.stopListening()
+        await backend.stopListening()
+
+
+class Sink(Protocol):
+    """A backend that never reads: what the client sends waits."""
+
+    def connectionMade(self) -> None:
+        assert self.transport is not None
+        self.transport.pauseProducing()
+
+
+def uploadFor(port: int, cafile: str, seconds: float) -> tuple[int, bool]:
+    """Sends for C{seconds}; the bytes the relay took, and whether the connection was still open then."""
+    context = ssl.create_default_context(cafile=cafile)
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as raw:
+        with context.wrap_socket(raw, server_hostname="localhost") as tls:
+            tls.settimeout(0.2)
+            sent = 0
+            block = b"y" * 65536
+            started = time.monotonic()
+            while time.monotonic() - started < seconds:
+                try:
+                    sent += tls.send(block)
+                except (TimeoutError, ssl.SSLWantWriteError):
+                    continue
+                except (OSError, ssl.SSLError):
+                    return sent, False
+            return sent, True
+
+
+@pytest_twisted.ensureDeferred
+async def test_an_upload_to_a_backend_that_does_not_read_is_held_back(pki: PKI, logLines: LogLines) -> None:
+    """
+    The client is paused while the backend does not read (busy, not idle:
+    not closed by a 1 s idle timeout), and what the relay holds stays
+    bounded: it took everything without limit once the idle timeout had fired.
+    """
+    backend = await securesock.serverFromString(reactor, "tcp:0:interface=127.0.0.1").listen(
+        Factory.forProtocol(Sink)
+    )
+    client = securesock.clientFromString(reactor, f"tcp:127.0.0.1:{backend.getHost().port}")
+    relay = await listen(
+        f"tls:0:interface=127.0.0.1:certificate={pki.server_pem}",
+        RelayFactory(client, "the backend", idleTimeout=1.0),
+    )
+    try:
+        sent, stillOpen = await deferToThread(uploadFor, relay.getHost().port, pki.ca_pem, 4.0)
+        assert stillOpen and not logLines.matching("--idle-timeout"), logLines.events
+        assert sent < 64 * 2**20, sent  # kernel buffers and the relay's bounded ones, not all 4 s could send
+    finally:
+        await relay.stopListening()
+        await backend.stopListening()
