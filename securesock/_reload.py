@@ -246,9 +246,11 @@ class Renewal:
             return Served(
                 old.selected, old.context, signatureOf(files)
             )  # do not retry until it changes again
+        unchanged = old is not None and old.selected.identity.certificate == selected.identity.certificate
         log.info(
-            "certificate {label} renewed: now serving {certificate}",
+            "certificate {label} {what}: {certificate}",
             label=label,
+            what="re-read, the same certificate" if unchanged else "renewed: now serving",
             certificate=describeCertificate(selected.identity.certificate),
         )
         if old is not None:

@@ -471,6 +471,10 @@ class SecuresockService(MultiService):
         for protocol in list(self.tracker.open):
             transport = getattr(protocol, "transport", None)
             if transport is not None:
+                if isinstance(
+                    protocol, LoggedProtocol
+                ):  # its line says why, not "lost in a non-clean fashion"
+                    protocol.closeNote = f"cut at the end of --grace {self._grace:g} s after SIGTERM"
                 transport.abortConnection()
 
 

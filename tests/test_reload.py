@@ -367,3 +367,21 @@ async def test_a_renewed_entry_chosen_by_thumbprint_is_served_and_the_stale_thum
         assert f"change it to certificateHash={spaced(fingerprint(new.certificate, 'sha1'))}" in warning
     finally:
         await port.stopListening()
+
+
+@pytest_twisted.ensureDeferred
+async def test_the_same_certificate_written_again_is_not_called_renewed(
+    kit: StoreKit, immediate: None, logLines: LogLines
+) -> None:
+    """A deploy that rewrites the same file (a new modification time, the same certificate) says so."""
+    issued = kit.add("site.pem", ["localhost"])
+    port = await listen(f"tls:0:interface=127.0.0.1:certificate={kit.root / 'site.pem'}")
+    number = port.getHost().port
+    try:
+        time.sleep(0.01)
+        kit.write("site.pem", issued)  # the same certificate and key, written anew
+        assert (await served(number, kit))[0] == sha1(issued.certificate)
+        assert logLines.matching("re-read, the same certificate"), logLines.events
+        assert not logLines.matching("renewed: now serving")
+    finally:
+        await port.stopListening()

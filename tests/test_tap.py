@@ -1173,7 +1173,9 @@ def test_sigterm_cuts_connections_after_grace(pki: PKI, tmp_path: Path) -> None:
                         rest = b""
                     assert rest == b""
             assert "1 open connection(s) may finish for 1.0 s" in server.log
-            assert re.search(r"in=5 out=5 [\d.]+s closed: ", server.log), server.log
+            assert re.search(
+                r"in=5 out=5 [\d.]+s closed: cut at the end of --grace 1 s after SIGTERM", server.log
+            ), server.log
 
 
 def test_sighup_reaches_the_workers(pki: PKI, tmp_path: Path) -> None:
