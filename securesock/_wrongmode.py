@@ -116,9 +116,16 @@ def _clientOpening(data: bytes) -> tuple[str, str | None] | None:
 
 
 def _shown(data: bytes) -> str:
-    """A client's first bytes for a message: its command if it is text (never its arguments), else the bytes."""
+    """
+    A client's first bytes for a message: its command if it is text (never
+    its arguments), else the first eight bytes in hex (a binary protocol's
+    header, such as PostgreSQL's SSLRequest 00 00 00 08 04 d2 16 2f), never
+    as characters (random bytes read as Latin-1 make a line unreadable).
+    """
     first = data[:1]
-    return commandOf(data) if first.isalnum() or first == b"<" else quoted(data[:8])  # a header, no more
+    if first.isalnum() or first == b"<":
+        return commandOf(data)
+    return "binary data starting " + data[:8].hex(" ")
 
 
 # The version an SSL 2.0-format CLIENT-HELLO offers: SSL 2.0 itself, or (the

@@ -97,6 +97,15 @@ def test_unknown_plaintext_from_a_client() -> None:
     message = plaintextFromClient(b"\x01\x02garbage", PEER)
     assert "not a TLS ClientHello: it may expect plain TCP or a STARTTLS port" in message
     assert "looks like" not in message
+    assert "(binary data starting 01 02 67 61 72 62 61 67)" in message
+
+
+def test_binary_bytes_are_shown_in_hex_not_as_characters() -> None:
+    """Random bytes read as Latin-1 ('\xc3\xa4o...') made unreadable lines; a header in hex is recognisable."""
+    message = plaintextFromClient(bytes([0xC3, 0xE4, 0x6F, 0x61, 0x68, 0xCC, 0x61, 0x49, 0x99]), PEER)
+    assert "(binary data starting c3 e4 6f 61 68 cc 61 49)" in message and "Ã" not in message
+    sslRequest = plaintextFromClient(b"\x00\x00\x00\x08\x04\xd2\x16\x2f", PEER)
+    assert "binary data starting 00 00 00 08 04 d2 16 2f" in sslRequest
 
 
 def test_http_requests() -> None:
