@@ -45,6 +45,17 @@ async def sClient(port: int, kit: StoreKit, *args: str) -> str:
     return (result.stdout + result.stderr).decode(errors="replace")
 
 
+async def sClientTalking(port: int, kit: StoreKit, *args: str) -> str:
+    """s_client that sends a line and reads to the end: a TLS 1.3 session's tickets come after the handshake."""
+    requireTool("openssl")
+    result = await run(
+        ["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-CAfile", kit.caFile, "-ign_eof", *args],
+        input=b"hello\n",
+        timeout=20,
+    )
+    return (result.stdout + result.stderr).decode(errors="replace")
+
+
 @pytest_twisted.ensureDeferred
 async def test_several_names_python_ssl(kit: StoreKit) -> None:
     kit.add("a.pem", ["a.example"], commonName="A")
@@ -234,24 +245,8 @@ async def test_a_tls_1_3_session_is_not_resumed_for_a_name_another_certificate_s
     port = await listen(f"tls:0:interface=127.0.0.1:certificate=a,b:sniStrict={strict}:store={kit.root}")
     number = port.getHost().port
 
-    async def tls13(*args: str) -> str:  # a line for Shout, whose answer comes after the tickets
-        requireTool("openssl")
-        result = await run(
-            [
-                "openssl",
-                "s_client",
-                "-connect",
-                f"127.0.0.1:{number}",
-                "-CAfile",
-                kit.caFile,
-                "-tls1_3",
-                "-ign_eof",
-                *args,
-            ],
-            input=b"hello\n",
-            timeout=20,
-        )
-        return (result.stdout + result.stderr).decode(errors="replace")
+    async def tls13(*args: str) -> str:
+        return await sClientTalking(number, kit, "-tls1_3", *args)
 
     try:
         for other in ("a.example", "unknown.example"):
@@ -353,23 +348,7 @@ async def test_sessions_follow_the_certificate_an_address_chose(
     number = port.getHost().port
 
     async def client(*args: str) -> str:
-        requireTool("openssl")
-        result = await run(
-            [
-                "openssl",
-                "s_client",
-                "-connect",
-                f"127.0.0.1:{number}",
-                "-CAfile",
-                kit.caFile,
-                version,
-                "-ign_eof",
-                *args,
-            ],
-            input=b"hello\n",
-            timeout=20,
-        )
-        return (result.stdout + result.stderr).decode(errors="replace")
+        return await sClientTalking(number, kit, version, *args)
 
     try:
         byAddress = tmp_path / "address.session"
