@@ -10,6 +10,7 @@ from __future__ import annotations
 import time
 
 from OpenSSL import SSL
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHandshakeListener
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.logger import Logger
@@ -40,6 +41,15 @@ def closeReason(reason: Failure) -> str:
         return str(value)  # securesock's own words say it all (a timeout, a plaintext client)
     text = str(value).strip().rstrip(".")
     return f"{type(value).__name__}: {text}" if text else type(value).__name__
+
+
+def _ended(closedBy: str | None, reason: Failure) -> str:
+    """Who ended it, when the end was clean; with what went wrong after, when it was not."""
+    if closedBy is None:
+        return closeReason(reason)
+    if reason.check(ConnectionDone):
+        return closedBy
+    return f"{closedBy}; then {closeReason(reason)}"
 
 
 @implementer(IHandshakeListener)
@@ -109,7 +119,7 @@ class LoggedProtocol(Protocol):
             bytesIn=self.bytesIn,
             bytesOut=self.bytesOut,
             duration=time.monotonic() - self._started,
-            reason=self.closeNote or self.closedBy or closeReason(reason),
+            reason=self.closeNote or _ended(self.closedBy, reason),
         )
 
     def __repr__(self) -> str:

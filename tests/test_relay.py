@@ -536,3 +536,17 @@ async def test_an_upload_to_a_backend_that_does_not_read_is_held_back(pki: PKI, 
     finally:
         await relay.stopListening()
         await backend.stopListening()
+
+
+def test_who_closed_is_said_with_what_went_wrong_after() -> None:
+    """The backend's close is the news of a clean end; a close-wait expiry or a reset after it is said too."""
+    from twisted.internet.error import ConnectionDone, ConnectionLost
+    from twisted.python.failure import Failure
+
+    from securesock._connlog import _ended
+
+    closedBy = "the backend closed the connection"
+    assert _ended(closedBy, Failure(ConnectionDone())) == closedBy
+    late = _ended(closedBy, Failure(ConnectionLost("the peer did not answer our close_notify within 30 s")))
+    assert late.startswith(f"{closedBy}; then ConnectionLost: ") and "did not answer our close_notify" in late
+    assert _ended(None, Failure(ConnectionDone())).startswith("ConnectionDone")
