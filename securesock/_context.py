@@ -438,13 +438,7 @@ def serverContext(
         try:
             context.load_tmp_dh(options.dhParameters.encode())
             _limitGroups(context, finiteField=True)
-        except OSError as e:
-            raise CertificateError(
-                f"dhParameters={options.dhParameters!r} cannot be read: {e.strerror}",
-                option="dhParameters",
-                value=options.dhParameters,
-            ) from None
-        except SSL.Error as e:
+        except SSL.Error as e:  # (OpenSSL's own read errors come as SSL.Error too)
             raise _dhError(options.dhParameters, options.policy.ciphers, opensslReasons(e)) from None
     if options.verifyClient is not ClientVerification.NONE:
         if authorities is None:

@@ -124,7 +124,8 @@ class _Pauses:
 
     def resumeProducing(self) -> None:
         self.paused = False
-        self._relay.lastActive = self._relay.clock.seconds()
+        if self._relay.idleTimeout:
+            self._relay.lastActive = self._relay.clock.seconds()
         self._transport.resumeProducing()
 
     def stopProducing(self) -> None:
@@ -155,7 +156,8 @@ class _RelayClient(Protocol):
     def dataReceived(self, data: bytes) -> None:
         if self.server._closing:
             return  # the client is gone or going: nobody to give it to
-        self.server.lastActive = self.server.clock.seconds()
+        if self.server.idleTimeout:
+            self.server.lastActive = self.server.clock.seconds()
         greeted = False
         if self.greeting is not None:
             data, greeted = self.greeting.feed(data)
@@ -288,7 +290,8 @@ class RelayServer(LoggedProtocol):
         self.countIn(data)
         if self._closing:
             return  # closing reads on only to find the close_notify: nowhere to take this
-        self.lastActive = self.clock.seconds()
+        if self.idleTimeout:
+            self.lastActive = self.clock.seconds()
         client = self._client
         if client is not None and client.transport is not None and client.greeting is None:
             sendNow(client.transport, data)

@@ -16,12 +16,11 @@ from __future__ import annotations
 
 from OpenSSL import SSL
 
-from ._clienthello import Unreadable
+from ._clienthello import UNREADABLE, Unreadable
 from ._der import DERError, element
 
 __all__ = ["resumedSessionName"]
 
-_UNREADABLE = Unreadable()
 _HOSTNAME_TAG = 0xA6  # [6] EXPLICIT, constructed
 _OCTET_STRING = 0x04
 _SEQUENCE = 0x30
@@ -38,17 +37,17 @@ def resumedSessionName(connection: SSL.Connection) -> bytes | None | Unreadable:
 
         session = _lib.SSL_get_session(connection._ssl)  # type: ignore[attr-defined]
         if session == _ffi.NULL:
-            return _UNREADABLE
+            return UNREADABLE
         size = _lib.i2d_SSL_SESSION(session, _ffi.NULL)
         if size <= 0:
-            return _UNREADABLE
+            return UNREADABLE
         buffer = _ffi.new("unsigned char[]", size)
         cursor = _ffi.new("unsigned char **", buffer)
         if _lib.i2d_SSL_SESSION(session, cursor) != size:
-            return _UNREADABLE
+            return UNREADABLE
         der = bytes(_ffi.buffer(buffer, size))
     except (ImportError, AttributeError):  # pragma: no cover - other pyOpenSSL versions
-        return _UNREADABLE
+        return UNREADABLE
     return hostnameOf(der)
 
 
@@ -57,13 +56,13 @@ def hostnameOf(der: bytes) -> bytes | None | Unreadable:
     try:
         _, position, end = element(der, 0, _SEQUENCE)
         if end != len(der):
-            return _UNREADABLE
+            return UNREADABLE
         while position < end:
             tag, contentStart, contentEnd = element(der, position)
             if tag == _HOSTNAME_TAG:
                 _, nameStart, nameEnd = element(der, contentStart, _OCTET_STRING)
-                return der[nameStart:nameEnd] if nameEnd == contentEnd else _UNREADABLE
+                return der[nameStart:nameEnd] if nameEnd == contentEnd else UNREADABLE
             position = contentEnd
     except DERError:
-        return _UNREADABLE
+        return UNREADABLE
     return None
