@@ -36,7 +36,7 @@ from ._options import ClientOptions, ClientVerification, ServerOptions
 from ._optiontable import seconds
 from ._protocols import opensslBuild
 from ._rehearsal import usableSuites
-from ._reload import Served, hiddenWarning, servedByName
+from ._reload import Served, hiddenWarning, presentedFlags, servedByName
 from ._sessioninfo import TLSDetails, sslConnection
 from ._storecli import _sans, _table
 from ._versions import TLSVersion, formatProtocols
@@ -169,10 +169,7 @@ def _checkServer(reactor: Any, options: ServerOptions) -> list[str]:
     chooser = tls.creator.chooser
     servedBy = servedByName(served, chooser.served if chooser is not None else None)
     # A certificate all of whose names another one takes is never presented (the first is the default).
-    presented = [
-        index == 0 or not names or any(w is item for w in names.values())
-        for index, (item, names) in enumerate(zip(served, servedBy, strict=True))
-    ]
+    presented = presentedFlags(served, servedBy, chooser.served if chooser is not None else None)
     ciphers = [
         _ciphers(item.context, options.policy.protocols, _rehearsalContext(options, item)) if shown else ""
         for item, shown in zip(served, presented, strict=True)
@@ -193,6 +190,14 @@ def _checkServer(reactor: Any, options: ServerOptions) -> list[str]:
         elif not presented[index]:
             _out("    served for SNI: none, never served (see the warning below)")
             warnings.append(hiddenWarning(item, taken, options.policy.identity.everyEntry))
+        table = chooser.served if chooser is not None else None
+        addresses = [
+            a for a, context in (table.byAddress if table else {}).items() if context is item.context
+        ]
+        if addresses:
+            _out(
+                f"    served to clients of: {', '.join(addresses)} (the address they connect to, without SNI)"
+            )
         for name, winner in taken.items():
             if presented[index]:
                 _out(f"    not served for SNI: {name} (served with {winner.selected.identity.source})")

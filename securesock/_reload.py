@@ -142,16 +142,31 @@ def hiddenWarning(item: Served, names: dict[str, Served], everyEntry: bool) -> s
     )
 
 
+def presentedFlags(
+    served: Sequence[Served], byName: Sequence[dict[str, Served]], table: ServedContexts | None
+) -> list[bool]:
+    """
+    Whether any client is given each certificate: the first (the default),
+    one that keeps a name of its own, or one chosen by the address a client
+    connected to (an IP subjectAltName).
+    """
+    addressed = {id(context) for context in table.byAddress.values()} if table is not None else set()
+    return [
+        index == 0
+        or not names
+        or any(winner is item for winner in names.values())
+        or id(item.context) in addressed
+        for index, (item, names) in enumerate(zip(served, byName, strict=True))
+    ]
+
+
 def hiddenWarnings(served: Sequence[Served], table: ServedContexts, everyEntry: bool) -> list[str]:
-    """Warnings for the certificates (after the first, the default) that no client is ever given."""
-    addressed = {id(context) for context in table.byAddress.values()}
+    """Warnings for the certificates that no client is ever given."""
+    byName = servedByName(served, table)
     return [
         hiddenWarning(item, names, everyEntry)
-        for index, (item, names) in enumerate(zip(served, servedByName(served, table), strict=True))
-        if index > 0
-        and names
-        and not any(winner is item for winner in names.values())
-        and id(item.context) not in addressed
+        for item, names, shown in zip(served, byName, presentedFlags(served, byName, table), strict=True)
+        if not shown
     ]
 
 

@@ -534,3 +534,16 @@ def test_check_resolves_the_interface_as_a_start_does(pki: PKI, tmp_path: Path) 
     named = securesock("check", f"tls:28106:interface=localhost:certificate={pki.server_pem}")
     assert named.returncode == 0, named.stderr
     assert "listens on: port 28106, localhost (127.0.0.1" in named.stdout
+
+
+def test_check_counts_a_certificate_an_address_chooses_as_served(tmp_path: Path) -> None:
+    """Its names all taken by an earlier certificate, an IP subjectAltName still gives it to some clients."""
+    from .storekit import StoreKit
+
+    kit = StoreKit(tmp_path / "store")
+    kit.add("a.pem", ["a.example"], commonName="A")
+    kit.add("ip.pem", ["a.example", "127.0.0.2"], commonName="IP")
+    result = securesock("check", "--server", f"tls:0:certificate=a,ip:store={kit.root}")
+    assert result.returncode == 0, result.stderr
+    assert "never served" not in result.stdout + result.stderr, result.stdout
+    assert "served to clients of: 127.0.0.2 (the address they connect to, without SNI)" in result.stdout
