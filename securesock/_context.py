@@ -28,7 +28,7 @@ from ._material import Identity, checkReadableFile, fingerprint, loadCertificate
 from ._options import ClientOptions, ClientVerification, ServerOptions, TLSPolicy
 from ._protocols import versionSettings
 from ._rehearsal import keyText, rehearseClient, rehearseServer
-from ._versions import TLSVersion, formatProtocols
+from ._versions import formatProtocols
 
 __all__ = [
     "INTERMEDIATE_CIPHERS",
@@ -98,41 +98,6 @@ def _limitGroups(context: SSL.Context, *, finiteField: bool = False) -> None:
         _lib.ERR_clear_error()  # pragma: no cover - OpenSSL without the hybrid
 
 
-# TLS 1.3's suite names: OpenSSL's set_cipher_list knows none of them (they are
-# chosen with SSL_CTX_set_ciphersuites, which securesock leaves at OpenSSL's three).
-_TLS13_SUITE = re.compile(r"TLS_(AES|CHACHA20|SM4)_\w+", re.IGNORECASE)
-
-
-def _checkTLS13Ciphers(policy: TLSPolicy) -> None:
-    """
-    ciphers= chooses the suites of TLS 1.2 and below: refuse it where it
-    would silently choose nothing (only TLS 1.3 enabled) and TLS 1.3 suite
-    names in it, which OpenSSL would call unknown or silently skip.
-    """
-    assert policy.ciphers is not None
-    names = [n for n in re.split(r"[:, ]+", policy.ciphers) if _TLS13_SUITE.fullmatch(n)]
-    why = (
-        "ciphers= chooses the cipher suites of TLS 1.2 and below; TLS 1.3's suites are OpenSSL's "
-        "(TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256, TLS_AES_128_GCM_SHA256) and not configurable"
-    )
-    if names:
-        raise DescriptionError(
-            f"ciphers={policy.ciphers!r}: {', '.join(names)} {'is a TLS 1.3 suite' if len(names) == 1 else 'are TLS 1.3 suites'}; "
-            f"{why}; remove {'it' if len(names) == 1 else 'them'} (accepted: an OpenSSL cipher string "
-            "such as ECDHE+AESGCM,ECDHE+CHACHA20, see 'openssl ciphers -v')",
-            option="ciphers",
-            value=policy.ciphers,
-        )
-    if all(v >= TLSVersion.TLS1_3 for v in policy.protocols):
-        versions = formatProtocols(policy.protocols)
-        raise DescriptionError(
-            f"ciphers={policy.ciphers!r} has no effect with {policy.protocolsOption}={versions} (only "
-            f"TLS 1.3): {why}; remove ciphers=, or add TLS1_2 to {policy.protocolsOption}=",
-            option="ciphers",
-            value=policy.ciphers,
-        )
-
-
 def _baseContext(policy: TLSPolicy, *, server: bool, rehearsal: bool = False) -> SSL.Context:
     settings = versionSettings(policy.protocols, policy.protocolsOption, client=not server)
     context = SSL.Context(SSL.TLS_METHOD)
@@ -165,8 +130,6 @@ def _baseContext(policy: TLSPolicy, *, server: bool, rehearsal: bool = False) ->
             "enabled only because they were asked for; security level lowered to 0",
             protocols=formatProtocols(policy.protocols),
         )
-    if policy.ciphers is not None:
-        _checkTLS13Ciphers(policy)
     try:
         context.set_cipher_list(ciphers.encode("ascii"))
     except (SSL.Error, UnicodeEncodeError):

@@ -37,7 +37,7 @@ from ._options import (
     TLSPolicy,
 )
 from ._optiontable import CLIENT, SERVER, Option, optionsFor
-from ._versions import DEFAULT_PROTOCOLS, TLSVersion
+from ._versions import DEFAULT_PROTOCOLS, TLSVersion, formatProtocols
 
 __all__ = [
     "TLS_PREFIXES",
@@ -388,16 +388,6 @@ def _policy(description: Description, values: dict[str, object]) -> TLSPolicy:
     protocolsOption = "protocols"
     if method != "unset":
         protocols, protocolsOption = method, "sslmethod"
-    ciphers = values.get("ciphers")
-    if pinned is not None and ciphers is not None and all(v >= TLSVersion.TLS1_3 for v in pinned):
-        # (protocols=TLS1_3 with ciphers= is refused where the context is built, securesock._context.)
-        raise DescriptionError(
-            f"ciphers={ciphers!r} has no effect with the prefix {description.prefix}: (only TLS 1.3): "
-            "ciphers= chooses the cipher suites of TLS 1.2 and below, and TLS 1.3's are OpenSSL's, not "
-            "configurable; remove ciphers=, or write tls: with protocols=TLS1_2+TLS1_3",
-            option="ciphers",
-            value=str(ciphers),
-        )
     if pinned is not None and protocols is not None:
         raise DescriptionError(
             f"the prefix {description.prefix}: already fixes the protocol to "
@@ -406,6 +396,14 @@ def _policy(description: Description, values: dict[str, object]) -> TLSPolicy:
             option="protocols",
         )
     chosen = pinned or protocols or DEFAULT_PROTOCOLS
+    ciphers = values.get("ciphers")
+    if ciphers is not None:
+        chosenBy = (
+            f"the prefix {description.prefix}:"
+            if pinned is not None
+            else f"{protocolsOption}={formatProtocols(chosen)}"  # type: ignore[arg-type]
+        )
+        _checkCiphersAgainstTLS13(str(ciphers), chosen, chosenBy)  # type: ignore[arg-type]
     identity = IdentitySpec(
         certificate=values.pop("certificate", None),  # type: ignore[arg-type]
         privateKey=values.pop("privateKey", None),  # type: ignore[arg-type]
@@ -443,6 +441,46 @@ def _policy(description: Description, values: dict[str, object]) -> TLSPolicy:
         store=values.pop("store", None),  # type: ignore[arg-type]
         protocolsOption=protocolsOption,
     )
+
+
+# TLS 1.3's suite names: OpenSSL's set_cipher_list knows none of them (they are
+# chosen with SSL_CTX_set_ciphersuites, which securesock leaves at OpenSSL's three).
+_TLS13_SUITE = re.compile(r"TLS_(AES|CHACHA20|SM4)_\w+", re.IGNORECASE)
+_TLS13_SUITES_WHY = (
+    "ciphers= chooses the cipher suites of TLS 1.2 and below; TLS 1.3's suites are OpenSSL's "
+    "(TLS_AES_256_GCM_SHA384, TLS_CHACHA20_POLY1305_SHA256, TLS_AES_128_GCM_SHA256) and not configurable"
+)
+
+
+def _checkCiphersAgainstTLS13(ciphers: str, versions: frozenset[TLSVersion], chosenBy: str) -> None:
+    """
+    ciphers= chooses the suites of TLS 1.2 and below: refuse TLS 1.3 suite
+    names in it, which OpenSSL would call unknown or skip without a word, and
+    ciphers= where it would choose nothing (only TLS 1.3 enabled, by
+    C{chosenBy}: a prefix, protocols= or sslmethod=).
+    """
+    names = [n for n in re.split(r"[:, ]+", ciphers) if _TLS13_SUITE.fullmatch(n)]
+    if names:
+        one = len(names) == 1
+        raise DescriptionError(
+            f"ciphers={ciphers!r}: {', '.join(names)} {'is a TLS 1.3 suite' if one else 'are TLS 1.3 suites'}; "
+            f"{_TLS13_SUITES_WHY}; remove {'it' if one else 'them'} (accepted: an OpenSSL cipher string "
+            "such as ECDHE+AESGCM,ECDHE+CHACHA20, see 'openssl ciphers -v')",
+            option="ciphers",
+            value=ciphers,
+        )
+    if all(v >= TLSVersion.TLS1_3 for v in versions):
+        advice = (
+            "write tls: with protocols=TLS1_2+TLS1_3"
+            if chosenBy.startswith("the prefix")
+            else f"add TLS1_2 to {chosenBy.partition('=')[0]}="
+        )
+        raise DescriptionError(
+            f"ciphers={ciphers!r} has no effect with {chosenBy} (only TLS 1.3): {_TLS13_SUITES_WHY}; "
+            f"remove ciphers=, or {advice}",
+            option="ciphers",
+            value=ciphers,
+        )
 
 
 def _dialect(description: Description, values: dict[str, object]) -> str | None:
