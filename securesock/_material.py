@@ -79,6 +79,56 @@ def _refusal(prefix: str, path: str, option: str, shown: str | None, message: st
     return CertificateError(f"{prefix}{message}", option=option, value=path if shown is None else None)
 
 
+def _openRegular(path: str, option: str, what: str, shown: str | None, start: str) -> int:
+    """
+    A descriptor of C{path}, opened for reading, if it is a regular file of at
+    most L{MAX_FILE_SIZE} bytes (by its size, before a byte is read); else the
+    error L{_read} gives.
+    """
+    try:
+        # O_NONBLOCK: opening a FIFO nobody writes to returns at once, so fstat can refuse it.
+        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
+    except IsADirectoryError:
+        raise _refusal(start, path, option, shown, f" is a directory; {what} must be a file") from None
+    except FileNotFoundError:
+        raise _refusal(
+            start,
+            path,
+            option,
+            shown,
+            f": no such file (looked in {os.getcwd()!r} for relative paths); give the path of {what}",
+        ) from None
+    except OSError as e:
+        raise _refusal(start, path, option, shown, f" cannot be read: {e.strerror}") from None
+    try:
+        status = os.fstat(descriptor)
+    except OSError as e:
+        os.close(descriptor)
+        raise _refusal(start, path, option, shown, f" cannot be read: {e.strerror}") from None
+    mode = status.st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        if stat.S_ISDIR(mode):
+            raise _refusal(start, path, option, shown, f" is a directory; {what} must be a file")
+        kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
+        raise _refusal(start, path, option, shown, f" is {kind}, not a regular file; give the path of {what}")
+    if status.st_size > MAX_FILE_SIZE:
+        os.close(descriptor)
+        raise _tooLarge(start, path, option, shown, what)
+    return descriptor
+
+
+def _tooLarge(start: str, path: str, option: str, shown: str | None, what: str) -> CertificateError:
+    return _refusal(
+        start,
+        path,
+        option,
+        shown,
+        f" is larger than {MAX_FILE_SIZE // (1024 * 1024)} MiB, too large for {what} "
+        "(certificate and key files are a few KB): is it the right file?",
+    )
+
+
 def _read(
     path: str,
     option: str,
@@ -97,46 +147,14 @@ def _read(
     """
     named = repr(path) if shown is None else shown
     start = f"{option}={named}" if prefix is None else prefix
-    try:
-        # O_NONBLOCK: opening a FIFO nobody writes to returns at once, so fstat can refuse it.
-        descriptor = os.open(path, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_BINARY", 0))
-    except IsADirectoryError:
-        raise _refusal(start, path, option, shown, f" is a directory; {what} must be a file") from None
-    except FileNotFoundError:
-        raise _refusal(
-            start,
-            path,
-            option,
-            shown,
-            f": no such file (looked in {os.getcwd()!r} for relative paths); give the path of {what}",
-        ) from None
-    except OSError as e:
-        raise _refusal(start, path, option, shown, f" cannot be read: {e.strerror}") from None
-    try:
-        mode = os.fstat(descriptor).st_mode
-    except OSError as e:
-        os.close(descriptor)
-        raise _refusal(start, path, option, shown, f" cannot be read: {e.strerror}") from None
-    if not stat.S_ISREG(mode):
-        os.close(descriptor)
-        if stat.S_ISDIR(mode):
-            raise _refusal(start, path, option, shown, f" is a directory; {what} must be a file")
-        kind = _FILE_KINDS.get(stat.S_IFMT(mode), "not a regular file")
-        raise _refusal(start, path, option, shown, f" is {kind}, not a regular file; give the path of {what}")
+    descriptor = _openRegular(path, option, what, shown, start)
     with os.fdopen(descriptor, "rb") as f:
         try:
             data = f.read(MAX_FILE_SIZE + 1)
         except OSError as e:
             raise _refusal(start, path, option, shown, f" cannot be read: {e.strerror}") from None
-    if len(data) > MAX_FILE_SIZE:
-        raise _refusal(
-            start,
-            path,
-            option,
-            shown,
-            f" is larger than {MAX_FILE_SIZE // (1024 * 1024)} MiB, too large for {what} "
-            "(certificate and key files are a few KB): is it the right file?",
-        )
+    if len(data) > MAX_FILE_SIZE:  # grown since it was opened
+        raise _tooLarge(start, path, option, shown, what)
     return data
 
 
@@ -151,9 +169,10 @@ _FILE_KINDS = {
 def checkReadableFile(path: str, option: str, what: str) -> None:
     """
     Refuse, as L{_read} would, a path that is not a regular file of a sane
-    size, before a library (OpenSSL's C{load_tmp_dh}) reads it unbounded.
+    size, before a library (OpenSSL's C{load_tmp_dh}) reads it unbounded:
+    by its type and size, without reading it.
     """
-    _read(path, option, what)
+    os.close(_openRegular(path, option, what, None, f"{option}={path!r}"))
 
 
 def readPassphrase(passphrase: Passphrase | None, *, spelled: str = "passphrase=") -> bytes | None:

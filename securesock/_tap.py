@@ -105,14 +105,20 @@ class Options(usage.Options):
                 raise usage.UsageError(f"--workers={workers!r}: give a number of processes or auto") from None
             if not 1 <= self["workers"] <= 256:
                 raise usage.UsageError(f"--workers={workers!r}: give 1..256 or auto")
-        grace = self["grace"]
-        try:
-            self["grace"] = float(grace)
-        except ValueError:
-            raise usage.UsageError(f"--grace={grace!r}: give a number of seconds") from None
-        if not 0 <= self["grace"] <= 86400:  # nan fails too
-            raise usage.UsageError(f"--grace={grace!r}: give 0 (close at once) to 86400 seconds (a day)")
-        self["idle-timeout"] = _idleTimeout(self["idle-timeout"])
+        self["grace"] = _seconds(
+            "grace",
+            self["grace"],
+            86400,
+            "give a number of seconds",
+            "give 0 (close at once) to 86400 seconds (a day)",
+        )
+        self["idle-timeout"] = _seconds(
+            "idle-timeout",
+            self["idle-timeout"],
+            31536000,
+            "give a number of seconds, or 0 (never)",
+            "give 0 (never) or up to 31536000 seconds (a year), such as 300",
+        )
         if self["log-connections"] not in CONNECTION_LOGS:
             raise usage.UsageError(
                 f"--log-connections={self['log-connections']!r}: give one of {', '.join(CONNECTION_LOGS)}"
@@ -170,18 +176,14 @@ def _refuseAppDrivenUpgrade(endpoint: Any, quoted: str) -> None:
         )
 
 
-def _idleTimeout(written: str) -> float:
-    """--idle-timeout: 0 (never) or a number of seconds up to a year."""
+def _seconds(name: str, written: str, most: float, notNumber: str, outOfRange: str) -> float:
+    """A --name of seconds from 0 to C{most}; the two messages say what is accepted."""
     try:
         seconds = float(written)
     except ValueError:
-        raise usage.UsageError(
-            f"--idle-timeout={written!r}: give a number of seconds, or 0 (never)"
-        ) from None
-    if not 0 <= seconds <= 31536000:  # nan fails too
-        raise usage.UsageError(
-            f"--idle-timeout={written!r}: give 0 (never) or up to 31536000 seconds (a year), such as 300"
-        )
+        raise usage.UsageError(f"--{name}={written!r}: {notNumber}") from None
+    if not 0 <= seconds <= most:  # nan fails too
+        raise usage.UsageError(f"--{name}={written!r}: {outOfRange}")
     return seconds
 
 
